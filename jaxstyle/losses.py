@@ -1,0 +1,87 @@
+"""Pure loss functions of Gatys-style transfer (all jit-compatible, per image).
+
+Normalization (so the default weights work across image sizes and layers):
+
+- ``gram(F)`` for features F of shape [H, W, C] is ``F^T F / (H W)``: a spatial average, so it does
+  not grow with the image size.
+- Each style layer compares the Gram matrices relative to the target's scale: the difference is
+  divided by ``rms(A)``, the root mean square of the target Gram ``A``. Each content layer divides
+  the feature difference by ``rms(P)``. With ``mse`` both then reduce to
+  ``mean(d^2)``, which is about 1 for an unrelated image whatever the layer or the image size.
+- Variants (``distance``): ``mse``, ``l1`` (mean |d|), ``huber`` (delta 1), ``smooth_l1`` (beta 0.1).
+- Total variation: the mean squared difference of neighbouring pixels (in [0, 1] units).
+"""
+
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import jax
+import jax.numpy as jnp
+
+DISTANCES = ("mse", "l1", "huber", "smooth_l1")
+HUBER_DELTA = 1.0
+SMOOTH_L1_BETA = 0.1
+_EPS = 1e-8
+
+
+def gram(features: jax.Array, mask: jax.Array | None = None) -> jax.Array:
+    """Gram matrix of [H, W, C] (or [N, H, W, C], batched) features, averaged over positions."""
+    *lead, h, w, c = features.shape
+    flat = features.reshape(*lead, h * w, c)
+    if mask is None:
+        return jnp.einsum("...pi,...pj->...ij", flat, flat) / (h * w)
+    weights = mask.reshape(*lead, h * w, 1)
+    return jnp.einsum("...pi,...pj->...ij", flat * weights, flat) / jnp.maximum(weights.sum(-2, keepdims=True), 1.0)
+
+
+def distance(diff: jax.Array, kind: str = "mse") -> jax.Array:
+    """Mean distance of a (normalized) difference array."""
+    if kind == "mse":
+        return jnp.mean(diff * diff)
+    if kind == "l1":
+        return jnp.mean(jnp.abs(diff))
+    if kind == "huber":
+        a = jnp.abs(diff)
+        return jnp.mean(jnp.where(a <= HUBER_DELTA, 0.5 * diff * diff, HUBER_DELTA * (a - 0.5 * HUBER_DELTA)))
+    if kind == "smooth_l1":
+        a = jnp.abs(diff)
+        return jnp.mean(jnp.where(a < SMOOTH_L1_BETA, 0.5 * diff * diff / SMOOTH_L1_BETA, a - 0.5 * SMOOTH_L1_BETA))
+    raise ValueError(f"unknown distance {kind!r}; choose one of {DISTANCES}")
+
+
+def rms(x: jax.Array) -> jax.Array:
+    return jnp.sqrt(jnp.mean(x * x) + _EPS)
+
+
+def content_loss(features: Mapping[str, jax.Array], targets: Mapping[str, jax.Array],
+                 layers: Sequence[str], kind: str = "mse") -> jax.Array:
+    """Sum over content layers of the normalized distance between features and targets."""
+    total = jnp.float32(0.0)
+    for name in layers:
+        target = targets[name]
+        total = total + distance((features[name] - target) / rms(target), kind)
+    return total
+
+
+def style_loss(features: Mapping[str, jax.Array], target_grams: Mapping[str, jax.Array],
+               layers: Sequence[str], layer_weights: Sequence[float], kind: str = "mse") -> jax.Array:
+    """Weighted sum over style layers of the normalized distance between Gram matrices."""
+    total = jnp.float32(0.0)
+    for name, weight in zip(layers, layer_weights):
+        target = target_grams[name]
+        total = total + weight * distance((gram(features[name]) - target) / rms(target), kind)
+    return total
+
+
+def tv_loss(image: jax.Array) -> jax.Array:
+    """Mean squared difference of vertically and horizontally neighbouring pixels ([H, W, C])."""
+    dy = image[1:, :, :] - image[:-1, :, :]
+    dx = image[:, 1:, :] - image[:, :-1, :]
+    return jnp.mean(dy * dy) + jnp.mean(dx * dx)
+
+
+def range_loss(image: jax.Array) -> jax.Array:
+    """Penalty for pixels outside [0, 1]; keeps unconstrained optimizers near the valid range."""
+    over = jnp.maximum(image - 1.0, 0.0) + jnp.maximum(-image, 0.0)
+    return jnp.mean(over * over)

