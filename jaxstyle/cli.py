@@ -198,6 +198,8 @@ def stylize_main(argv: Sequence[str]) -> int:
         for item in [*inputs, output]:
             if os.path.abspath(item) == os.path.abspath(metrics_path):
                 raise UserError(f"--metrics-json {metrics_path} is the same path as {item}")
+    if config.style_weights is not None and len(config.style_weights) != len(style_paths):
+        raise UserError(f"{len(config.style_weights)} style weights given for {len(style_paths)} style images")
     content = imaging.read_image(content_path)
     styles = [imaging.read_image(p) for p in style_paths]
     if config.init not in ("content", "noise", "style"):
