@@ -56,8 +56,10 @@ def _comma_list(convert):
 
 def add_config_flags(parser: argparse.ArgumentParser) -> None:
     """One flag per StyleConfig field: --content-weight, --style-layers a,b,c, ..."""
-    group = parser.add_argument_group("stylization (StyleConfig)")
+    groups = {None: parser.add_argument_group("stylization (StyleConfig)"),
+              "video": parser.add_argument_group("video (StyleConfig)")}
     for field in dataclasses.fields(StyleConfig):
+        group = groups[field.metadata.get("group")]
         convert, is_seq = _field_type(field)
         flag = field.metadata.get("flag") or "--" + field.name.replace("_", "-")
         kwargs: dict[str, Any] = {"dest": field.name, "default": argparse.SUPPRESS,
@@ -70,7 +72,10 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
             kwargs["choices"] = field.metadata["choices"]
         if "metavar" in field.metadata:
             kwargs["metavar"] = field.metadata["metavar"]
-        kwargs["type"] = _comma_list(convert) if is_seq else convert
+        if convert is bool:
+            kwargs["action"] = "store_true"
+        else:
+            kwargs["type"] = _comma_list(convert) if is_seq else convert
         group.add_argument(flag, **kwargs)
 
 
@@ -87,6 +92,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--output", "-o", metavar="OUT", help="output image (default: outputs/CONTENT_STYLE.png)")
     parser.add_argument("--metrics-json", metavar="PATH", help="write losses, iterations and timings as JSON")
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    video = parser.add_argument_group("video input and output")
+    video.add_argument("--frames-dir", metavar="DIR", help="also write the output frames as PNGs into DIR")
+    video.add_argument("--start", type=float, default=0.0, metavar="SEC", help="process a segment starting here")
+    video.add_argument("--duration", type=float, metavar="SEC", help="length of the segment to process")
+    video.add_argument("--no-audio", action="store_true", help="drop the audio (by default every audio stream is kept)")
+    video.add_argument("--quality", type=int, default=18, metavar="CRF", help="H.264 CRF, lower is better [default: 18]")
+    video.add_argument("--resume", action="store_true", help="continue an interrupted run from its checkpoints")
+    video.add_argument("--work-dir", metavar="DIR", help="where finished frames and checkpoints go (default: beside the output)")
+    video.add_argument("--keep-work", action="store_true", help="keep the work directory after success")
+    video.add_argument("--coordinator", metavar="HOST:PORT", help="multi-host: address of process 0 (jax.distributed)")
+    video.add_argument("--num-processes", type=int, default=1, metavar="N", help="multi-host: number of processes")
+    video.add_argument("--process-id", type=int, default=0, metavar="I", help="multi-host: this process's index")
     add_config_flags(parser)
     return parser
 
@@ -180,7 +197,10 @@ def stylize_main(argv: Sequence[str]) -> int:
     config = StyleConfig(**overrides).resolved()
 
     from . import imaging
+    from .video import VIDEO_EXTENSIONS, is_video
 
+    if is_video(args.content):
+        return video_main(args, config)
     content_path = Path(args.content)
     style_paths = [Path(s) for s in args.style]
     if args.output is None:
@@ -239,6 +259,68 @@ def stylize_main(argv: Sequence[str]) -> int:
     total = final.get("total", [float("nan")])[0]
     log(f"wrote {output} ({w}x{h}) in {metrics['wall_seconds']:.1f} s "
         f"(compile {metrics['compile_seconds']:.1f} s, {metrics['iterations']} iterations, final loss {total:.4g})")
+    return 0
+
+
+def init_distributed(args) -> None:
+    """jax.distributed for multi-host runs: explicit flags, or a detected TPU pod environment."""
+    import jax
+
+    if args.coordinator:
+        if not (0 <= args.process_id < args.num_processes):
+            raise UserError(f"--process-id must be in [0, {args.num_processes})")
+        jax.distributed.initialize(coordinator_address=args.coordinator, num_processes=args.num_processes,
+                                   process_id=args.process_id)
+    elif "," in os.environ.get("TPU_WORKER_HOSTNAMES", ""):
+        jax.distributed.initialize()
+        args.num_processes, args.process_id = jax.process_count(), jax.process_index()
+    elif args.num_processes != 1:
+        raise UserError("--num-processes needs --coordinator HOST:PORT")
+
+
+def video_main(args, config: StyleConfig) -> int:
+    from . import imaging
+    from .video import VIDEO_EXTENSIONS, VideoJob, is_video, stylize_video
+
+    content_path = Path(args.content)
+    style_paths = [Path(s) for s in args.style]
+    output = Path(args.output) if args.output else Path("outputs") / f"{content_path.stem}_{style_paths[0].stem}.mp4"
+    if args.output is None:
+        output.parent.mkdir(exist_ok=True)
+    imaging.check_output_path(output, [content_path, *style_paths], VIDEO_EXTENSIONS)
+    if not content_path.is_file():
+        raise UserError(f"{content_path} does not exist" if not content_path.exists() else f"{content_path} is not a file")
+    for style in style_paths:
+        if is_video(style):
+            from .video_io import probe
+
+            probe(style)
+        else:
+            imaging.read_image(style)
+    if args.frames_dir:
+        Path(args.frames_dir).mkdir(parents=True, exist_ok=True)
+    if args.metrics_json and not Path(args.metrics_json).resolve().parent.is_dir():
+        raise UserError(f"directory of --metrics-json {args.metrics_json} does not exist")
+    init_distributed(args)
+    from .weights import load_network
+
+    network = load_network(config.network, pooling=config.pooling)
+    import jax
+
+    log(f"network: {network.describe()}; devices: {len(jax.local_devices())} x {jax.devices()[0].platform}"
+        f" (process {args.process_id + 1} of {args.num_processes})")
+    job = VideoJob(content_path, style_paths, output, config, frames_dir=Path(args.frames_dir) if args.frames_dir else None,
+                   start=args.start, duration=args.duration, audio=not args.no_audio, quality=args.quality,
+                   resume=args.resume, work_dir=Path(args.work_dir) if args.work_dir else None,
+                   keep_work=args.keep_work, process_id=args.process_id, num_processes=args.num_processes,
+                   progress=not args.quiet)
+    metrics = stylize_video(job, network, log=log)
+    if args.metrics_json and args.process_id == 0:
+        write_json_atomic(args.metrics_json, {**metrics, "content": str(content_path),
+                                              "styles": [str(p) for p in style_paths], "output": str(output)})
+    if args.process_id == 0:
+        log(f"wrote {output}: {metrics['frames']} frames in {metrics['wall_seconds']:.1f} s "
+            f"({metrics['frames_per_second']:.2f} frames/s), stability error {metrics['stability_error']:.4f}")
     return 0
 
 

@@ -73,6 +73,16 @@ class StyleConfig:
     frames_per_device: int = _f(1, "frames (or tiles) optimized at once on each device", metavar="N")
     chunk: int = _f(10, "iterations per compiled chunk (the progress bar updates between chunks)", metavar="N")
 
+    # ---- video (ignored for still images) ----
+    temporal_weight: float = _f(200.0, "video: weight of the temporal loss toward the warped previous output(s)", group="video")
+    video_iterations: int | None = _f(None, "video: iterations for each frame after the first of a lane, which starts from the warped previous output (default: half of --iterations)", metavar="N", group="video")
+    long_term: tuple[int, ...] = _f((1, 2, 4), "video: earlier frames (offsets) that the temporal loss looks at, closest first", metavar="J", group="video")
+    passes: int = _f(1, "video: 2 or more adds parallel refinement passes that pull each frame toward both warped neighbours", metavar="N", group="video")
+    flow: str = _f("dis", "video: optical flow method (OpenCV DIS 'medium' preset, or DeepFlow with opencv-contrib)", choices=("dis", "deepflow", "farneback"), group="video")
+    sequential: bool = _f(False, "video: one frame at a time in order (Ruder et al.), for comparison", group="video")
+    overlap: int = _f(6, "video: frames by which neighbouring lanes overlap and are cross-faded", metavar="N", group="video")
+    style_window: int = _f(5, "video: with a style video, Gram targets are averaged over this many style frames", metavar="N", group="video")
+
     # ------------------------------------------------------------------
     def resolved(self) -> "StyleConfig":
         """A copy with preset values filled in and every field checked; raises UserError."""
@@ -85,6 +95,9 @@ class StyleConfig:
                 values[key] = value
         if values["learning_rate"] is None:
             values["learning_rate"] = DEFAULT_LEARNING_RATES.get(self.optimizer, 0.02)
+        if values["video_iterations"] is None:
+            values["video_iterations"] = max(1, values["iterations"] // 2)
+        values["long_term"] = tuple(sorted(set(values["long_term"])))
         if values["style_layer_weights"] is None:
             n = len(values["style_layers"])
             values["style_layer_weights"] = tuple([1.0 / n] * n)
@@ -115,6 +128,16 @@ class StyleConfig:
             raise UserError(
                 f"{len(self.style_layer_weights)} style layer weights given for {len(self.style_layers)} style layers"
             )
+        if self.passes < 1:
+            raise UserError(f"--passes must be >= 1, not {self.passes}")
+        if self.overlap < 0:
+            raise UserError(f"--overlap must be >= 0, not {self.overlap}")
+        if not self.long_term or min(self.long_term) < 1 or 1 not in self.long_term:
+            raise UserError("--long-term must list positive frame offsets and include 1")
+        if self.temporal_weight < 0:
+            raise UserError(f"--temporal-weight must be >= 0, not {self.temporal_weight}")
+        if self.style_window < 1:
+            raise UserError(f"--style-window must be >= 1, not {self.style_window}")
         if self.learning_rate is not None and not self.learning_rate > 0:
             raise UserError(f"--learning-rate must be > 0, not {self.learning_rate}")
 

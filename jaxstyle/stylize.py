@@ -100,7 +100,8 @@ def _initial(init: str | np.ndarray, contents: np.ndarray, styles: Sequence[np.n
 
 def stylize_frames(contents: np.ndarray, styles: Sequence[np.ndarray], config: StyleConfig | None = None, *,
                    network: Network | None = None, init: str | np.ndarray | None = None,
-                   temporal: Temporal | None = None, progress: bool | Callable[[int, dict], None] = False,
+                   temporal: Temporal | None = None, frame_styles: Sequence[Sequence[np.ndarray]] | None = None,
+                   progress: bool | Callable[[int, dict], None] = False,
                    on_chunk: Callable[[int, int, dict, float], None] | None = None,
                    devices: Sequence[jax.Device] | None = None) -> Result:
     """Stylize a batch of frames [N, H, W, 3] (float32 RGB in [0, 1]) at their own size.
@@ -110,6 +111,8 @@ def stylize_frames(contents: np.ndarray, styles: Sequence[np.ndarray], config: S
     array gives per-frame initial images, e.g. warped previous frames). Returns the images and a
     metrics dict (losses initial / per scale / final, iterations, times, network, devices).
     ``on_chunk(scale_index, iterations, losses, seconds)`` is called between compiled chunks.
+    ``frame_styles`` (style videos): for each frame a list of style images whose Gram matrices are
+    averaged into that frame's style target (``styles`` is then only used for initialization).
     """
     cfg = (config or StyleConfig()).resolved()
     t_start = time.perf_counter()
@@ -174,7 +177,17 @@ def stylize_frames(contents: np.ndarray, styles: Sequence[np.ndarray], config: S
             images = _initial(init_spec, frames_s, styles, cfg.seed)
         else:
             images = imaging.resize(images, h, w)
-        grams = style_grams(network, spec, styles, blend, cfg.style_scale * max(h, w))
+        long_side = cfg.style_scale * max(h, w)
+        grams = style_grams(network, spec, styles, blend, long_side)
+        gram_cache: dict[int, dict[str, jax.Array]] = {}
+
+        def frame_grams(i: int) -> dict[str, jax.Array]:
+            per_image = []
+            for image in frame_styles[i]:
+                if id(image) not in gram_cache:
+                    gram_cache[id(image)] = style_grams(network, spec, [image], [1.0], long_side)
+                per_image.append(gram_cache[id(image)])
+            return {k: sum(g[k] for g in per_image) / len(per_image) for k in spec.style_layers}
         if temporal is not None:
             t_targets = imaging.resize(temporal.targets, h, w)
             t_masks = imaging.resize(temporal.masks[..., None], h, w)[..., 0]
@@ -189,9 +202,14 @@ def stylize_frames(contents: np.ndarray, styles: Sequence[np.ndarray], config: S
             m = sl.stop - sl.start
             problem.mesh = mesh
             content_t = content_features(network, spec, frames_s[sl])
+            if frame_styles is not None:
+                per_frame = [frame_grams(i) for i in range(sl.start, sl.stop)]
+                style_t = {k: jnp.stack([g[k] for g in per_frame]) for k in spec.style_layers}
+            else:
+                style_t = {k: jnp.broadcast_to(v, (m,) + v.shape) for k, v in grams.items()}
             targets = FrameTargets(
                 content=content_t,
-                style={k: jnp.broadcast_to(v, (m,) + v.shape) for k, v in grams.items()},
+                style=style_t,
                 temporal=jnp.asarray(t_targets[sl]), temporal_mask=jnp.asarray(t_masks[sl]),
             )
             x = images[sl]
