@@ -160,6 +160,7 @@ class Problem:
         key = (net.arch, net.pooling, net.preprocessing, self.spec, self.optimizer_name, float(self.learning_rate),
                images.shape, None if self.mesh is None else tuple(d.id for d in self.mesh.devices.flat))
         t0 = time.perf_counter()
+        state = None
         if key not in _COMPILED:
             init, chunk, evaluate = self._fns()
             init_c = jax.jit(init).lower(params, images, targets, weights).compile()
@@ -171,7 +172,9 @@ class Problem:
         else:
             seconds = 0.0
         init_c, chunk_c, eval_c = _COMPILED[key]
-        return init_c(params, images, targets, weights), chunk_c, eval_c, seconds
+        if state is None:
+            state = init_c(params, images, targets, weights)
+        return state, chunk_c, eval_c, seconds
 
 
 def frame_mesh(n_frames: int, frames_per_device: int, devices: Sequence[jax.Device] | None = None):

@@ -1,0 +1,230 @@
+"""Video benchmarks: temporal stability, lane joins, warped-init speed-up, batching and memory.
+
+    python benchmarks/bench_video.py --size 128 --json outputs/bench/video.json
+
+Parts (``--parts``):
+  stability  e_stab of the lane schedule (--frames-per-device lanes) vs per-frame independent
+             stylization and vs --sequential, on ../shared/media/video/realshort.mp4; the largest
+             pair error over the median pair (joins).
+  warm       iterations a warped-init frame needs to reach the first frame's final loss.
+  batch      frames/s with --frames-per-device 8 vs 1 on one CPU device (interleaved rounds, median).
+  memory     peak RSS for 100 vs 400 frames at 64 px (a generated clip, a few iterations per frame).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+MEDIA = ROOT.parent / "shared" / "media"
+CLIP = MEDIA / "video" / "realshort.mp4"
+STYLE = MEDIA / "styles" / "starry_night.jpg"
+
+
+def cli(args: list[str], env=None) -> tuple[float, int]:
+    """Run the CLI in a subprocess; returns (wall seconds, peak RSS in KiB of the child)."""
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, str(ROOT / "cli.py"), *args, "--quiet"], cwd=ROOT,
+                          env=env or os.environ, capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise RuntimeError(proc.stderr)
+    # ru_maxrss of children is the max over all children so far: run the small case first.
+    return wall, max(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, before)
+
+
+def run_video(out_dir: Path, name: str, extra: list[str], size: int) -> dict:
+    out = out_dir / f"{name}.mp4"
+    metrics = out_dir / f"{name}.json"
+    wall, _ = cli([str(CLIP), "--style", str(STYLE), "-o", str(out), "--size", str(size), "--metrics-json",
+                   str(metrics), *extra])
+    data = json.loads(metrics.read_text())
+    data["bench_wall_seconds"] = wall
+    return data
+
+
+def independent_stability(out_dir: Path, size: int, preset: str) -> dict:
+    """Per-frame independent stylization (content init, no temporal term, full preset per frame)."""
+    import jax.numpy as jnp
+    import numpy as np
+
+    import jaxstyle
+    from jaxstyle import flow as flowlib
+    from jaxstyle import imaging, video_io
+    from jaxstyle.stylize import target_size
+
+    info = video_io.probe(CLIP)
+    h, w = target_size(info.height, info.width, size)
+    frames = np.stack(list(video_io.iter_frames(CLIP, info, size=(w, h))))
+    style = imaging.read_image(STYLE)
+    cfg = jaxstyle.StyleConfig(preset=preset, frames_per_device=len(frames))
+    t0 = time.perf_counter()
+    out = jaxstyle.stylize_frames(frames, [style], cfg).images
+    wall = time.perf_counter() - t0
+    out = np.stack([imaging.to_uint8(o) for o in out]).astype(np.float32) / 255.0
+    cache = flowlib.FlowCache(Path(tempfile.mkdtemp()) / "flows")
+    errs = []
+    for t in range(1, len(frames)):
+        fwd, bwd = cache.get(np.stack([frames[t - 1], frames[t]]))
+        warped = flowlib.warp(jnp.asarray(out[t - 1]), jnp.asarray(bwd[0]))
+        mask = flowlib.consistency_mask(jnp.asarray(fwd[0]), jnp.asarray(bwd[0]))
+        errs.append(float(flowlib.temporal_loss(jnp.asarray(out[t]), warped, mask)))
+    errs = np.asarray(errs)
+    iters = cfg.resolved()
+    n_iters = iters.iterations + iters.coarse_iterations * (len(iters.scales(h, w)) - 1)
+    return {"stability_error": float(np.sqrt(errs.mean())), "pair_temporal_errors": errs.tolist(),
+            "iterations_per_frame": n_iters, "wall_seconds": wall}
+
+
+def part_stability(out_dir: Path, size: int, preset: str, fpd: int) -> dict:
+    common = ["--preset", preset]
+    lanes = run_video(out_dir, "lanes", [*common, "--frames-per-device", str(fpd)], size)
+    seq = run_video(out_dir, "sequential", [*common, "--sequential"], size)
+    indep = independent_stability(out_dir, size, preset)
+    res = {
+        "lanes": {k: lanes[k] for k in ("stability_error", "max_pair_over_median", "iterations_per_frame",
+                                        "frames_per_second", "pair_temporal_errors", "lanes")},
+        "sequential": {k: seq[k] for k in ("stability_error", "max_pair_over_median", "iterations_per_frame",
+                                           "frames_per_second", "pair_temporal_errors")},
+        "independent": indep,
+    }
+    res["lanes_over_independent"] = lanes["stability_error"] / indep["stability_error"]
+    res["lanes_over_sequential"] = lanes["stability_error"] / seq["stability_error"]
+    print(f"e_stab: lanes {lanes['stability_error']:.4f} | sequential {seq['stability_error']:.4f} | "
+          f"independent {indep['stability_error']:.4f}")
+    print(f"  lanes/independent = {res['lanes_over_independent']:.3f} (target <= 0.35); "
+          f"lanes/sequential = {res['lanes_over_sequential']:.3f} (target <= 1.15); "
+          f"max pair / median pair: lanes {lanes['max_pair_over_median']:.2f}, "
+          f"sequential {seq['max_pair_over_median']:.2f} (target <= 2)")
+    return res
+
+
+def part_warm(size: int, iterations: int) -> dict:
+    """Frame 0 from the content (single scale) vs frame 1 from frame 0's output warped."""
+    import jax.numpy as jnp
+    import numpy as np
+
+    import jaxstyle
+    from jaxstyle import flow as flowlib
+    from jaxstyle import imaging, video_io
+    from jaxstyle.stylize import Temporal, target_size
+
+    info = video_io.probe(CLIP)
+    h, w = target_size(info.height, info.width, size)
+    frames = list(video_io.iter_frames(CLIP, info, size=(w, h), duration=float(3 / info.fps)))
+    style = imaging.read_image(STYLE)
+    cfg = jaxstyle.StyleConfig(start_size=0, iterations=iterations, chunk=5)
+    net = jaxstyle.load_network(cfg.network)
+
+    def trace_of(run_kwargs, frame):
+        trace = []
+        res = jaxstyle.stylize_frames(frame[None], [style], cfg, network=net,
+                                      on_chunk=lambda s, it, losses, sec: trace.append(
+                                          (it, float(losses["total"][0] - cfg.temporal_weight * losses["temporal"][0]
+                                                     * 0 - losses["temporal"][0] * run_kwargs.get("tw", 0.0)))),
+                                      **run_kwargs.get("kw", {}))
+        return res, trace
+
+    first, trace0 = trace_of({}, frames[0])
+    final0 = trace0[-1][1]
+    out0 = imaging.to_uint8(first.images[0]).astype(np.float32) / 255.0
+    fwd, bwd = flowlib.compute_flows(np.stack([frames[0], frames[1]]))
+    warped = np.asarray(flowlib.warp(jnp.asarray(out0), jnp.asarray(bwd[0])))
+    mask = np.asarray(flowlib.consistency_mask(jnp.asarray(fwd[0]), jnp.asarray(bwd[0])))
+    tw = cfg.temporal_weight
+    second, trace1 = trace_of({"tw": tw, "kw": {"init": warped[None],
+                                                "temporal": Temporal(warped[None], mask[None], tw)}}, frames[1])
+    reach = next((it for it, loss in trace1 if loss <= final0), None)
+    res = {"first_frame_final_loss": final0, "first_frame_iterations": iterations, "trace_first": trace0,
+           "trace_warped": trace1, "warped_iterations_to_reach": reach,
+           "fraction": None if reach is None else reach / iterations}
+    print(f"warm start: frame 0 reaches {final0:.4f} in {iterations} iterations; the warped-init frame 1 "
+          f"(loss without its temporal term) reaches it after {reach} iterations "
+          f"({'never' if reach is None else f'{100 * reach / iterations:.0f}%'}; target <= 40%)")
+    return res
+
+
+def part_batch(out_dir: Path, size: int, rounds: int) -> dict:
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1")
+    times = {1: [], 8: []}
+    common = ["--preset", "fast", "--iterations", "10", "--coarse-iterations", "10", "--video-iterations", "10",
+              "--duration", str(16 / 30.02)]
+    for r in range(rounds):
+        for fpd in ((1, 8) if r % 2 == 0 else (8, 1)):
+            out = out_dir / f"batch_{fpd}.mp4"
+            metrics = out_dir / f"batch_{fpd}.json"
+            cli([str(CLIP), "--style", str(STYLE), "-o", str(out), "--size", str(size),
+                 "--frames-per-device", str(fpd), "--metrics-json", str(metrics), *common], env=env)
+            data = json.loads(metrics.read_text())
+            times[fpd].append(data["frames_per_second"])
+    med = {k: statistics.median(v) for k, v in times.items()}
+    print(f"frames/s on one CPU device: --frames-per-device 8: {med[8]:.3f}, 1: {med[1]:.3f}, "
+          f"ratio {med[8] / med[1]:.2f} (target >= 1.0; medians of {rounds} interleaved rounds)")
+    return {"frames_per_second": times, "median": med, "ratio_8_over_1": med[8] / med[1]}
+
+
+def make_clip(path: Path, frames: int, size: tuple[int, int] = (64, 48)) -> None:
+    from jaxstyle.video_io import ffmpeg_exe
+
+    subprocess.run([ffmpeg_exe(), "-y", "-loglevel", "error", "-f", "lavfi", "-i",
+                    f"testsrc2=size={size[0]}x{size[1]}:rate=25", "-f", "lavfi", "-i", "sine=frequency=440",
+                    "-frames:v", str(frames), "-t", str(frames / 25), "-c:v", "libx264", "-pix_fmt", "yuv420p",
+                    "-c:a", "aac", str(path)], check=True)
+
+
+def part_memory(out_dir: Path) -> dict:
+    res = {}
+    common = ["--start-size", "0", "--iterations", "2", "--video-iterations", "2", "--chunk", "2",
+              "--frames-per-device", "8", "--long-term", "1"]
+    for n in (100, 400):  # small first: RUSAGE_CHILDREN keeps the maximum over children
+        clip = out_dir / f"clip_{n}.mp4"
+        make_clip(clip, n)
+        wall, rss = cli([str(clip), "--style", str(STYLE), "-o", str(out_dir / f"mem_{n}.mp4"), *common])
+        res[n] = {"wall_seconds": wall, "peak_rss_mib": rss / 1024}
+        print(f"{n} frames at 64x48: peak RSS {rss / 1024:.0f} MiB, {wall:.1f} s")
+    res["ratio_400_over_100"] = res[400]["peak_rss_mib"] / res[100]["peak_rss_mib"]
+    print(f"peak memory 400 vs 100 frames: {res['ratio_400_over_100']:.3f}x")
+    return res
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--size", type=int, default=128)
+    parser.add_argument("--preset", default="fast")
+    parser.add_argument("--frames-per-device", type=int, default=4)
+    parser.add_argument("--warm-iterations", type=int, default=100)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--parts", default="stability,warm,batch,memory")
+    parser.add_argument("--json", default=str(ROOT / "outputs" / "bench" / "video.json"))
+    args = parser.parse_args()
+    out_dir = Path(args.json).resolve().parent / "video"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    results = {"args": vars(args)}
+    parts = args.parts.split(",")
+    if "stability" in parts:
+        results["stability"] = part_stability(out_dir, args.size, args.preset, args.frames_per_device)
+    if "warm" in parts:
+        results["warm"] = part_warm(args.size, args.warm_iterations)
+    if "batch" in parts:
+        results["batch"] = part_batch(out_dir, args.size, args.rounds)
+    if "memory" in parts:
+        results["memory"] = part_memory(out_dir)
+    Path(args.json).write_text(json.dumps(results, indent=1, default=str))
+    print(f"wrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()
