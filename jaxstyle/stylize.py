@@ -7,7 +7,9 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
@@ -59,19 +61,39 @@ def _features_fn(network: Network, layers: tuple[str, ...]) -> Callable:
     return _FEATURE_FNS[key]
 
 
+_GRAM_CACHE: "OrderedDict[tuple, dict[str, jax.Array]]" = OrderedDict()
+_GRAM_CACHE_SIZE = 512
+
+
+def _image_grams(network: Network, layers: tuple[str, ...], image: np.ndarray, long_side: int) -> dict[str, jax.Array]:
+    """Gram matrices of one style image at a long side, cached by the image's bytes (video steps and
+    style-video windows ask for the same ones again and again)."""
+    image = np.ascontiguousarray(image, np.float32)
+    key = (network.arch, network.pooling, network.preprocessing, id(network.params), layers, image.shape,
+           hashlib.sha1(image.data).hexdigest(), int(round(long_side)))
+    if key in _GRAM_CACHE:
+        _GRAM_CACHE.move_to_end(key)
+        return _GRAM_CACHE[key]
+    h, w = scaled_size(image.shape[0], image.shape[1], max(MIN_SIDE, int(round(long_side))))
+    if min(h, w) < MIN_SIDE:  # every style layer needs at least one position after 4 poolings
+        grow = MIN_SIDE / min(h, w)
+        h, w = max(MIN_SIDE, int(round(h * grow))), max(MIN_SIDE, int(round(w * grow)))
+    feats = _features_fn(network, layers)(network.params, jnp.asarray(imaging.resize(image, h, w))[None])
+    grams = {name: gram(feats[name][0]) for name in layers}
+    _GRAM_CACHE[key] = grams
+    if len(_GRAM_CACHE) > _GRAM_CACHE_SIZE:
+        _GRAM_CACHE.popitem(last=False)
+    return grams
+
+
 def style_grams(network: Network, spec: LossSpec, styles: Sequence[np.ndarray], blend: Sequence[float],
                 long_side: int) -> dict[str, jax.Array]:
     """Blended target Gram matrices of the style images at a given long side."""
-    fn = _features_fn(network, spec.style_layers)
     total: dict[str, jax.Array] = {}
     for image, weight in zip(styles, blend):
-        h, w = scaled_size(image.shape[0], image.shape[1], max(MIN_SIDE, int(round(long_side))))
-        if min(h, w) < MIN_SIDE:  # every style layer needs at least one position after 4 poolings
-            grow = MIN_SIDE / min(h, w)
-            h, w = max(MIN_SIDE, int(round(h * grow))), max(MIN_SIDE, int(round(w * grow)))
-        feats = fn(network.params, jnp.asarray(imaging.resize(image, h, w))[None])
+        grams = _image_grams(network, tuple(spec.style_layers), image, long_side)
         for name in spec.style_layers:
-            g = gram(feats[name][0]) * weight
+            g = grams[name] * weight
             total[name] = total[name] + g if name in total else g
     return total
 
@@ -179,14 +201,9 @@ def stylize_frames(contents: np.ndarray, styles: Sequence[np.ndarray], config: S
             images = imaging.resize(images, h, w)
         long_side = cfg.style_scale * max(h, w)
         grams = style_grams(network, spec, styles, blend, long_side)
-        gram_cache: dict[int, dict[str, jax.Array]] = {}
 
         def frame_grams(i: int) -> dict[str, jax.Array]:
-            per_image = []
-            for image in frame_styles[i]:
-                if id(image) not in gram_cache:
-                    gram_cache[id(image)] = style_grams(network, spec, [image], [1.0], long_side)
-                per_image.append(gram_cache[id(image)])
+            per_image = [_image_grams(network, tuple(spec.style_layers), image, long_side) for image in frame_styles[i]]
             return {k: sum(g[k] for g in per_image) / len(per_image) for k in spec.style_layers}
         if temporal is not None:
             t_targets = imaging.resize(temporal.targets, h, w)

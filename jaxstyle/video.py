@@ -56,11 +56,13 @@ from .errors import UserError
 from .stylize import Temporal, stylize_frames, target_size
 from .vgg import Network
 
-VIDEO_EXTENSIONS = (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".gif")
+VIDEO_EXTENSIONS = (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".gif")  # outputs (and inputs)
+INPUT_VIDEO_EXTENSIONS = VIDEO_EXTENSIONS + (".y4m", ".ts", ".m2ts", ".mpg", ".mpeg", ".flv", ".wmv", ".3gp", ".ogv")
+MIN_LANE_FRAMES = 4  # shorter lanes would leave most frames without a temporal loss
 
 
 def is_video(path: str | os.PathLike) -> bool:
-    return Path(path).suffix.lower() in VIDEO_EXTENSIONS
+    return Path(path).suffix.lower() in INPUT_VIDEO_EXTENSIONS
 
 
 @dataclass
@@ -76,8 +78,11 @@ class Lane:
 
 
 def plan_lanes(n_frames: int, n_lanes: int, overlap: int) -> list[Lane]:
-    """Contiguous segments, one per lane, each but the first starting ``overlap`` frames early."""
-    n_lanes = max(1, min(n_lanes, n_frames))
+    """Contiguous segments, one per lane, each but the first starting ``overlap`` frames early.
+
+    Lanes hold at least ``MIN_LANE_FRAMES`` frames (so a short clip gets fewer lanes than asked).
+    """
+    n_lanes = max(1, min(n_lanes, n_frames // MIN_LANE_FRAMES))
     size = math.ceil(n_frames / n_lanes)
     n_lanes = math.ceil(n_frames / size)
     ov = min(overlap, size // 2)
@@ -228,18 +233,31 @@ class VideoStylizer:
                 raise UserError(f"cannot resume: {self.work} belongs to a run with other inputs or settings")
             return
         if self.job.process_id == 0:
+            if self.work.exists() and not manifest.is_file() and any(self.work.iterdir()):
+                raise UserError(f"work directory {self.work} is not empty and is not a jaxstyle work directory; "
+                                "choose another --work-dir")
             if self.work.exists() and not self.job.resume:
-                shutil.rmtree(self.work)
+                self.remove_work()
             (self.work / "frames").mkdir(parents=True, exist_ok=True)
             tmp = manifest.with_suffix(".tmp")
             tmp.write_text(json.dumps(fp, indent=1))
             os.replace(tmp, manifest)
-        else:
+        else:  # wait until process 0 has prepared the work directory for these very settings
             deadline = time.time() + 600
-            while not manifest.is_file():
+            while True:
+                try:
+                    if json.loads(manifest.read_text()) == fp:
+                        break
+                except (OSError, ValueError):
+                    pass
                 if time.time() > deadline:
-                    raise UserError(f"process 0 never created {manifest}")
+                    raise UserError(f"process 0 never prepared {self.work} for these settings")
                 time.sleep(0.2)
+
+    def remove_work(self) -> None:
+        """Delete the work directory, which holds only what this engine wrote (it has our manifest)."""
+        if (self.work / "manifest.json").is_file():
+            shutil.rmtree(self.work, ignore_errors=True)
 
     def frame_path(self, t: int, lane: int, pass_index: int = 1) -> Path:
         folder = "frames" if pass_index == 1 else f"pass{pass_index}"
@@ -258,11 +276,55 @@ class VideoStylizer:
 
         return np.asarray(iio.imread(path))
 
-    def _checkpointer(self):
-        import orbax.checkpoint as ocp
+    def save_checkpoint(self, step: int, tree: dict) -> None:
+        """Checkpoint the lanes' histories after ``step``.
 
-        options = ocp.CheckpointManagerOptions(max_to_keep=2, create=True)
-        return ocp.CheckpointManager((self.work / f"ckpt_p{self.job.process_id}").resolve(), options=options)
+        One process: an Orbax CheckpointManager (the last two steps kept). Several processes: each
+        process writes its own atomically replaced ``.npz``, because Orbax's managers synchronize
+        every process on each save and restore, which does not fit processes that run their lanes
+        independently and may resume separately.
+        """
+        if self.job.num_processes == 1:
+            self._manager().save(step, args=_standard_save(tree))
+            self._manager().wait_until_finished()
+            return
+        flat = {"step": np.int64(step)}
+        for lane, data in tree.items():
+            for t, image in data["outputs"].items():
+                flat[f"{lane}/{t}"] = image
+        path = self.work / f"ckpt_p{self.job.process_id}.npz"
+        tmp = path.with_name(f".{path.name}.tmp.npz")
+        np.savez(tmp, **flat)
+        os.replace(tmp, path)
+
+    def load_checkpoint(self) -> tuple[int, dict] | None:
+        if self.job.num_processes == 1:
+            manager = self._manager()
+            last = manager.latest_step()
+            if last is None:
+                return None
+            import orbax.checkpoint as ocp
+
+            return last, manager.restore(last, args=ocp.args.StandardRestore())
+        path = self.work / f"ckpt_p{self.job.process_id}.npz"
+        if not path.is_file():
+            return None
+        tree: dict = {}
+        with np.load(path) as data:
+            step = int(data["step"])
+            for key in data.files:
+                if key != "step":
+                    lane, t = key.split("/")
+                    tree.setdefault(lane, {"outputs": {}})["outputs"][t] = data[key]
+        return step, tree
+
+    def _manager(self):
+        if getattr(self, "_orbax", None) is None:
+            import orbax.checkpoint as ocp
+
+            options = ocp.CheckpointManagerOptions(max_to_keep=2, create=True)
+            self._orbax = ocp.CheckpointManager((self.work / "ckpt").resolve(), options=options)
+        return self._orbax
 
     # ---- pass 1: lanes --------------------------------------------------------------------------
     def temporal_inputs(self, t: int, contents: dict[int, np.ndarray], outputs: dict[int, np.ndarray]):
@@ -284,20 +346,20 @@ class VideoStylizer:
         cfg, lanes = self.cfg, self.my_lanes
         history = max(cfg.long_term)
         steps = max(lane.length for lane in self.lanes)
-        manager = self._checkpointer()
         start_step = 0
         contents: list[dict[int, np.ndarray]] = [dict() for _ in lanes]
         outputs: list[dict[int, np.ndarray]] = [dict() for _ in lanes]
-        if self.job.resume and manager.latest_step() is not None:
-            import orbax.checkpoint as ocp
-
-            last = manager.latest_step()
-            state = manager.restore(last, args=ocp.args.StandardRestore())
-            for i in range(len(lanes)):
-                for key, value in state[f"lane{i}"]["contents"].items():
-                    contents[i][int(key)] = np.asarray(value)
-                for key, value in state[f"lane{i}"]["outputs"].items():
+        restored = self.load_checkpoint() if self.job.resume else None
+        if restored is not None:
+            last, state = restored
+            for i, lane in enumerate(lanes):
+                for key, value in state.get(f"lane{i}", {"outputs": {}})["outputs"].items():
                     outputs[i][int(key)] = np.asarray(value)
+                if outputs[i]:  # the contents of the history are decoded again, not stored
+                    first = min(outputs[i])
+                    last_t = max(outputs[i])
+                    for t, frame in zip(range(first, last_t + 1), self.reader(first, last_t + 1 - first)):
+                        contents[i][t] = frame
             start_step = last + 1
             self.log(f"resuming at step {start_step} of {steps}")
         readers = [self.reader(lane.start + start_step, lane.length - start_step)
@@ -355,17 +417,15 @@ class VideoStylizer:
                     for old in [x for x in outputs[i] if x <= t - history]:
                         outputs[i].pop(old)
                         contents[i].pop(old, None)
-            manager.save(k, args=_standard_save({
-                f"lane{i}": {"contents": {str(t): v for t, v in contents[i].items()},
-                             "outputs": {str(t): v for t, v in outputs[i].items()}}
-                for i in range(len(lanes))}))
-            manager.wait_until_finished()
+            self.save_checkpoint(k, {f"lane{i}": {"outputs": {str(t): v for t, v in outputs[i].items()}}
+                                     for i in range(len(lanes))})
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(frames_per_s=f"{(k + 1 - start_step) * len(lanes) / (time.perf_counter() - t0):.2f}")
         if bar is not None:
             bar.close()
-        manager.close()
+        if getattr(self, "_orbax", None) is not None:
+            self._orbax.close()
         stats["lane_seconds"] = time.perf_counter() - t0
         return stats
 
@@ -473,7 +533,8 @@ class VideoStylizer:
         self.log(f"video {self.info.width}x{self.info.height} @ {float(self.fps):.3f} fps, {self.n_frames} frames "
                  f"-> working size {self.width}x{self.height}; {len(self.lanes)} lane(s) "
                  f"({len(self.my_lanes)} here), {max(lane.length for lane in self.lanes)} steps")
-        stats = self.run_lanes()
+        stats = self.run_lanes() if self.my_lanes else {"iterations_first": 0, "iterations_later": 0, "steps": 0,
+                                                         "compile_seconds": 0.0}
         self.barrier("pass1")
         for p in range(2, self.cfg.passes + 1):
             self.refine(p)
@@ -482,7 +543,7 @@ class VideoStylizer:
         if self.job.process_id == 0:
             metrics.update(self.assemble(self.cfg.passes))
             if not self.job.keep_work:
-                shutil.rmtree(self.work, ignore_errors=True)
+                self.remove_work()
         wall = time.perf_counter() - t0
         metrics.update({
             "frames": self.n_frames, "fps": str(self.fps), "work_size": [self.height, self.width],
