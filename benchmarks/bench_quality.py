@@ -95,7 +95,7 @@ def jax_loss_of(network, spec, weights, content: np.ndarray, style: np.ndarray, 
     grams = style_grams(network, spec, [style], [1.0], max(h, w))
     feats = content_features(network, spec, content[None])
     targets = FrameTargets({k: v[0] for k, v in feats.items()}, grams, jnp.zeros((h, w, 3)), jnp.zeros((h, w)))
-    parts = loss_parts(network, spec, network.params, jnp.asarray(image), targets, weights)
+    parts = loss_parts(network, spec, network.variables, jnp.asarray(image), targets, weights)
     return {k: float(v) for k, v in parts.items()}
 
 

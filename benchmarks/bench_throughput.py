@@ -57,7 +57,7 @@ class JaxContender:
     def __init__(self, network, spec, weights, optimizer: str, lr: float, frames: np.ndarray, style: np.ndarray):
         self.problem = Problem(network, spec, optimizer, lr, weights)
         self.optimizer = optimizer
-        self.params = network.params
+        self.params = network.variables
         self.weights = weights
         self.images = jnp.asarray(frames)
         self.targets = common.jax_targets(network, spec, frames, style)

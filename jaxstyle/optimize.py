@@ -81,7 +81,9 @@ def make_optimizer(name: str, learning_rate: float):
 def loss_parts(network: Network, spec: LossSpec, net_params, image: jax.Array, targets: FrameTargets,
                weights: Weights) -> dict[str, jax.Array]:
     """Loss terms of ONE frame ([H, W, 3]; targets without the frame axis)."""
-    feats = network.module.apply({"params": net_params}, image[None], spec.layers)
+    # net_params: ``network.variables`` (weights and flipped kernels), or just the weights dict
+    variables = net_params if "params" in net_params else {"params": net_params}
+    feats = network.module.apply(variables, image[None], spec.layers)
     feats = {k: v[0] for k, v in feats.items()}
     content = losses.content_loss(feats, targets.content, spec.content_layers, spec.distance)
     style = losses.style_loss(feats, targets.style, spec.style_layers, spec.style_layer_weights, spec.distance)
@@ -231,7 +233,7 @@ def run_scale(problem: Problem, images: np.ndarray | jax.Array, targets: FrameTa
         targets = jax.tree.map(lambda a: jnp.concatenate([a, jnp.repeat(a[-1:], pad, axis=0)]), targets)
     images = shard_frames(images, mesh)
     targets = shard_frames(targets, mesh)
-    params = replicate(problem.network.params, mesh)
+    params = replicate(problem.network.variables, mesh)
     weights = replicate(problem.weights, mesh)
     state, chunk_c, eval_c, compile_seconds = problem.compiled(params, images, targets, weights)
 

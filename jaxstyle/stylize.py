@@ -57,7 +57,7 @@ def _features_fn(network: Network, layers: tuple[str, ...]) -> Callable:
     key = (id(network.module), network.arch, network.pooling, network.preprocessing, layers)
     if key not in _FEATURE_FNS:
         module = network.module
-        _FEATURE_FNS[key] = jax.jit(lambda params, x: module.apply({"params": params}, x, layers))
+        _FEATURE_FNS[key] = jax.jit(lambda variables, x: module.apply(variables, x, layers))
     return _FEATURE_FNS[key]
 
 
@@ -78,7 +78,7 @@ def _image_grams(network: Network, layers: tuple[str, ...], image: np.ndarray, l
     if min(h, w) < MIN_SIDE:  # every style layer needs at least one position after 4 poolings
         grow = MIN_SIDE / min(h, w)
         h, w = max(MIN_SIDE, int(round(h * grow))), max(MIN_SIDE, int(round(w * grow)))
-    feats = _features_fn(network, layers)(network.params, jnp.asarray(imaging.resize(image, h, w))[None])
+    feats = _features_fn(network, layers)(network.variables, jnp.asarray(imaging.resize(image, h, w))[None])
     grams = {name: gram(feats[name][0]) for name in layers}
     _GRAM_CACHE[key] = grams
     if len(_GRAM_CACHE) > _GRAM_CACHE_SIZE:
@@ -100,7 +100,7 @@ def style_grams(network: Network, spec: LossSpec, styles: Sequence[np.ndarray], 
 
 def content_features(network: Network, spec: LossSpec, frames: np.ndarray) -> dict[str, jax.Array]:
     fn = _features_fn(network, spec.content_layers)
-    return dict(fn(network.params, jnp.asarray(frames)))
+    return dict(fn(network.variables, jnp.asarray(frames)))
 
 
 def _initial(init: str | np.ndarray, contents: np.ndarray, styles: Sequence[np.ndarray], seed: int) -> np.ndarray:

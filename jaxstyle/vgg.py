@@ -86,6 +86,30 @@ def _conv3x3_bwd(kernel, g):
 conv3x3.defvjp(_conv3x3_fwd, _conv3x3_bwd)
 
 
+def flip_kernel(kernel: jax.Array) -> jax.Array:
+    """The kernel of the input-gradient convolution: spatially flipped, in and out swapped (HWIO)."""
+    return jnp.flip(kernel, (0, 1)).swapaxes(2, 3)
+
+
+@jax.custom_vjp
+def conv3x3_flipped(x: jax.Array, kernel: jax.Array, flipped: jax.Array) -> jax.Array:
+    """:func:`conv3x3` with the flipped kernel precomputed once (a loop-invariant argument), so the
+    backward pass does not transpose every kernel again on each iteration."""
+    return _conv(x, kernel)
+
+
+def _conv3x3_flipped_fwd(x, kernel, flipped):
+    return _conv(x, kernel), (kernel, flipped)
+
+
+def _conv3x3_flipped_bwd(residuals, g):
+    kernel, flipped = residuals
+    return _conv(g, flipped), jnp.zeros_like(kernel), jnp.zeros_like(flipped)
+
+
+conv3x3_flipped.defvjp(_conv3x3_flipped_fwd, _conv3x3_flipped_bwd)
+
+
 class Conv3x3(nn.Module):
     features: int
 
@@ -93,6 +117,8 @@ class Conv3x3(nn.Module):
     def __call__(self, x: jax.Array) -> jax.Array:
         kernel = self.param("kernel", nn.initializers.he_normal(), (3, 3, x.shape[-1], self.features))
         bias = self.param("bias", nn.initializers.zeros, (self.features,))
+        if self.has_variable("flipped", "kernel"):
+            return conv3x3_flipped(x, kernel, self.get_variable("flipped", "kernel")) + bias
         return conv3x3(x, kernel) + bias
 
 
@@ -160,6 +186,9 @@ class Network:
     def __post_init__(self) -> None:
         self.module = VGGFeatures(self.arch, self.pooling, self.preprocessing)
         self.params = {k: {kk: jnp.asarray(vv, jnp.float32) for kk, vv in v.items()} for k, v in self.params.items()}
+        flipped = {k: {"kernel": flip_kernel(v["kernel"])} for k, v in self.params.items()}
+        # Everything ``module.apply`` takes: the weights and their precomputed flipped kernels.
+        self.variables = {"params": self.params, "flipped": flipped}
 
     @property
     def name(self) -> str:
@@ -172,7 +201,7 @@ class Network:
         images = jnp.asarray(images, jnp.float32)
         if images.ndim == 3:
             images = images[None]
-        return self.module.apply({"params": self.params}, images, tuple(layers))
+        return self.module.apply(self.variables, images, tuple(layers))
 
     def describe(self) -> str:
         return f"{self.arch} ({self.source or 'unknown source'}, {self.pooling} pooling)"
