@@ -33,17 +33,17 @@ STYLE = MEDIA / "styles" / "starry_night.jpg"
 
 def cli(args: list[str], env=None) -> tuple[float, int]:
     """Run the CLI in a subprocess; returns (wall seconds, peak RSS in KiB of the child)."""
-    import resource
-
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, str(ROOT / "cli.py"), *args, "--quiet"], cwd=ROOT,
-                          env=env or os.environ, capture_output=True, text=True)
-    wall = time.perf_counter() - t0
-    if proc.returncode != 0:
-        raise RuntimeError(proc.stderr)
-    # ru_maxrss of children is the max over all children so far: run the small case first.
-    return wall, max(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, before)
+    with tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen([sys.executable, str(ROOT / "cli.py"), *args, "--quiet"], cwd=ROOT,
+                                env=env or os.environ, stdout=subprocess.DEVNULL, stderr=err)
+        _, status, usage = os.wait4(proc.pid, 0)  # this child's own peak RSS
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        wall = time.perf_counter() - t0
+        if proc.returncode != 0:
+            err.seek(0)
+            raise RuntimeError(err.read().decode())
+    return wall, usage.ru_maxrss
 
 
 def run_video(out_dir: Path, name: str, extra: list[str], size: int) -> dict:

@@ -80,7 +80,7 @@ class StyleConfig:
     passes: int = _f(1, "video: 2 or more adds parallel refinement passes that pull each frame toward both warped neighbours", metavar="N", group="video")
     flow: str = _f("dis", "video: optical flow method (OpenCV DIS 'medium' preset, or DeepFlow with opencv-contrib)", choices=("dis", "deepflow", "farneback"), group="video")
     sequential: bool = _f(False, "video: one frame at a time in order (Ruder et al.), for comparison", group="video")
-    overlap: int = _f(6, "video: frames by which neighbouring lanes overlap and are cross-faded", metavar="N", group="video")
+    overlap: int = _f(8, "video: frames by which neighbouring lanes overlap and are cross-faded (at most a lane's length - 1)", metavar="N", group="video")
     style_window: int = _f(5, "video: with a style video, Gram targets are averaged over this many style frames", metavar="N", group="video")
 
     # ------------------------------------------------------------------

@@ -85,7 +85,7 @@ def plan_lanes(n_frames: int, n_lanes: int, overlap: int) -> list[Lane]:
     n_lanes = max(1, min(n_lanes, n_frames // MIN_LANE_FRAMES))
     size = math.ceil(n_frames / n_lanes)
     n_lanes = math.ceil(n_frames / size)
-    ov = min(overlap, size // 2)
+    ov = min(overlap, size - 1)
     lanes = []
     for i in range(n_lanes):
         core = i * size

@@ -242,11 +242,11 @@ def test_plan_lanes_cover_every_frame(n_frames, n_lanes, overlap):
     owned = [t for lane in lanes for t in range(lane.core_start, lane.stop)]
     assert owned == list(range(n_frames))
     size = lanes[0].length
-    expected = min(overlap, size // 2)
+    expected = min(overlap, size - 1)
     for lane in lanes:
         assert 0 <= lane.start <= lane.core_start < lane.stop <= n_frames
         assert lane.length <= size + expected
-    # Every lane but the first warms up by the same overlap: min(overlap, half a segment).
+    # Every lane but the first warms up by the same overlap: min(overlap, a segment - 1).
     assert all(lane.core_start - lane.start == expected for lane in lanes[1:])
     # Each frame belongs to one lane, or to two neighbours in the later one's warm-up, where the
     # cross-fade weight of the later lane rises strictly inside (0, 1).
@@ -264,7 +264,7 @@ def test_plan_lanes_cover_every_frame(n_frames, n_lanes, overlap):
 
 def test_plan_lanes_examples():
     lanes = plan_lanes(16, 4, 6)
-    assert [(lane.start, lane.core_start, lane.stop) for lane in lanes] == [(0, 0, 4), (2, 4, 8), (6, 8, 12), (10, 12, 16)]
+    assert [(lane.start, lane.core_start, lane.stop) for lane in lanes] == [(0, 0, 4), (1, 4, 8), (5, 8, 12), (9, 12, 16)]
     assert len(plan_lanes(8, 4, 6)) == 2  # lanes keep at least MIN_LANE_FRAMES frames
     lanes = plan_lanes(12, 2, 3)
     assert [(lane.start, lane.core_start, lane.stop) for lane in lanes] == [(0, 0, 6), (3, 6, 12)]
@@ -300,12 +300,12 @@ def test_sharded_equals_unsharded(clip8, style, tmp_path, vgg16):
     m = {name: json.loads((tmp_path / f"{name}.json").read_text()) for name in runs}
     assert m["sharded"]["devices"] == 2 and m["single"]["devices"] == 1
     assert m["sharded"]["lanes"] == m["single"]["lanes"]
-    # 2 lanes of 4 frames, the second starting 2 frames early (overlap = half a segment)
-    assert [(x["start"], x["core_start"], x["stop"]) for x in m["single"]["lanes"]] == [(0, 0, 4), (2, 4, 8)]
-    assert m["single"]["steps"] == 6
+    # 2 lanes of 4 frames, the second starting 3 frames early (overlap = a segment - 1)
+    assert [(x["start"], x["core_start"], x["stop"]) for x in m["single"]["lanes"]] == [(0, 0, 4), (1, 4, 8)]
+    assert m["single"]["steps"] == 7
     # Per-lane frames in the work dirs (overlap frames of both lanes included), then the output frames.
     work = {name: pngs(tmp_path / f"work_{name}" / "frames") for name in runs}
-    assert len(work["single"]) == 8 + 2
+    assert len(work["single"]) == 8 + 3
     diff_work = max_level_diff(work["sharded"], work["single"])
     final = {name: pngs(tmp_path / f"frames_{name}") for name in runs}
     assert len(final["single"]) == 8
