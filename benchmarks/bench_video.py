@@ -168,23 +168,29 @@ def part_warm(size: int, iterations: int) -> dict:
     return res
 
 
-def part_batch(out_dir: Path, size: int, rounds: int) -> dict:
+def part_batch(out_dir: Path, size: int, rounds: int, frames: int) -> dict:
+    """--frames-per-device 8 vs 1 on one device. ``frames`` > 36 uses a generated clip of that length."""
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1")
     times = {1: [], 8: []}
-    common = ["--preset", "fast", "--iterations", "10", "--coarse-iterations", "10", "--video-iterations", "10",
-              "--duration", str(16 / 30.02)]
+    common = ["--preset", "fast", "--iterations", "10", "--coarse-iterations", "10", "--video-iterations", "10"]
+    clip = CLIP
+    if frames > 36:
+        clip = out_dir / f"batch_clip_{frames}.mp4"
+        make_clip(clip, frames)
+    else:
+        common += ["--duration", str(frames / 30.02)]
     for r in range(rounds):
         for fpd in ((1, 8) if r % 2 == 0 else (8, 1)):
             out = out_dir / f"batch_{fpd}.mp4"
             metrics = out_dir / f"batch_{fpd}.json"
-            cli([str(CLIP), "--style", str(STYLE), "-o", str(out), "--size", str(size),
+            cli([str(clip), "--style", str(STYLE), "-o", str(out), "--size", str(size),
                  "--frames-per-device", str(fpd), "--metrics-json", str(metrics), *common], env=env)
             data = json.loads(metrics.read_text())
             times[fpd].append(data["frames_per_second"])
     med = {k: statistics.median(v) for k, v in times.items()}
-    print(f"frames/s on one CPU device: --frames-per-device 8: {med[8]:.3f}, 1: {med[1]:.3f}, "
-          f"ratio {med[8] / med[1]:.2f} (target >= 1.0; medians of {rounds} interleaved rounds)")
-    return {"frames_per_second": times, "median": med, "ratio_8_over_1": med[8] / med[1]}
+    print(f"frames/s on one CPU device, {frames} frames at {size} px: --frames-per-device 8: {med[8]:.3f}, "
+          f"1: {med[1]:.3f}, ratio {med[8] / med[1]:.2f} (target >= 1.0; medians of {rounds} interleaved rounds)")
+    return {"frames": frames, "size": size, "frames_per_second": times, "median": med, "ratio_8_over_1": med[8] / med[1]}
 
 
 def make_clip(path: Path, frames: int, size: tuple[int, int] = (64, 48)) -> None:
@@ -218,6 +224,8 @@ def main() -> None:
     parser.add_argument("--frames-per-device", type=int, default=4)
     parser.add_argument("--warm-iterations", type=int, default=100)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--batch-frames", type=int, default=16, help="clip length for the batch part (> 36: generated)")
+    parser.add_argument("--batch-size", type=int, default=128, help="working size for the batch part")
     parser.add_argument("--parts", default="stability,warm,batch,memory")
     parser.add_argument("--json", default=str(ROOT / "outputs" / "bench" / "video.json"))
     args = parser.parse_args()
@@ -230,7 +238,7 @@ def main() -> None:
     if "warm" in parts:
         results["warm"] = part_warm(args.size, args.warm_iterations)
     if "batch" in parts:
-        results["batch"] = part_batch(out_dir, args.size, args.rounds)
+        results["batch"] = part_batch(out_dir, args.batch_size, args.rounds, args.batch_frames)
     if "memory" in parts:
         results["memory"] = part_memory(out_dir)
     Path(args.json).write_text(json.dumps(results, indent=1, default=str))

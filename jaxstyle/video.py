@@ -550,9 +550,11 @@ class VideoStylizer:
             "output_size": [self.info.height, self.info.width], "wall_seconds": wall,
             "frames_per_second": self.n_frames / wall, "network": self.network.describe(),
             "devices": len(self.local_devices), "processes": self.job.num_processes,
-            "iterations_per_frame": (stats["iterations_first"] * len(self.lanes)
-                                     + stats["iterations_later"] * (self.n_frames - len(self.lanes))) / self.n_frames
+            # the optimizer iterations actually spent, overlap frames included, per output frame
+            "iterations_per_frame": (stats["iterations_first"] * len(self.lanes) + stats["iterations_later"]
+                                     * (sum(lane.length for lane in self.lanes) - len(self.lanes))) / self.n_frames
             + (self.cfg.passes - 1) * self.cfg.video_iterations,
+            "lane_frames_computed": sum(lane.length for lane in self.lanes),
             "config": dataclasses.asdict(self.cfg),
         })
         return metrics
