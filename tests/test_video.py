@@ -29,6 +29,8 @@ from jaxstyle import video_io as vio
 from jaxstyle.cli import main
 from jaxstyle.video import MIN_LANE_FRAMES, blend_weight, plan_lanes
 
+from .test_cli import assert_one_line_error  # noqa: E402
+
 from .conftest import ROOT
 
 FF = vio.ffmpeg_exe()
@@ -69,18 +71,6 @@ def audio_seconds(path: Path) -> float:
 def run_main(argv, capsys) -> tuple[int, str]:
     code = main([str(a) for a in argv])
     return code, capsys.readouterr().err
-
-
-def assert_one_line_error(code, err, *needles):
-    """Exit code 2, no traceback, exactly one error line and it is the last line."""
-    assert code == 2, err
-    assert "Traceback" not in err
-    lines = [line for line in err.strip().splitlines() if line.strip()]
-    errors = [line for line in lines if "error" in line.lower()]
-    assert len(errors) == 1 and lines[-1] == errors[0], err
-    assert errors[0].startswith("jaxstyle: error:"), err
-    for needle in needles:
-        assert needle in errors[0], (needle, errors[0])
 
 
 def pngs(directory: Path) -> dict[str, np.ndarray]:
