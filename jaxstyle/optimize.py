@@ -81,9 +81,8 @@ def make_optimizer(name: str, learning_rate: float):
 def loss_parts(network: Network, spec: LossSpec, net_params, image: jax.Array, targets: FrameTargets,
                weights: Weights) -> dict[str, jax.Array]:
     """Loss terms of ONE frame ([H, W, 3]; targets without the frame axis)."""
-    # net_params: ``network.variables`` (weights and flipped kernels), or just the weights dict
-    variables = net_params if "params" in net_params else {"params": net_params}
-    feats = network.module.apply(variables, image[None], spec.layers)
+    # net_params is ``network.variables``: the weights and their precomputed flipped kernels
+    feats = network.module.apply(net_params, image[None], spec.layers)
     feats = {k: v[0] for k, v in feats.items()}
     content = losses.content_loss(feats, targets.content, spec.content_layers, spec.distance)
     style = losses.style_loss(feats, targets.style, spec.style_layers, spec.style_layer_weights, spec.distance)

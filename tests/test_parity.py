@@ -29,10 +29,10 @@ def test_loss_and_gradient_match_pytorch(vgg16, content_small, style_small, pool
     x = np.clip(content_small + 0.3 * rng.standard_normal(content_small.shape), -0.1, 1.1).astype(np.float32)
 
     def total(img):
-        return loss_parts(net, spec, net.params, img, targets, weights)["total"]
+        return loss_parts(net, spec, net.variables, img, targets, weights)["total"]
 
     value, grad = jax.value_and_grad(total)(jnp.asarray(x))
-    parts = loss_parts(net, spec, net.params, jnp.asarray(x), targets, weights)
+    parts = loss_parts(net, spec, net.variables, jnp.asarray(x), targets, weights)
 
     ref = TorchGatysLoss(TorchVGG(net), spec.content_layers, spec.style_layers, spec.style_layer_weights,
                          1.0, 10.0, 5.0)
