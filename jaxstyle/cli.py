@@ -57,6 +57,7 @@ def _comma_list(convert):
 def add_config_flags(parser: argparse.ArgumentParser) -> None:
     """One flag per StyleConfig field: --content-weight, --style-layers a,b,c, ..."""
     groups = {None: parser.add_argument_group("stylization (StyleConfig)"),
+              "tiles": parser.add_argument_group("large frames, photorealism, masks (StyleConfig)"),
               "video": parser.add_argument_group("video (StyleConfig)")}
     for field in dataclasses.fields(StyleConfig):
         group = groups[field.metadata.get("group")]
@@ -212,6 +213,8 @@ def stylize_main(argv: Sequence[str]) -> int:
     inputs = [content_path, *style_paths]
     if config.init not in ("content", "noise", "style"):
         inputs.append(Path(config.init))
+    if config.content_mask is not None:
+        inputs += [Path(config.content_mask), *map(Path, config.style_mask)]
     imaging.check_output_path(output, inputs)
     if args.metrics_json:
         metrics_path = Path(args.metrics_json)
@@ -237,8 +240,9 @@ def stylize_main(argv: Sequence[str]) -> int:
     log(f"content {content.shape[1]}x{content.shape[0]} -> {w}x{h}, scales "
         + " -> ".join(f"{sw}x{sh}" for sh, sw in config.scales(h, w)))
     status = 0
+    regions = load_regions(config, content.shape[:2], styles, (h, w))
     try:
-        result = stylize_frames(frames, styles, config, network=network, progress=not args.quiet)
+        result = stylize_frames(frames, styles, config, network=network, progress=not args.quiet, regions=regions)
         message = None
     except NonFiniteLoss as exc:
         result = getattr(exc, "result", None)
@@ -260,6 +264,29 @@ def stylize_main(argv: Sequence[str]) -> int:
     log(f"wrote {output} ({w}x{h}) in {metrics['wall_seconds']:.1f} s "
         f"(compile {metrics['compile_seconds']:.1f} s, {metrics['iterations']} iterations, final loss {total:.4g})")
     return 0
+
+
+def load_regions(config: StyleConfig, content_hw, styles, frame_hw, content_labels=None):
+    """Semantic masks from --content-mask / --style-mask (None when not given)."""
+    if config.content_mask is None:
+        return None
+    from .masks import build_regions, read_labels
+
+    if len(config.style_mask) != len(styles):
+        raise UserError(f"{len(config.style_mask)} --style-mask files given for {len(styles)} --style images")
+    if content_labels is None:
+        content_labels = read_labels(config.content_mask)
+        if content_labels.shape[-2:] != tuple(content_hw):
+            raise UserError(f"--content-mask {config.content_mask} is {content_labels.shape[1]}x{content_labels.shape[0]}"
+                            f" px but the content is {content_hw[1]}x{content_hw[0]}")
+    style_labels = []
+    for path, style in zip(config.style_mask, styles):
+        labels = read_labels(path)
+        if labels.shape != style.shape[:2]:
+            raise UserError(f"--style-mask {path} is {labels.shape[1]}x{labels.shape[0]} px but its style image is "
+                            f"{style.shape[1]}x{style.shape[0]}")
+        style_labels.append(labels)
+    return build_regions(content_labels, style_labels, frame_hw, [s.shape[:2] for s in styles])
 
 
 def init_distributed(args) -> None:

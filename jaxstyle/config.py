@@ -73,6 +73,14 @@ class StyleConfig:
     frames_per_device: int = _f(1, "frames (or tiles) optimized at once on each device", metavar="N")
     chunk: int = _f(10, "iterations per compiled chunk (the progress bar updates between chunks)", metavar="N")
 
+    # ---- large frames, photorealism, semantic masks ----
+    tile_size: int = _f(1024, "frames whose long side is larger are optimized as overlapping tiles at the fine scales (0: never tile)", metavar="PX", group="tiles")
+    tile_overlap: int = _f(64, "overlap of neighbouring tiles in px (feathered)", metavar="PX", group="tiles")
+    tile_rounds: int = _f(2, "rounds over the tiles at each tiled scale; the tile grid shifts between rounds so no seam settles", metavar="N", group="tiles")
+    photoreal: float = _f(0.0, "weight of Luan et al.'s matting-Laplacian photorealism term (e.g. 1e3; 0: off)", metavar="LAMBDA", group="tiles")
+    content_mask: str | None = _f(None, "label image (or video) of the content: style is matched region by region, by colour", metavar="PATH", group="tiles")
+    style_mask: tuple[str, ...] | None = _f(None, "label image of each --style (comma-separated, in order); colours match --content-mask", metavar="PATHS", group="tiles")
+
     # ---- video (ignored for still images) ----
     temporal_weight: float = _f(200.0, "video: weight of the temporal loss toward the warped previous output(s)", group="video")
     video_iterations: int | None = _f(None, "video: iterations for each frame after the first of a lane, which starts from the warped previous output (default: half of --iterations)", metavar="N", group="video")
@@ -138,6 +146,16 @@ class StyleConfig:
             raise UserError(f"--temporal-weight must be >= 0, not {self.temporal_weight}")
         if self.style_window < 1:
             raise UserError(f"--style-window must be >= 1, not {self.style_window}")
+        if self.tile_size and self.tile_size < 64:
+            raise UserError(f"--tile-size must be 0 (off) or at least 64 px, not {self.tile_size}")
+        if self.tile_overlap < 0 or (self.tile_size and self.tile_overlap * 2 >= self.tile_size):
+            raise UserError(f"--tile-overlap must be >= 0 and less than half of --tile-size, not {self.tile_overlap}")
+        if self.tile_rounds < 1:
+            raise UserError(f"--tile-rounds must be >= 1, not {self.tile_rounds}")
+        if self.photoreal < 0:
+            raise UserError(f"--photoreal must be >= 0, not {self.photoreal}")
+        if (self.content_mask is None) != (self.style_mask is None):
+            raise UserError("--content-mask and --style-mask go together")
         if self.learning_rate is not None and not self.learning_rate > 0:
             raise UserError(f"--learning-rate must be > 0, not {self.learning_rate}")
 

@@ -74,6 +74,29 @@ def style_loss(features: Mapping[str, jax.Array], target_grams: Mapping[str, jax
     return total
 
 
+def masked_style_loss(features: Mapping[str, jax.Array], target_grams: Mapping[str, jax.Array],
+                      masks: Mapping[str, jax.Array], region_weights: jax.Array, layers: Sequence[str],
+                      layer_weights: Sequence[float], kind: str = "mse") -> jax.Array:
+    """Style loss restricted to regions (semantic masks).
+
+    For each layer, ``masks[name]`` is [H_l, W_l, K] (soft region masks of the output at the layer's
+    resolution) and ``target_grams[name]`` is [K, C, C] (the style image's Gram over its own region k).
+    Region k's Gram of the output is compared with region k's target; the regions are summed with
+    ``region_weights`` [K] (the content area of each region, 0 where the style has no such region).
+    """
+    total = jnp.float32(0.0)
+    for name, weight in zip(layers, layer_weights):
+        f = features[name]
+        c = f.shape[-1]
+        flat = f.reshape(-1, c)
+        m = masks[name].reshape(-1, masks[name].shape[-1])
+        grams = jnp.einsum("pk,pi,pj->kij", m, flat, flat) / jnp.maximum(m.sum(0), 1e-3)[:, None, None]
+        target = target_grams[name]
+        per_region = jax.vmap(lambda g, t: distance((g - t) / rms(t), kind))(grams, target)
+        total = total + weight * jnp.sum(region_weights * per_region)
+    return total
+
+
 def tv_loss(image: jax.Array) -> jax.Array:
     """Mean squared difference of vertically and horizontally neighbouring pixels ([H, W, C])."""
     dy = image[1:, :, :] - image[:-1, :, :]

@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from typing import Callable, NamedTuple, Sequence
+from typing import Any, Callable, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -40,6 +40,10 @@ class FrameTargets(NamedTuple):
     style: dict[str, jax.Array]            # target Gram matrices per style layer
     temporal: jax.Array                    # [N, H, W, 3] warped previous output (zeros if unused)
     temporal_mask: jax.Array               # [N, H, W] reliability mask (zeros disable the term)
+    # semantic masks (LossSpec.regions > 0): style[name] is then [N, K, C, C], one Gram per region
+    style_masks: dict[str, jax.Array] | None = None   # per style layer [N, H_l, W_l, K] output regions
+    region_weights: jax.Array | None = None            # [N, K] content area of each region (0: no style)
+    matting: Any = None                                # photorealism: per-frame matting statistics
 
 
 class Weights(NamedTuple):
@@ -47,6 +51,7 @@ class Weights(NamedTuple):
     style: jax.Array
     tv: jax.Array
     temporal: jax.Array
+    photoreal: jax.Array | float = 0.0
 
 
 @dataclass(frozen=True)
@@ -57,6 +62,8 @@ class LossSpec:
     style_layers: tuple[str, ...]
     style_layer_weights: tuple[float, ...]
     distance: str
+    regions: int = 0          # > 0: style loss per semantic region (masks in FrameTargets)
+    photoreal: bool = False   # add the matting-Laplacian term (statistics in FrameTargets.matting)
 
     @property
     def layers(self) -> tuple[str, ...]:
@@ -85,14 +92,24 @@ def loss_parts(network: Network, spec: LossSpec, net_params, image: jax.Array, t
     feats = network.module.apply(net_params, image[None], spec.layers)
     feats = {k: v[0] for k, v in feats.items()}
     content = losses.content_loss(feats, targets.content, spec.content_layers, spec.distance)
-    style = losses.style_loss(feats, targets.style, spec.style_layers, spec.style_layer_weights, spec.distance)
+    if spec.regions:
+        style = losses.masked_style_loss(feats, targets.style, targets.style_masks, targets.region_weights,
+                                         spec.style_layers, spec.style_layer_weights, spec.distance)
+    else:
+        style = losses.style_loss(feats, targets.style, spec.style_layers, spec.style_layer_weights, spec.distance)
     tv = losses.tv_loss(image)
     diff = image - targets.temporal
     mask = targets.temporal_mask[..., None]
     temporal = jnp.sum(mask * diff * diff) / diff.size
     total = (weights.content * content + weights.style * style + weights.tv * tv
              + weights.temporal * temporal + RANGE_WEIGHT * losses.range_loss(image))
-    return {"total": total, "content": content, "style": style, "tv": tv, "temporal": temporal}
+    parts = {"content": content, "style": style, "tv": tv, "temporal": temporal}
+    if spec.photoreal:
+        from . import matting
+
+        parts["photoreal"] = matting.stats_energy(targets.matting, image)
+        total = total + weights.photoreal * parts["photoreal"]
+    return {"total": total, **parts}
 
 
 def frame_loss(network: Network, spec: LossSpec, net_params, image, targets, weights) -> jax.Array:
@@ -158,6 +175,7 @@ class Problem:
         compile seconds are 0 when the shape was compiled before.
         """
         net = self.network
+        weights = Weights(*(jnp.asarray(v, jnp.float32) for v in weights))
         key = (net.arch, net.pooling, net.preprocessing, self.spec, self.optimizer_name, float(self.learning_rate),
                images.shape, None if self.mesh is None else tuple(d.id for d in self.mesh.devices.flat))
         t0 = time.perf_counter()
@@ -233,7 +251,7 @@ def run_scale(problem: Problem, images: np.ndarray | jax.Array, targets: FrameTa
     images = shard_frames(images, mesh)
     targets = shard_frames(targets, mesh)
     params = replicate(problem.network.variables, mesh)
-    weights = replicate(problem.weights, mesh)
+    weights = replicate(Weights(*(jnp.asarray(v, jnp.float32) for v in problem.weights)), mesh)
     state, chunk_c, eval_c, compile_seconds = problem.compiled(params, images, targets, weights)
 
     def losses_of(x):

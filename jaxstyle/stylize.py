@@ -21,6 +21,7 @@ from . import imaging
 from .config import StyleConfig, scaled_size
 from .errors import NonFiniteLoss, UserError
 from .losses import gram
+from .masks import Regions, resize_masks
 from .optimize import FrameTargets, LossSpec, Problem, Weights, frame_mesh, run_scale
 from .vgg import Network
 from .weights import load_network
@@ -65,12 +66,15 @@ _GRAM_CACHE: "OrderedDict[tuple, dict[str, jax.Array]]" = OrderedDict()
 _GRAM_CACHE_SIZE = 512
 
 
-def _image_grams(network: Network, layers: tuple[str, ...], image: np.ndarray, long_side: int) -> dict[str, jax.Array]:
+def _image_grams(network: Network, layers: tuple[str, ...], image: np.ndarray, long_side: int,
+                 mask: np.ndarray | None = None) -> dict[str, jax.Array]:
     """Gram matrices of one style image at a long side, cached by the image's bytes (video steps and
-    style-video windows ask for the same ones again and again)."""
+    style-video windows ask for the same ones again and again). With a region ``mask`` [h, w, K]
+    (one-hot, at the image's size) each layer gives [K, C, C]: one Gram per region."""
     image = np.ascontiguousarray(image, np.float32)
+    mask_key = None if mask is None else hashlib.sha1(np.ascontiguousarray(mask, np.float32).data).hexdigest()
     key = (network.arch, network.pooling, network.preprocessing, id(network.params), layers, image.shape,
-           hashlib.sha1(image.data).hexdigest(), int(round(long_side)))
+           hashlib.sha1(image.data).hexdigest(), int(round(long_side)), mask_key)
     if key in _GRAM_CACHE:
         _GRAM_CACHE.move_to_end(key)
         return _GRAM_CACHE[key]
@@ -79,11 +83,55 @@ def _image_grams(network: Network, layers: tuple[str, ...], image: np.ndarray, l
         grow = MIN_SIDE / min(h, w)
         h, w = max(MIN_SIDE, int(round(h * grow))), max(MIN_SIDE, int(round(w * grow)))
     feats = _features_fn(network, layers)(network.variables, jnp.asarray(imaging.resize(image, h, w))[None])
-    grams = {name: gram(feats[name][0]) for name in layers}
+    if mask is None:
+        grams = {name: gram(feats[name][0]) for name in layers}
+    else:
+        grams = {}
+        for name in layers:
+            f = feats[name][0]
+            m = jnp.asarray(resize_masks(mask, f.shape[0], f.shape[1]))
+            grams[name] = _region_grams(f, m)
     _GRAM_CACHE[key] = grams
     if len(_GRAM_CACHE) > _GRAM_CACHE_SIZE:
         _GRAM_CACHE.popitem(last=False)
     return grams
+
+
+@jax.jit
+def _region_grams(features: jax.Array, masks: jax.Array) -> jax.Array:
+    """[K, C, C] Gram matrices of features [H, W, C] over soft regions [H, W, K]."""
+    flat = features.reshape(-1, features.shape[-1])
+    m = masks.reshape(-1, masks.shape[-1])
+    return jnp.einsum("pk,pi,pj->kij", m, flat, flat) / jnp.maximum(m.sum(0), 1e-3)[:, None, None]
+
+
+_SHAPES: dict[tuple, dict[str, tuple[int, int]]] = {}
+
+
+def layer_shapes(network: Network, layers: tuple[str, ...], height: int, width: int) -> dict[str, tuple[int, int]]:
+    """Spatial size of each layer's features for an input of height x width."""
+    key = (network.arch, layers, height, width)
+    if key not in _SHAPES:
+        out = jax.eval_shape(lambda v, x: network.module.apply(v, x, layers), network.variables,
+                             jax.ShapeDtypeStruct((1, height, width, 3), jnp.float32))
+        _SHAPES[key] = {k: (int(v.shape[1]), int(v.shape[2])) for k, v in out.items()}
+    return _SHAPES[key]
+
+
+def region_targets(network: Network, spec: LossSpec, styles: Sequence[np.ndarray], blend: np.ndarray,
+                   long_side: int, regions: Regions) -> tuple[dict[str, jax.Array], np.ndarray]:
+    """Per-region blended style Grams {layer: [K, C, C]} and the [K] presence of each region in the
+    styles (a region's target averages only the styles that have it)."""
+    presence = regions.style_presence() * np.asarray(blend)[:, None]          # [S, K]
+    norm = presence.sum(0)
+    total: dict[str, jax.Array] = {}
+    for s, image in enumerate(styles):
+        grams = _image_grams(network, tuple(spec.style_layers), image, long_side, regions.styles[s])
+        coef = jnp.asarray(presence[s] / np.maximum(norm, 1e-12), jnp.float32)[:, None, None]
+        for name in spec.style_layers:
+            g = grams[name] * coef
+            total[name] = total[name] + g if name in total else g
+    return total, (norm > 0).astype(np.float32)
 
 
 def style_grams(network: Network, spec: LossSpec, styles: Sequence[np.ndarray], blend: Sequence[float],
@@ -125,7 +173,8 @@ def stylize_frames(contents: np.ndarray, styles: Sequence[np.ndarray], config: S
                    temporal: Temporal | None = None, frame_styles: Sequence[Sequence[np.ndarray]] | None = None,
                    progress: bool | Callable[[int, dict], None] = False,
                    on_chunk: Callable[[int, int, dict, float], None] | None = None,
-                   devices: Sequence[jax.Device] | None = None) -> Result:
+                   devices: Sequence[jax.Device] | None = None, regions: Regions | None = None,
+                   style_long_side: Callable[[int, int], float] | None = None) -> Result:
     """Stylize a batch of frames [N, H, W, 3] (float32 RGB in [0, 1]) at their own size.
 
     Each frame gets its own optimizer state; frames are sharded across ``devices`` (default: all)
@@ -135,6 +184,9 @@ def stylize_frames(contents: np.ndarray, styles: Sequence[np.ndarray], config: S
     ``on_chunk(scale_index, iterations, losses, seconds)`` is called between compiled chunks.
     ``frame_styles`` (style videos): for each frame a list of style images whose Gram matrices are
     averaged into that frame's style target (``styles`` is then only used for initialization).
+    ``regions`` (semantic masks, see :mod:`jaxstyle.masks`) restricts style matching to regions.
+    ``style_long_side(h, w)`` overrides the long side at which style statistics are taken at a
+    scale (tiles take them at the whole canvas's scale).
     """
     cfg = (config or StyleConfig()).resolved()
     t_start = time.perf_counter()
@@ -163,7 +215,13 @@ def stylize_frames(contents: np.ndarray, styles: Sequence[np.ndarray], config: S
         reference = contents.reshape(-1, contents.shape[-2], 3)
         styles = [imaging.match_histogram(s, reference) for s in styles]
 
-    spec = LossSpec(tuple(cfg.content_layers), tuple(cfg.style_layers), tuple(cfg.style_layer_weights), cfg.distance)
+    if regions is not None:
+        if frame_styles is not None:
+            raise UserError("semantic masks cannot be combined with a style video")
+        if regions.content.shape[0] != contents.shape[0] or len(regions.styles) != len(styles):
+            raise ValueError("regions must have one content mask per frame and one mask per style image")
+    spec = LossSpec(tuple(cfg.content_layers), tuple(cfg.style_layers), tuple(cfg.style_layer_weights), cfg.distance,
+                    regions=regions.count if regions is not None else 0, photoreal=cfg.photoreal > 0)
     n, height, width, _ = contents.shape
     if min(height, width) < MIN_SIDE:
         raise UserError(f"the frames are {width}x{height} px; both sides must be at least {MIN_SIDE} px (use a larger --size)")
@@ -175,7 +233,7 @@ def stylize_frames(contents: np.ndarray, styles: Sequence[np.ndarray], config: S
     n_batches = -(-n // batch)
     scales = cfg.scales(height, width)
     weights = Weights(*(jnp.float32(v) for v in (cfg.content_weight, cfg.style_weight, cfg.tv_weight,
-                                                  temporal.weight if temporal else 0.0)))
+                                                  temporal.weight if temporal else 0.0, cfg.photoreal)))
     init_spec = init if init is not None else cfg.init
     images = None
     metrics: dict[str, Any] = {
@@ -199,8 +257,19 @@ def stylize_frames(contents: np.ndarray, styles: Sequence[np.ndarray], config: S
             images = _initial(init_spec, frames_s, styles, cfg.seed)
         else:
             images = imaging.resize(images, h, w)
-        long_side = cfg.style_scale * max(h, w)
-        grams = style_grams(network, spec, styles, blend, long_side)
+        long_side = style_long_side(h, w) if style_long_side else cfg.style_scale * max(h, w)
+        if regions is not None:
+            grams, present = region_targets(network, spec, styles, blend, long_side, regions)
+            masks_s = resize_masks(regions.content, h, w)                      # [N, h, w, K]
+            region_area = masks_s.mean((1, 2)) * present                        # [N, K]
+            shapes = layer_shapes(network, tuple(spec.style_layers), h, w)
+            layer_masks = {k: resize_masks(masks_s, *shapes[k]) for k in spec.style_layers}
+        else:
+            grams = style_grams(network, spec, styles, blend, long_side)
+        if spec.photoreal:
+            from . import matting
+
+            guides = imaging.resize(original_contents, h, w)
 
         def frame_grams(i: int) -> dict[str, jax.Array]:
             per_image = [_image_grams(network, tuple(spec.style_layers), image, long_side) for image in frame_styles[i]]
@@ -228,6 +297,9 @@ def stylize_frames(contents: np.ndarray, styles: Sequence[np.ndarray], config: S
                 content=content_t,
                 style=style_t,
                 temporal=jnp.asarray(t_targets[sl]), temporal_mask=jnp.asarray(t_masks[sl]),
+                style_masks={k: jnp.asarray(v[sl]) for k, v in layer_masks.items()} if regions is not None else None,
+                region_weights=jnp.asarray(region_area[sl]) if regions is not None else None,
+                matting=matting.precompute_batch(jnp.asarray(guides[sl])) if spec.photoreal else None,
             )
             x = images[sl]
             if m < batch:  # keep one shape per scale: pad the last batch
