@@ -76,6 +76,8 @@ class StyleConfig:
     # ---- large frames, photorealism, semantic masks ----
     tile_size: int = _f(1024, "frames whose long side is larger are optimized as overlapping tiles at the fine scales (0: never tile)", metavar="PX", group="tiles")
     tile_overlap: int = _f(64, "overlap of neighbouring tiles in px (feathered)", metavar="PX", group="tiles")
+    tile_iterations: int = _f(10, "iterations at each tiled scale, spread over the rounds (the work sits at the coarse, untiled scales)", metavar="N", group="tiles")
+    tile_targets: str = _f("offset", "style targets of a tile: the style's Gram plus the tile's own offset from the frame's mean Gram, or the style's Gram alone", choices=("offset", "global"), group="tiles")
     tile_rounds: int = _f(2, "rounds over the tiles at each tiled scale; the tile grid shifts between rounds so no seam settles", metavar="N", group="tiles")
     photoreal: float = _f(0.0, "weight of Luan et al.'s matting-Laplacian photorealism term (e.g. 1e3; 0: off)", metavar="LAMBDA", group="tiles")
     content_mask: str | None = _f(None, "label image (or video) of the content: style is matched region by region, by colour", metavar="PATH", group="tiles")
@@ -90,6 +92,17 @@ class StyleConfig:
     sequential: bool = _f(False, "video: one frame at a time in order (Ruder et al.), for comparison", group="video")
     overlap: int = _f(8, "video: frames by which neighbouring lanes overlap and are cross-faded (at most a lane's length - 1)", metavar="N", group="video")
     style_window: int = _f(5, "video: with a style video, Gram targets are averaged over this many style frames", metavar="N", group="video")
+
+    # ---- audio (--style-audio; see jaxstyle/audio.py) ----
+    audio_variant: str = _f("mel-stats", "audio: feature network and statistics (ulyanov = Ulyanov & Lebedev's baseline)", choices=("ulyanov", "multi", "ulyanov-stats", "mel-multi", "mel-stats", "mel-gain"), group="audio")
+    audio_iterations: int = _f(200, "audio: L-BFGS iterations per chunk", metavar="N", group="audio")
+    audio_filters: int | None = _f(None, "audio: random filters per layer (default: from the variant, e.g. 4096 for ulyanov)", metavar="N", group="audio")
+    audio_content_weight: float = _f(0.3, "audio: weight of the per-frame content loss (the style loss has weight --audio-style-weight)", metavar="W", group="audio")
+    audio_style_weight: float = _f(1.0, "audio: weight of the style Gram loss", metavar="W", group="audio")
+    audio_griffin_lim_iters: int = _f(100, "audio: fast Griffin-Lim iterations (phase from the content)", metavar="N", group="audio")
+    audio_chunk_seconds: float = _f(10.0, "audio: long audio is optimized in chunks of this length (overlapping, cross-faded)", metavar="SEC", group="audio")
+    audio_batch: int = _f(2, "audio: chunks (x channels) optimized at once", metavar="N", group="audio")
+    audio_stereo: str = _f("per-channel", "audio: stylize each channel, or mid and side, on its own", choices=("per-channel", "mid-side"), group="audio")
 
     # ------------------------------------------------------------------
     def resolved(self) -> "StyleConfig":
@@ -150,6 +163,8 @@ class StyleConfig:
             raise UserError(f"--tile-size must be 0 (off) or at least 64 px, not {self.tile_size}")
         if self.tile_overlap < 0 or (self.tile_size and self.tile_overlap * 2 >= self.tile_size):
             raise UserError(f"--tile-overlap must be >= 0 and less than half of --tile-size, not {self.tile_overlap}")
+        if self.tile_iterations < 0:
+            raise UserError(f"--tile-iterations must be >= 0, not {self.tile_iterations}")
         if self.tile_rounds < 1:
             raise UserError(f"--tile-rounds must be >= 1, not {self.tile_rounds}")
         if self.photoreal < 0:

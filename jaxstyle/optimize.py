@@ -105,9 +105,8 @@ def loss_parts(network: Network, spec: LossSpec, net_params, image: jax.Array, t
              + weights.temporal * temporal + RANGE_WEIGHT * losses.range_loss(image))
     parts = {"content": content, "style": style, "tv": tv, "temporal": temporal}
     if spec.photoreal:
-        from . import matting
-
-        parts["photoreal"] = matting.stats_energy(targets.matting, image)
+        # per pixel, so LAMBDA does not depend on the frame size
+        parts["photoreal"] = targets.matting.energy(image) / (image.shape[0] * image.shape[1])
         total = total + weights.photoreal * parts["photoreal"]
     return {"total": total, **parts}
 
@@ -182,9 +181,17 @@ class Problem:
         state = None
         if key not in _COMPILED:
             init, chunk, evaluate = self._fns()
-            init_c = jax.jit(init).lower(params, images, targets, weights).compile()
+            # Every leaf of the optimizer state has the frame axis first: pin it (and the images)
+            # to the frame sharding, so that a chunk's outputs are valid inputs of the next chunk
+            # (left to propagation, tiny frames may come out replicated).
+            out_init = out_chunk = None
+            if self.mesh is not None:
+                frames = NamedSharding(self.mesh, P("frames"))
+                out_init, out_chunk = frames, (frames, frames)
+            init_c = jax.jit(init, out_shardings=out_init).lower(params, images, targets, weights).compile()
             state = init_c(params, images, targets, weights)
-            chunk_c = jax.jit(chunk).lower(params, images, state, targets, weights, jnp.int32(1)).compile()
+            chunk_c = jax.jit(chunk, out_shardings=out_chunk).lower(params, images, state, targets, weights,
+                                                                    jnp.int32(1)).compile()
             eval_c = jax.jit(evaluate).lower(params, images, targets, weights).compile()
             _COMPILED[key] = (init_c, chunk_c, eval_c)
             seconds = time.perf_counter() - t0

@@ -168,13 +168,26 @@ def _initial(init: str | np.ndarray, contents: np.ndarray, styles: Sequence[np.n
     return np.broadcast_to(imaging.resize(image, h, w), contents.shape).copy()
 
 
+_precompute_matting = None
+
+
+def _matting_stats(guides: np.ndarray):
+    global _precompute_matting
+    if _precompute_matting is None:
+        from . import matting
+
+        _precompute_matting = jax.jit(matting.precompute)
+    return _precompute_matting(jnp.asarray(guides, jnp.float32))
+
+
 def stylize_frames(contents: np.ndarray, styles: Sequence[np.ndarray], config: StyleConfig | None = None, *,
                    network: Network | None = None, init: str | np.ndarray | None = None,
                    temporal: Temporal | None = None, frame_styles: Sequence[Sequence[np.ndarray]] | None = None,
                    progress: bool | Callable[[int, dict], None] = False,
                    on_chunk: Callable[[int, int, dict, float], None] | None = None,
                    devices: Sequence[jax.Device] | None = None, regions: Regions | None = None,
-                   style_long_side: Callable[[int, int], float] | None = None) -> Result:
+                   style_long_side: Callable[[int, int], float] | None = None,
+                   style_targets: dict[str, np.ndarray] | None = None) -> Result:
     """Stylize a batch of frames [N, H, W, 3] (float32 RGB in [0, 1]) at their own size.
 
     Each frame gets its own optimizer state; frames are sharded across ``devices`` (default: all)
@@ -186,7 +199,8 @@ def stylize_frames(contents: np.ndarray, styles: Sequence[np.ndarray], config: S
     averaged into that frame's style target (``styles`` is then only used for initialization).
     ``regions`` (semantic masks, see :mod:`jaxstyle.masks`) restricts style matching to regions.
     ``style_long_side(h, w)`` overrides the long side at which style statistics are taken at a
-    scale (tiles take them at the whole canvas's scale).
+    scale (tiles take them at the whole canvas's scale). ``style_targets`` gives every frame's
+    Gram targets directly ({layer: [N, C, C]}, single-scale runs only).
     """
     cfg = (config or StyleConfig()).resolved()
     t_start = time.perf_counter()
@@ -225,6 +239,17 @@ def stylize_frames(contents: np.ndarray, styles: Sequence[np.ndarray], config: S
     n, height, width, _ = contents.shape
     if min(height, width) < MIN_SIDE:
         raise UserError(f"the frames are {width}x{height} px; both sides must be at least {MIN_SIDE} px (use a larger --size)")
+    if cfg.tile_size and max(height, width) > cfg.tile_size:
+        from .tiled import stylize_tiled
+
+        result = stylize_tiled(contents, styles, dataclasses.replace(cfg, preserve_colors="none"), network=network,
+                               init=init, temporal=temporal, frame_styles=frame_styles, regions=regions,
+                               progress=progress, on_chunk=on_chunk, devices=devices)
+        if cfg.preserve_colors == "luminance":
+            result.images = np.stack([imaging.combine_luminance(o, c) for o, c in zip(result.images, original_contents)])
+        result.metrics["config"] = dataclasses.asdict(cfg)
+        result.metrics["wall_seconds"] = time.perf_counter() - t_start
+        return result
     devices = list(devices or jax.devices())
     per_device = min(cfg.frames_per_device, -(-n // len(devices)))
     used = min(len(devices), -(-n // per_device))
@@ -266,9 +291,7 @@ def stylize_frames(contents: np.ndarray, styles: Sequence[np.ndarray], config: S
             layer_masks = {k: resize_masks(masks_s, *shapes[k]) for k in spec.style_layers}
         else:
             grams = style_grams(network, spec, styles, blend, long_side)
-        if spec.photoreal:
-            from . import matting
-
+        if spec.photoreal:  # the matting Laplacian of the (colour) content frame at this scale
             guides = imaging.resize(original_contents, h, w)
 
         def frame_grams(i: int) -> dict[str, jax.Array]:
@@ -288,7 +311,9 @@ def stylize_frames(contents: np.ndarray, styles: Sequence[np.ndarray], config: S
             m = sl.stop - sl.start
             problem.mesh = mesh
             content_t = content_features(network, spec, frames_s[sl])
-            if frame_styles is not None:
+            if style_targets is not None:
+                style_t = {k: jnp.asarray(style_targets[k][sl]) for k in spec.style_layers}
+            elif frame_styles is not None:
                 per_frame = [frame_grams(i) for i in range(sl.start, sl.stop)]
                 style_t = {k: jnp.stack([g[k] for g in per_frame]) for k in spec.style_layers}
             else:
@@ -299,7 +324,7 @@ def stylize_frames(contents: np.ndarray, styles: Sequence[np.ndarray], config: S
                 temporal=jnp.asarray(t_targets[sl]), temporal_mask=jnp.asarray(t_masks[sl]),
                 style_masks={k: jnp.asarray(v[sl]) for k, v in layer_masks.items()} if regions is not None else None,
                 region_weights=jnp.asarray(region_area[sl]) if regions is not None else None,
-                matting=matting.precompute_batch(jnp.asarray(guides[sl])) if spec.photoreal else None,
+                matting=_matting_stats(guides[sl]) if spec.photoreal else None,
             )
             x = images[sl]
             if m < batch:  # keep one shape per scale: pad the last batch
@@ -376,3 +401,25 @@ def stylize_image(content: ImageLike, style: ImageLike | Sequence[ImageLike], co
     frames = imaging.resize(content_img, h, w)[None]
     result = stylize_frames(frames, style_imgs, cfg, network=network, progress=progress)
     return (result.images[0], result.metrics) if return_metrics else result.images[0]
+
+
+def image_losses(image: np.ndarray, content: np.ndarray, styles: Sequence[np.ndarray], config: StyleConfig | None = None,
+                 *, network: Network | None = None) -> dict[str, float]:
+    """The whole-image loss terms of an output ``image`` (content, style, tv; at the image's size,
+    style statistics at the matching scale), e.g. to compare tiled and untiled outputs."""
+    cfg = (config or StyleConfig()).resolved()
+    network = network or load_network(cfg.network, pooling=cfg.pooling)
+    spec = LossSpec(tuple(cfg.content_layers), tuple(cfg.style_layers), tuple(cfg.style_layer_weights), cfg.distance)
+    h, w = image.shape[:2]
+    content = imaging.resize(np.asarray(content, np.float32), h, w)
+    blend = np.asarray(cfg.style_weights if cfg.style_weights else [1.0] * len(styles), np.float64)
+    grams = style_grams(network, spec, [np.asarray(s, np.float32) for s in styles], blend / blend.sum(),
+                        cfg.style_scale * max(h, w))
+    targets = FrameTargets(content={k: v[0] for k, v in content_features(network, spec, content[None]).items()},
+                           style=grams, temporal=jnp.zeros((h, w, 3)), temporal_mask=jnp.zeros((h, w)))
+    weights = Weights(*(jnp.float32(v) for v in (cfg.content_weight, cfg.style_weight, cfg.tv_weight, 0.0, 0.0)))
+    from .optimize import loss_parts
+
+    parts = jax.jit(lambda v, x, t: loss_parts(network, spec, v, x, t, weights))(network.variables,
+                                                                                 jnp.asarray(image, jnp.float32), targets)
+    return {k: float(v) for k, v in parts.items()}

@@ -1,0 +1,191 @@
+"""Large-frame benchmarks: tiled vs untiled losses, a 4K frame's memory and time, seams, photorealism.
+
+    python benchmarks/bench_tiles.py --parts quality,4k,seams,photoreal --json outputs/bench/tiles.json
+
+Parts (``--parts``):
+  quality    512 px (tubingen + starry night, fast preset): untiled vs tiled (--tile-size 256) with
+             each tile target mode; whole-image style and content losses of the outputs and their ratios.
+  4k         a 3840x2160 frame (tubingen cropped to 16:9 and upscaled) through the CLI in a child
+             process: wall time and the child's peak RSS; output in outputs/bench/tiles_4k.png.
+  seams      the seam measure of the 4K tiled output vs an untiled output of the same content at
+             --untiled-size (the largest size that fits untiled on this machine).
+  photoreal  matting energy of outputs with --photoreal LAMBDA vs 0, and a crop of straight edges.
+
+Seam measure: per column, the mean over rows of |horizontal gradient| (and per row, the mean over
+columns of |vertical gradient|); each profile is divided by its running median (window 31); the
+largest value of either is the spike. A seam that tiling leaves shows up as a spike at its column.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+MEDIA = ROOT.parent / "shared" / "media"
+CONTENT = MEDIA / "content" / "tubingen.jpg"
+STYLE = MEDIA / "styles" / "starry_night.jpg"
+OUT = ROOT / "outputs" / "bench"
+
+
+def cli(args: list[str]) -> tuple[float, int, str]:
+    """Run the CLI in a child process: (wall seconds, the child's peak RSS in KiB, stderr tail)."""
+    t0 = time.perf_counter()
+    with tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen([sys.executable, str(ROOT / "cli.py"), *args, "--quiet"], cwd=ROOT,
+                                stdout=subprocess.DEVNULL, stderr=err)
+        _, status, usage = os.wait4(proc.pid, 0)
+        err.seek(0)
+        text = err.read().decode(errors="replace")
+    if status != 0:
+        raise SystemExit(f"cli failed ({status}): {text[-2000:]}")
+    return time.perf_counter() - t0, usage.ru_maxrss, text[-500:]
+
+
+def seam_spike(image: np.ndarray, window: int = 31) -> dict[str, float]:
+    """Largest column / row spike of mean gradient magnitude relative to a running median."""
+    gray = np.asarray(image, np.float64).mean(-1)
+    cols = np.abs(np.diff(gray, axis=1)).mean(0)
+    rows = np.abs(np.diff(gray, axis=0)).mean(1)
+
+    def spike(profile):
+        pad = window // 2
+        padded = np.pad(profile, pad, mode="reflect")
+        med = np.array([np.median(padded[i:i + window]) for i in range(len(profile))])
+        ratio = profile / np.maximum(med, 1e-9)
+        return float(ratio.max()), int(ratio.argmax())
+
+    (c, ci), (r, ri) = spike(cols), spike(rows)
+    return {"spike": max(c, r), "column_spike": c, "column": ci, "row_spike": r, "row": ri}
+
+
+def make_4k(path: Path) -> None:
+    from jaxstyle import imaging
+
+    img = imaging.read_image(CONTENT)
+    h, w = img.shape[:2]
+    crop_h = int(round(w * 9 / 16))
+    top = (h - crop_h) // 2
+    imaging.write_image(path, imaging.resize(img[top:top + crop_h], 2160, 3840))
+
+
+def part_quality(args) -> dict:
+    import jaxstyle
+    from jaxstyle import imaging
+    from jaxstyle.config import StyleConfig
+    from jaxstyle.stylize import image_losses
+
+    net = jaxstyle.load_network(args.network)
+    content = imaging.resize(imaging.read_image(CONTENT), 384, 512)
+    style = imaging.read_image(STYLE)
+    base = dict(preset="fast", iterations=args.iterations, coarse_iterations=args.iterations,
+                tile_iterations=args.iterations, tile_overlap=32, tile_rounds=2)
+    runs = {"untiled": dict(tile_size=0), "tiled_offset": dict(tile_size=256, tile_targets="offset"),
+            "tiled_global": dict(tile_size=256, tile_targets="global")}
+    out = {}
+    for name, kw in runs.items():
+        cfg = StyleConfig(**base, **kw)
+        t0 = time.perf_counter()
+        result = jaxstyle.stylize_frames(content[None], [style], cfg, network=net)
+        losses = image_losses(result.images[0], content, [style], cfg, network=net)
+        out[name] = {"seconds": time.perf_counter() - t0, **losses}
+        imaging.write_image(OUT / f"tiles_512_{name}.png", result.images[0])
+        print(f"{name:14s} style {losses['style']:.4f} content {losses['content']:.4f} "
+              f"({out[name]['seconds']:.0f} s)", flush=True)
+    for name in ("tiled_offset", "tiled_global"):
+        for term in ("style", "content"):
+            out[name][f"{term}_ratio"] = out[name][term] / out["untiled"][term]
+        print(f"{name}: style x{out[name]['style_ratio']:.3f}, content x{out[name]['content_ratio']:.3f} of untiled")
+    return out
+
+
+def part_4k(args) -> dict:
+    src = OUT / "content_3840x2160.png"
+    if not src.exists():
+        make_4k(src)
+    out = OUT / "tiles_4k.png"
+    metrics = OUT / "tiles_4k.json"
+    seconds, rss, _ = cli([str(src), "--style", str(STYLE), "-o", str(out), "--preset", "fast",
+                           "--tile-size", str(args.tile_size), "--tile-iterations", str(args.tile_iterations),
+                           "--network", args.network, "--metrics-json", str(metrics)])
+    m = json.loads(metrics.read_text())
+    res = {"seconds": seconds, "peak_rss_gib": rss / 2**20, "tile_size": args.tile_size,
+           "tile_iterations": args.tile_iterations, "tiled": m.get("tiled"), "compile_seconds": m.get("compile_seconds")}
+    print(f"4k tiled: {seconds:.0f} s, peak RSS {rss / 2**20:.2f} GiB", flush=True)
+    return res
+
+
+def part_seams(args) -> dict:
+    from jaxstyle import imaging
+
+    tiled = OUT / "tiles_4k.png"
+    if not tiled.exists():
+        raise SystemExit("run the 4k part first")
+    src = OUT / "content_3840x2160.png"
+    untiled = OUT / f"untiled_{args.untiled_size}.png"
+    seconds, rss, _ = cli([str(src), "--style", str(STYLE), "-o", str(untiled), "--preset", "fast",
+                           "--size", str(args.untiled_size), "--tile-size", "0", "--network", args.network])
+    a, b = seam_spike(imaging.read_image(tiled)), seam_spike(imaging.read_image(untiled))
+    print(f"seam spike: tiled 4K {a['spike']:.3f} vs untiled {args.untiled_size} px {b['spike']:.3f} "
+          f"(untiled run {seconds:.0f} s, {rss / 2**20:.2f} GiB)")
+    return {"tiled_4k": a, "untiled": {**b, "size": args.untiled_size, "seconds": seconds, "peak_rss_gib": rss / 2**20}}
+
+
+def part_photoreal(args) -> dict:
+    import jaxstyle
+    from jaxstyle import imaging, matting
+    from jaxstyle.config import StyleConfig
+
+    net = jaxstyle.load_network(args.network)
+    content = imaging.resize(imaging.read_image(CONTENT), 192, 256)
+    style = imaging.read_image(STYLE)
+    out = {}
+    images = {}
+    for lam in (0.0, args.photoreal):
+        cfg = StyleConfig(preset="fast", iterations=args.iterations, coarse_iterations=args.iterations, photoreal=lam)
+        img = jaxstyle.stylize_frames(content[None], [style], cfg, network=net).images[0]
+        energy = float(matting.matting_energy(content, img)) / content[..., 0].size
+        out[str(lam)] = {"matting_energy_per_pixel": energy}
+        images[lam] = img
+        imaging.write_image(OUT / f"photoreal_{lam:g}.png", img)
+        print(f"photoreal {lam:g}: matting energy per pixel {energy:.5f}", flush=True)
+    # a crop with straight edges (the houses' walls and windows), enlarged 3x, content | 0 | LAMBDA
+    crop = (slice(60, 124), slice(120, 200))
+    sheet = np.concatenate([content[crop], images[0.0][crop], images[args.photoreal][crop]], axis=1)
+    sheet = np.repeat(np.repeat(sheet, 3, 0), 3, 1)
+    imaging.write_image(OUT / "photoreal_crop.png", sheet)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--parts", default="quality,4k,seams,photoreal")
+    parser.add_argument("--network", default="vgg16")
+    parser.add_argument("--iterations", type=int, default=40)
+    parser.add_argument("--tile-size", type=int, default=1024)
+    parser.add_argument("--tile-iterations", type=int, default=4)
+    parser.add_argument("--untiled-size", type=int, default=1920)
+    parser.add_argument("--photoreal", type=float, default=1000.0)
+    parser.add_argument("--json", default=str(OUT / "tiles.json"))
+    args = parser.parse_args()
+    OUT.mkdir(parents=True, exist_ok=True)
+    path = Path(args.json)
+    results = json.loads(path.read_text()) if path.exists() else {}
+    for part in args.parts.split(","):
+        results[part] = {"quality": part_quality, "4k": part_4k, "seams": part_seams,
+                         "photoreal": part_photoreal}[part](args)
+        path.write_text(json.dumps(results, indent=2))
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()

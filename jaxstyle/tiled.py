@@ -1,0 +1,175 @@
+"""Large frames as overlapping tiles: a whole-frame coarse pass, then tiled fine scales.
+
+Schedule for frames whose long side exceeds ``tile_size`` (see :mod:`jaxstyle.tiles` for the
+geometry):
+
+1. **Coarse, whole frame.** The frames are stylized untiled, coarse to fine, up to the largest
+   scale whose long side fits in a tile (``coarse_iterations`` at that scale). Style is therefore
+   decided once for the whole frame and is consistent from tile to tile.
+2. **Tiled fine scales.** Every scale of the preset above ``tile_size`` is processed in
+   ``tile_rounds`` rounds. In each round the canvas (the upsampled result so far) is cut into
+   overlapping tiles placed by homographies (grid translations), every tile of every frame becomes
+   one "frame" of an ordinary batch (sharded over devices like video frames, one compile per scale
+   because the tile count does not depend on the grid's shift), the tiles are optimized from the
+   canvas, and stitched back with feathered weights. The grid shifts by ``stride / tile_rounds``
+   between rounds so that no seam stays in one place. ``tile_iterations`` iterations are spread
+   over the rounds of a scale: at 4K one full-resolution iteration costs minutes on a 2-core CPU,
+   so the work sits at the coarse scales and the fine scales only sharpen.
+3. **Style statistics at the canvas's scale, with each tile's own offset.** The style target A is
+   the Gram of the whole style image resized as for an untiled frame of the canvas's size (not of
+   the tile's size), so texture has the same scale as without tiling. A tile is *not* pulled to A
+   itself: the whole frame's Gram is (about) the mean of its tiles' Grams, and the gradient of the
+   whole-frame loss moves every tile by the same Gram step ``mean_t G_t - A``. So tile t's target
+   is ``A + (G_t - mean_s G_s)`` with the Grams G of the tiles at the start of the round: the
+   frame's mean statistics go to the style's, while each tile keeps its own deviation from the mean
+   (a sky tile stays a sky tile). Matching every tile to A instead forces the whole style into
+   every tile and loses content (measured in ``benchmarks/bench_tiles.py``). With semantic masks or
+   a style video the tiles use the plain per-region / per-frame targets. Temporal targets,
+   occlusion masks and semantic masks are cut into the same tiles as the content.
+
+Colour preservation is applied once around the whole schedule (by the caller), not per tile.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from . import imaging, tiles
+from .config import StyleConfig, scaled_size
+from .masks import Regions, resize_masks
+
+
+def tiled_scales(cfg: StyleConfig, height: int, width: int) -> tuple[tuple[int, int], list[tuple[int, int]]]:
+    """(coarse whole-frame size, tiled fine sizes) for a frame of height x width."""
+    fine = [hw for hw in cfg.scales(height, width) if max(hw) > cfg.tile_size]
+    coarse = scaled_size(height, width, cfg.tile_size)
+    return coarse, fine
+
+
+def _extract(arrays: np.ndarray, homs: np.ndarray, tile_hw: tuple[int, int]) -> np.ndarray:
+    """Tiles of every frame [N, H, W, C] -> [N * T, th, tw, C] (frame-major)."""
+    return np.concatenate([np.asarray(tiles.extract_tiles(a, homs, tile_hw)) for a in arrays])
+
+
+def offset_targets(network, cfg: StyleConfig, styles, tile_images: np.ndarray, n: int, count: int,
+                   style_side: float) -> dict[str, np.ndarray]:
+    """Per-tile Gram targets ``A + G_t - mean_s G_s`` (means over the tiles of the same frame)."""
+    from .losses import gram
+    from .optimize import LossSpec
+    from .stylize import _features_fn, style_grams
+
+    layers = tuple(cfg.style_layers)
+    spec = LossSpec(tuple(cfg.content_layers), layers, tuple(cfg.style_layer_weights), cfg.distance)
+    blend = np.asarray(cfg.style_weights if cfg.style_weights else [1.0] * len(styles), np.float64)
+    target = style_grams(network, spec, styles, blend / blend.sum(), style_side)
+    fn = _features_fn(network, layers)
+    grams = {k: [] for k in layers}
+    for tile in tile_images:  # one at a time: bounded memory whatever the tile count
+        feats = fn(network.variables, tile[None])
+        for k in layers:
+            grams[k].append(np.asarray(gram(feats[k][0])))
+    out = {}
+    for k in layers:
+        g = np.stack(grams[k]).reshape(n, count, *grams[k][0].shape)
+        out[k] = (np.asarray(target[k])[None, None] + g - g.mean(1, keepdims=True)).reshape(n * count, *g.shape[2:])
+    return out
+
+
+def stylize_tiled(contents: np.ndarray, styles: Sequence[np.ndarray], cfg: StyleConfig, *, network,
+                  init=None, temporal=None, frame_styles=None, regions: Regions | None = None,
+                  progress: bool | Callable = False, on_chunk=None, devices=None):
+    """Stylize frames [N, H, W, 3] larger than ``cfg.tile_size`` (a resolved config, colours already
+    handled). Returns a :class:`jaxstyle.stylize.Result` at the frames' size."""
+    from .stylize import Result, Temporal, stylize_frames
+
+    t_start = time.perf_counter()
+    n, height, width, _ = contents.shape
+    coarse_hw, fine = tiled_scales(cfg, height, width)
+    metrics: dict[str, Any] = {"tiled": {"tile_size": cfg.tile_size, "overlap": cfg.tile_overlap,
+                                         "rounds": cfg.tile_rounds, "coarse_size": list(coarse_hw), "scales": []},
+                               "scales": [], "compile_seconds": 0.0}
+    untiled = dataclasses.replace(cfg, tile_size=0)
+
+    def sub_temporal(h, w, homs=None, tile_hw=None):
+        if temporal is None:
+            return None
+        t = imaging.resize(temporal.targets, h, w)
+        m = imaging.resize(temporal.masks[..., None], h, w)
+        if homs is not None:
+            t, m = _extract(t, homs, tile_hw), _extract(m, homs, tile_hw)
+        return Temporal(t, m[..., 0], temporal.weight)
+
+    # 1. whole frame, coarse to fine up to the tile size
+    ch, cw = coarse_hw
+    coarse_cfg = dataclasses.replace(untiled, iterations=cfg.coarse_iterations)
+    coarse_init = init
+    if isinstance(init, np.ndarray):
+        coarse_init = imaging.resize(np.asarray(init, np.float32), ch, cw)
+    result = stylize_frames(imaging.resize(contents, ch, cw), styles, coarse_cfg, network=network, init=coarse_init,
+                            temporal=sub_temporal(ch, cw), frame_styles=frame_styles, regions=regions,
+                            progress=progress, on_chunk=on_chunk, devices=devices)
+    canvas = result.images
+    metrics["scales"] += result.metrics["scales"]
+    metrics["compile_seconds"] += result.metrics["compile_seconds"]
+    for key in ("network", "network_sha256", "devices", "device_kind", "optimizer", "preset", "config"):
+        metrics[key] = result.metrics.get(key)
+    metrics["config"] = dataclasses.asdict(cfg)
+    final = result.metrics["final"]
+
+    # 2. tiled fine scales
+    for si, (h, w) in enumerate(fine):
+        content_s = imaging.resize(contents, h, w)
+        canvas = imaging.resize(canvas, h, w)
+        tile_hw = tiles.tile_shape(h, w, cfg.tile_size)
+        overlap = min(cfg.tile_overlap, max(0, min(tile_hw) // 2 - 1))
+        stride = max(1, min(tile_hw) - overlap)
+        feather = tiles.feather_weights(tile_hw, overlap)
+        rounds = cfg.tile_rounds
+        per_round = [cfg.tile_iterations // rounds + (1 if r < cfg.tile_iterations % rounds else 0) for r in range(rounds)]
+        style_side = cfg.style_scale * max(h, w)
+        scale_final: dict[str, list] = {}
+        for r, iters in enumerate(per_round):
+            if iters == 0:
+                continue
+            shift = r * stride / rounds
+            homs = tiles.plan_tiles(h, w, cfg.tile_size, overlap, shift=(shift, shift))
+            count = homs.shape[0]
+            sub_regions = None
+            if regions is not None:
+                masks = resize_masks(regions.content, h, w)
+                sub_regions = Regions(_extract(masks, homs, tile_hw), regions.styles, regions.codes)
+            sub_styles = None if frame_styles is None else [s for s in frame_styles for _ in range(count)]
+            tile_cfg = dataclasses.replace(untiled, start_size=0, iterations=iters)
+            init_tiles = _extract(canvas, homs, tile_hw)
+            targets = None
+            if cfg.tile_targets == "offset" and regions is None and frame_styles is None:
+                targets = offset_targets(network, cfg, styles, init_tiles, n, count, style_side)
+            res = stylize_frames(_extract(content_s, homs, tile_hw), styles, tile_cfg, network=network,
+                                 init=init_tiles, style_targets=targets, temporal=sub_temporal(h, w, homs, tile_hw),
+                                 frame_styles=sub_styles, regions=sub_regions,
+                                 progress=progress, on_chunk=on_chunk, devices=devices,
+                                 style_long_side=lambda _h, _w: style_side)
+            out = res.images.reshape(n, count, *res.images.shape[1:])
+            canvas = np.stack([np.asarray(tiles.stitch(out[i], homs, (h, w), feather)) for i in range(n)])
+            metrics["compile_seconds"] += res.metrics["compile_seconds"]
+            for k, v in res.metrics["final"].items():  # per frame: the mean over its tiles
+                scale_final[k] = np.asarray(v).reshape(n, count).mean(1).tolist()
+            metrics["scales"].append({**res.metrics["scales"][0], "tiles": count, "round": r,
+                                      "canvas": [h, w], "tile": list(tile_hw)})
+        metrics["tiled"]["scales"].append({"size": [h, w], "tiles": int(count), "tile": list(tile_hw),
+                                           "iterations_per_round": per_round})
+        final = scale_final or final
+    out = np.clip(canvas, 0.0, 1.0).astype(np.float32)
+    if out.shape[1:3] != (height, width):
+        out = imaging.resize(out, height, width)
+    metrics["initial"] = result.metrics["initial"]
+    metrics["final"] = final
+    metrics["iterations"] = sum(s["iterations"] for s in metrics["scales"])
+    metrics["frames"] = n
+    metrics["size"] = [height, width]
+    metrics["wall_seconds"] = time.perf_counter() - t_start
+    return Result(out, metrics)
