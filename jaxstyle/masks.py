@@ -44,6 +44,28 @@ def encode_labels(image: np.ndarray) -> np.ndarray:
     return (q[..., 0] << 16) | (q[..., 1] << 8) | q[..., 2]
 
 
+OTHER = -1           # content pixels whose colour is in no style mask: no style loss there
+SNAP_DISTANCE = 48   # max RGB distance (0-255 scale) from a style mask colour (JPEG / H.264 masks)
+
+
+def palette(style_labels: Sequence[np.ndarray]) -> np.ndarray:
+    """The colour codes used by the style masks."""
+    return np.unique(np.concatenate([np.unique(np.asarray(lab)) for lab in style_labels]))
+
+
+def snap_labels(image: np.ndarray, codes: np.ndarray) -> np.ndarray:
+    """Colour codes of a float RGB mask [..., H, W, 3] snapped to the nearest of ``codes`` (so lossy
+    JPEG or H.264 masks work); pixels farther than SNAP_DISTANCE from every code become OTHER."""
+    codes = np.asarray(codes, np.int64)
+    rgb = np.stack([(codes >> 16) & 255, (codes >> 8) & 255, codes & 255], -1).astype(np.float32)   # [K, 3]
+    q = np.asarray(image, np.float32) * 255.0
+    d2 = ((q[..., None, :] - rgb) ** 2).sum(-1)                                                     # [..., K]
+    nearest = d2.argmin(-1)
+    out = codes[nearest]
+    out[np.take_along_axis(d2, nearest[..., None], -1)[..., 0] > SNAP_DISTANCE ** 2] = OTHER
+    return out
+
+
 @dataclass
 class Regions:
     """One-hot region masks of the content frames and of every style image (float32)."""
@@ -96,3 +118,22 @@ def _nearest(labels: np.ndarray, height: int, width: int) -> np.ndarray:
 def resize_masks(masks: np.ndarray, height: int, width: int) -> np.ndarray:
     """Soft masks [..., h, w, K] at another size (antialiased, so a pixel's weights stay a partition)."""
     return np.clip(imaging.resize(masks, height, width), 0.0, 1.0)
+
+
+def read_style_masks(paths: Sequence[str | Path], styles: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """Label arrays of the style masks (one per style image, each at its style image's size)."""
+    if len(paths) != len(styles):
+        raise UserError(f"{len(paths)} --style-mask files given for {len(styles)} --style images")
+    out = []
+    for path, style in zip(paths, styles):
+        labels = read_labels(path)
+        if labels.shape != style.shape[:2]:
+            raise UserError(f"--style-mask {path} is {labels.shape[1]}x{labels.shape[0]} px but its style image is "
+                            f"{style.shape[1]}x{style.shape[0]}")
+        out.append(labels)
+    return out
+
+
+def content_labels(mask: np.ndarray, style_labels: Sequence[np.ndarray], height: int, width: int) -> np.ndarray:
+    """A content mask frame (float RGB) as colour codes snapped to the style masks' colours, at a size."""
+    return _nearest(snap_labels(mask, palette(style_labels))[None], height, width)[0]

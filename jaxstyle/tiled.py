@@ -8,11 +8,12 @@ geometry):
    decided once for the whole frame and is consistent from tile to tile.
 2. **Tiled fine scales.** Every scale of the preset above ``tile_size`` is processed in
    ``tile_rounds`` rounds. In each round the canvas (the upsampled result so far) is cut into
-   overlapping tiles placed by homographies (grid translations), every tile of every frame becomes
-   one "frame" of an ordinary batch (sharded over devices like video frames, one compile per scale
-   because the tile count does not depend on the grid's shift), the tiles are optimized from the
-   canvas, and stitched back with feathered weights. The grid shifts by ``stride / tile_rounds``
-   between rounds so that no seam stays in one place. ``tile_iterations`` iterations are spread
+   overlapping tiles placed by homographies (grid translations; the fewest tiles that cover the
+   canvas with the overlap, see :func:`jaxstyle.tiles.plan_tiles_minimal`), every tile of every
+   frame becomes one "frame" of an ordinary batch (sharded over devices like video frames, one
+   compile per scale because the tile count does not depend on the grid's phase), the tiles are
+   optimized from the canvas, and stitched back with feathered weights. Between rounds the interior
+   tiles move from -0.8 to +0.8 of their slack, so seams do not stay in one place. ``tile_iterations`` iterations are spread
    over the rounds of a scale: at 4K one full-resolution iteration costs minutes on a 2-core CPU,
    so the work sits at the coarse scales and the fine scales only sharpen.
 3. **Style statistics at the canvas's scale, with each tile's own offset.** The style target A is
@@ -126,7 +127,6 @@ def stylize_tiled(contents: np.ndarray, styles: Sequence[np.ndarray], cfg: Style
         canvas = imaging.resize(canvas, h, w)
         tile_hw = tiles.tile_shape(h, w, cfg.tile_size)
         overlap = min(cfg.tile_overlap, max(0, min(tile_hw) // 2 - 1))
-        stride = max(1, min(tile_hw) - overlap)
         feather = tiles.feather_weights(tile_hw, overlap)
         rounds = cfg.tile_rounds
         per_round = [cfg.tile_iterations // rounds + (1 if r < cfg.tile_iterations % rounds else 0) for r in range(rounds)]
@@ -135,8 +135,8 @@ def stylize_tiled(contents: np.ndarray, styles: Sequence[np.ndarray], cfg: Style
         for r, iters in enumerate(per_round):
             if iters == 0:
                 continue
-            shift = r * stride / rounds
-            homs = tiles.plan_tiles(h, w, cfg.tile_size, overlap, shift=(shift, shift))
+            phase = 0.0 if rounds == 1 else 0.8 * (2.0 * r / (rounds - 1) - 1.0)
+            homs = tiles.plan_tiles_minimal(h, w, cfg.tile_size, overlap, phase=phase)
             count = homs.shape[0]
             sub_regions = None
             if regions is not None:

@@ -137,6 +137,44 @@ def plan_tiles(height: int, width: int, tile, overlap: int, shift=(0, 0)) -> np.
     return np.stack([translation(x, y) for y in ys for x in xs]).astype(np.float32)
 
 
+def _minimal_starts(length: int, t: int, overlap: int, phase: float) -> np.ndarray:
+    if t >= length:
+        return np.zeros(1, np.int64)
+    if overlap >= t:
+        raise ValueError(f"overlap {overlap} must be smaller than the tile size {t}")
+    n = math.ceil((length - t) / (t - overlap)) + 1
+    span = length - t
+    even = span / (n - 1)
+    slack = max(0.0, (t - overlap) - even)       # how far an interior tile may move
+    pos = np.arange(n) * even
+    pos[1:-1] += float(np.clip(phase, -1.0, 1.0)) * slack
+    return np.clip(np.floor(pos + 0.5), 0, span).astype(np.int64)
+
+
+def minimal_tile_count(height: int, width: int, tile, overlap: int) -> int:
+    """Number of tiles :func:`plan_tiles_minimal` returns (the same for every ``phase``)."""
+    th, tw = tile_shape(height, width, tile)
+    return len(_minimal_starts(int(height), th, int(overlap), 0.0)) * len(_minimal_starts(int(width), tw, int(overlap), 0.0))
+
+
+def plan_tiles_minimal(height: int, width: int, tile, overlap: int, phase=0.0) -> np.ndarray:
+    """Like :func:`plan_tiles` with the fewest tiles: ``ceil((L - t)/(t - overlap)) + 1`` per axis,
+    evenly spread, end tiles flush with the canvas edges, neighbours overlapping by >= ``overlap``.
+
+    ``phase`` (in [-1, 1], a scalar or ``(py, px)``) moves the interior tiles of an axis by
+    ``phase * slack``, where ``slack`` is how far they can move while every overlap stays
+    >= ``overlap``: seams move between rounds as far as the grid allows (not at all along an axis
+    with only two tiles, whose wide overlap region is fixed). The tile count never depends on
+    ``phase``, so one compiled shape serves every round.
+    """
+    height, width, overlap = int(height), int(width), int(overlap)
+    th, tw = tile_shape(height, width, tile)
+    py, px = (float(phase), float(phase)) if np.ndim(phase) == 0 else (float(phase[0]), float(phase[1]))
+    ys = _minimal_starts(height, th, overlap, py)
+    xs = _minimal_starts(width, tw, overlap, px)
+    return np.stack([translation(x, y) for y in ys for x in xs]).astype(np.float32)
+
+
 def is_integer_translation(homographies, tol: float = 0.0) -> bool:
     """True if every (concrete) homography is ``[[1,0,a],[0,1,b],[0,0,1]]`` with integer a, b."""
     h = np.asarray(homographies, np.float64).reshape(-1, 3, 3)

@@ -177,6 +177,7 @@ class VideoStylizer:
         self.work = job.work_dir or job.output.with_name(f".{job.output.name}.jaxstyle-work")
         self.flow_cache = flowlib.FlowCache(self.work / "flows")
         self.style_images, self.style_video = self._load_styles()
+        self.style_labels = self._load_style_masks()
 
     # ---- inputs -------------------------------------------------------------------------------
     def _load_styles(self):
@@ -195,6 +196,62 @@ class VideoStylizer:
             else:
                 images.append(imaging.read_image(path))
         return images, video
+
+    def _load_style_masks(self):
+        if self.cfg.content_mask is None:
+            return None
+        if self.style_video is not None:
+            raise UserError("semantic masks cannot be combined with a style video")
+        from .masks import read_style_masks
+
+        labels = read_style_masks(self.cfg.style_mask, self.style_images)
+        mask = Path(self.cfg.content_mask)
+        if is_video(mask):
+            self.mask_info = video_io.probe(mask)
+        else:
+            self.mask_info = None
+            self.mask_image = imaging.read_image(mask)
+        return labels
+
+    def prepare_masks(self) -> None:
+        """Content mask video -> one label array per frame (working size) in the work directory,
+        decoded in one streaming pass. Frame i of the mask goes with frame i of the processed
+        segment (same start time); a shorter mask video repeats its last frame."""
+        if self.style_labels is None or self.mask_info is None:
+            return
+        from .masks import content_labels
+
+        folder = self.work / "masks"
+        if (folder / "done").exists():
+            return
+        folder.mkdir(parents=True, exist_ok=True)
+        t = -1
+        frames = video_io.iter_frames(self.cfg.content_mask, self.mask_info, start=self.job.start,
+                                      duration=self.job.duration)
+        for t, frame in enumerate(frames):
+            if t >= self.n_frames:
+                frames.close()
+                break
+            np.save(folder / f"{t:06d}.npy", content_labels(frame, self.style_labels, self.height, self.width))
+        if t < 0:
+            raise UserError(f"--content-mask {self.cfg.content_mask} has no frames")
+        (folder / "done").write_text("ok")
+
+    def regions_for(self, frames: Sequence[int]):
+        """Semantic regions of the frames at times ``frames`` (None without masks)."""
+        if self.style_labels is None:
+            return None
+        from .masks import build_regions, content_labels
+
+        if self.mask_info is None:
+            labels = content_labels(self.mask_image, self.style_labels, self.height, self.width)
+            stack = np.broadcast_to(labels, (len(frames),) + labels.shape)
+        else:
+            folder = self.work / "masks"
+            last = max(int(p.stem) for p in folder.glob("*.npy"))
+            stack = np.stack([np.load(folder / f"{min(t, last):06d}.npy") for t in frames])
+        return build_regions(stack, self.style_labels, (self.height, self.width),
+                             [s.shape[:2] for s in self.style_images])
 
     def frame_styles(self, frames: Sequence[int]) -> list[list[np.ndarray]] | None:
         """Style video: the style frames at the same time (looped), a window around each."""
@@ -395,7 +452,8 @@ class VideoStylizer:
             styles_per_frame = self.frame_styles(frames_t)
             if k == 0:
                 result = stylize_frames(frames, self.style_images, cfg, network=self.network,
-                                        frame_styles=styles_per_frame, devices=self.local_devices)
+                                        frame_styles=styles_per_frame, devices=self.local_devices,
+                                        regions=self.regions_for(frames_t))
                 stats["iterations_first"] = result.metrics["iterations"]
                 stats["first_frame_losses"] = result.metrics["final"]["total"]
                 stats["first_frame_trace"] = self._trace(result.metrics)
@@ -403,7 +461,8 @@ class VideoStylizer:
                 temporal = Temporal(np.stack(targets), np.stack(masks), cfg.temporal_weight)
                 result = stylize_frames(frames, self.style_images, later, network=self.network,
                                         init=np.stack(inits), temporal=temporal,
-                                        frame_styles=styles_per_frame, devices=self.local_devices)
+                                        frame_styles=styles_per_frame, devices=self.local_devices,
+                                        regions=self.regions_for(frames_t))
                 stats["iterations_later"] = result.metrics["iterations"]
                 if k == 1:
                     stats["second_frame_trace"] = self._trace(result.metrics)
@@ -482,6 +541,7 @@ class VideoStylizer:
             temporal = Temporal(np.stack(targets), np.stack(masks), self.cfg.temporal_weight)
             result = stylize_frames(frames, self.style_images, cfg, network=self.network, init=np.stack(inits),
                                     temporal=temporal, frame_styles=self.frame_styles(ts + [ts[-1]] * pad),
+                                    regions=self.regions_for(ts + [ts[-1]] * pad),
                                     devices=self.local_devices)
             for i, t in enumerate(ts):
                 self.save_png(self.frame_path(t, 0, pass_index), to_u8(result.images[i]))
@@ -530,6 +590,9 @@ class VideoStylizer:
     def run(self) -> dict:
         t0 = time.perf_counter()
         self.prepare_work_dir()
+        if self.job.process_id == 0:
+            self.prepare_masks()
+        self.barrier("masks")
         self.log(f"video {self.info.width}x{self.info.height} @ {float(self.fps):.3f} fps, {self.n_frames} frames "
                  f"-> working size {self.width}x{self.height}; {len(self.lanes)} lane(s) "
                  f"({len(self.my_lanes)} here), {max(lane.length for lane in self.lanes)} steps")

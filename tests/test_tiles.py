@@ -201,3 +201,34 @@ def test_jit_traces_once_across_shifts_and_is_differentiable():
     tiles = T.extract_tiles(canvas, plan, (th, tw))
     g = jax.grad(lambda t: jnp.sum(T.stitch(t, plan, (height, width), w, method="translate") ** 2))(tiles)
     assert g.shape == tiles.shape and bool(jnp.all(jnp.isfinite(g))) and float(jnp.abs(g).max()) > 0
+
+
+@pytest.mark.parametrize("hw,tile,overlap", [((384, 512), 256, 32), ((2160, 3840), 1024, 64), ((77, 128), 64, 16),
+                                             ((50, 40), 64, 8), ((101, 333), 48, 12)])
+def test_minimal_plan_covers_with_overlap(hw, tile, overlap):
+    from jaxstyle.tiles import minimal_tile_count, plan_tiles_minimal, tile_shape
+
+    h, w = hw
+    th, tw = tile_shape(h, w, tile)
+    counts = set()
+    xs_by_phase = []
+    for phase in (-1.0, -0.8, 0.0, 0.3, 0.8, 1.0):
+        homs = plan_tiles_minimal(h, w, tile, overlap, phase)
+        counts.add(len(homs))
+        cover = np.zeros((h, w), int)
+        ys = sorted(set(int(m[1, 2]) for m in homs))
+        xs = sorted(set(int(m[0, 2]) for m in homs))
+        xs_by_phase.append(xs)
+        for m in homs:
+            x0, y0 = int(m[0, 2]), int(m[1, 2])
+            assert 0 <= x0 <= w - tw and 0 <= y0 <= h - th
+            cover[y0:y0 + th, x0:x0 + tw] += 1
+        assert cover.min() >= 1
+        for starts, t in ((ys, th), (xs, tw)):
+            assert all(b - a <= t - overlap for a, b in zip(starts, starts[1:])), (starts, t)
+    assert counts == {minimal_tile_count(h, w, tile, overlap)}
+    if len(xs_by_phase[0]) > 2 and xs_by_phase[1] != xs_by_phase[4]:
+        assert xs_by_phase[1][1] < xs_by_phase[4][1]  # interior seams move between rounds
+    # fewest tiles: one less per axis would not cover with the overlap
+    n = math.ceil((w - tw) / (tw - overlap)) + 1 if tw < w else 1
+    assert len(xs_by_phase[0]) == n

@@ -477,3 +477,31 @@ def test_style_video(capsys, clip8, tmp_path, vgg16):
     code, err = run_main([clip8, "--style", style_clip, "--style", style_clip, "-o", tmp_path / "x.mp4", *FAST],
                          capsys)
     assert_one_line_error(code, err, "style video")
+
+
+def test_mask_video(capsys, clip8, style, tmp_path, vgg16):
+    """A content mask video (left half red, right half blue; H.264, so colours are snapped) and a
+    style mask with only red: the style goes to the left half of every frame."""
+    mask_clip = tmp_path / "mask.mp4"
+    ff("-f", "lavfi", "-i", "color=c=red:s=16x24:r=25", "-f", "lavfi", "-i", "color=c=blue:s=16x24:r=25",
+       "-filter_complex", "hstack", "-frames:v", "6", "-c:v", "libx264", "-pix_fmt", "yuv444p",
+       "-preset", "ultrafast", mask_clip)
+    style_img = iio.imread(style)
+    style_mask = tmp_path / "style_mask.png"
+    iio.imwrite(style_mask, np.broadcast_to(np.array([255, 0, 0], np.uint8), style_img.shape[:2] + (3,)).copy())
+    out, frames_dir, plain_dir = tmp_path / "masked.mp4", tmp_path / "masked", tmp_path / "plain"
+    args = [clip8, "--style", style, "--frames-per-device", "2", *FAST, "--iterations", "12", "--chunk", "6",
+            "--video-iterations", "6", "--style-weight", "100"]
+    code, err = run_main([*args, "-o", out, "--frames-dir", frames_dir, "--content-mask", mask_clip,
+                          "--style-mask", style_mask], capsys)
+    assert code == 0, err
+    assert vio.probe(out).frame_count == 8
+    code, err = run_main([*args, "-o", tmp_path / "plain.mp4", "--frames-dir", plain_dir], capsys)
+    assert code == 0, err
+    contents = np.stack([f for f in vio.iter_frames(clip8)])
+    masked = np.stack([v for _, v in sorted(pngs(frames_dir).items())]).astype(np.float32) / 255
+    plain = np.stack([v for _, v in sorted(pngs(plain_dir).items())]).astype(np.float32) / 255
+    left, right = slice(0, 13), slice(19, 32)
+    change = lambda x, cols: float(np.abs(x[:, :, cols] - contents[:, :, cols]).mean())  # noqa: E731
+    assert change(masked, right) < 0.6 * change(masked, left), (change(masked, right), change(masked, left))
+    assert change(masked, right) < 0.6 * change(plain, right), (change(masked, right), change(plain, right))
