@@ -80,17 +80,22 @@ class Lane:
 def plan_lanes(n_frames: int, n_lanes: int, overlap: int) -> list[Lane]:
     """Contiguous segments, one per lane, each but the first starting ``overlap`` frames early.
 
-    Lanes hold at least ``MIN_LANE_FRAMES`` frames (so a short clip gets fewer lanes than asked).
+    Lanes own at least ``MIN_LANE_FRAMES`` frames (so a short clip gets fewer lanes than asked);
+    the overlap is at most a segment - 1 and never reaches past the previous lane's own frames.
+    All lanes run in lock step, so their lengths (warm-up included) are balanced where the clip
+    allows: the first lane, which has no warm-up, owns up to ``overlap`` more frames than the
+    others, so no batch slot idles while the other lanes warm up.
     """
-    n_lanes = max(1, min(n_lanes, n_frames // MIN_LANE_FRAMES))
-    size = math.ceil(n_frames / n_lanes)
-    n_lanes = math.ceil(n_frames / size)
+    lanes_n = max(1, min(n_lanes, n_frames // MIN_LANE_FRAMES))
+    size = math.ceil(n_frames / lanes_n)
+    lanes_n = math.ceil(n_frames / size)
+    if lanes_n == 1:
+        return [Lane(0, 0, 0, n_frames)]
     ov = min(overlap, size - 1)
-    lanes = []
-    for i in range(n_lanes):
-        core = i * size
-        lanes.append(Lane(i, max(0, core - (ov if i else 0)), core, min(n_frames, core + size)))
-    return lanes
+    core = max((n_frames - ov) / lanes_n, MIN_LANE_FRAMES)   # frames owned by each lane after the first
+    ov = min(ov, int(core))
+    bounds = [0] + [int(round(n_frames - (lanes_n - i) * core)) for i in range(1, lanes_n)] + [n_frames]
+    return [Lane(i, max(0, bounds[i] - (ov if i else 0)), bounds[i], bounds[i + 1]) for i in range(lanes_n)]
 
 
 def blend_weight(t: int, lane: Lane) -> float:

@@ -231,13 +231,17 @@ def test_plan_lanes_cover_every_frame(n_frames, n_lanes, overlap):
         assert b.core_start == a.stop
     owned = [t for lane in lanes for t in range(lane.core_start, lane.stop)]
     assert owned == list(range(n_frames))
-    size = lanes[0].length
-    expected = min(overlap, size - 1)
     for lane in lanes:
         assert 0 <= lane.start <= lane.core_start < lane.stop <= n_frames
-        assert lane.length <= size + expected
-    # Every lane but the first warms up by the same overlap: min(overlap, a segment - 1).
-    assert all(lane.core_start - lane.start == expected for lane in lanes[1:])
+        assert lane.stop - lane.core_start >= min(n_frames, MIN_LANE_FRAMES)
+    # Every lane but the first warms up by the same overlap (at most the asked one).
+    warm = {lane.core_start - lane.start for lane in lanes[1:]}
+    assert len(warm) <= 1 and all(0 <= w <= overlap for w in warm)
+    if len(lanes) > 1 and overlap:
+        assert warm.pop() > 0
+    # Lock-step lanes are balanced: where every lane can own MIN_LANE_FRAMES, lengths differ by <= 1.
+    if len(lanes) > 1 and (n_frames - overlap) / len(lanes) >= MIN_LANE_FRAMES + 1:
+        assert max(lane.length for lane in lanes) - min(lane.length for lane in lanes) <= 1, lanes
     # Each frame belongs to one lane, or to two neighbours in the later one's warm-up, where the
     # cross-fade weight of the later lane rises strictly inside (0, 1).
     for t in range(n_frames):
@@ -256,8 +260,10 @@ def test_plan_lanes_examples():
     lanes = plan_lanes(16, 4, 6)
     assert [(lane.start, lane.core_start, lane.stop) for lane in lanes] == [(0, 0, 4), (1, 4, 8), (5, 8, 12), (9, 12, 16)]
     assert len(plan_lanes(8, 4, 6)) == 2  # lanes keep at least MIN_LANE_FRAMES frames
-    lanes = plan_lanes(12, 2, 3)
-    assert [(lane.start, lane.core_start, lane.stop) for lane in lanes] == [(0, 0, 6), (3, 6, 12)]
+    lanes = plan_lanes(12, 2, 3)  # balanced: the first lane takes the second's warm-up length
+    assert [(lane.start, lane.core_start, lane.stop) for lane in lanes] == [(0, 0, 8), (5, 8, 12)]
+    lanes = plan_lanes(96, 8, 8)
+    assert {lane.length for lane in lanes} == {19} and lanes[1].start == 11
     assert [(lane.start, lane.stop) for lane in plan_lanes(12, 1, 6)] == [(0, 12)]
     assert len(plan_lanes(3, 8, 6)) == 1
 
