@@ -58,7 +58,8 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
     """One flag per StyleConfig field: --content-weight, --style-layers a,b,c, ..."""
     groups = {None: parser.add_argument_group("stylization (StyleConfig)"),
               "tiles": parser.add_argument_group("large frames, photorealism, masks (StyleConfig)"),
-              "video": parser.add_argument_group("video (StyleConfig)")}
+              "video": parser.add_argument_group("video (StyleConfig)"),
+              "audio": parser.add_argument_group("audio (StyleConfig)")}
     for field in dataclasses.fields(StyleConfig):
         group = groups[field.metadata.get("group")]
         convert, is_seq = _field_type(field)
@@ -88,8 +89,11 @@ def build_parser() -> argparse.ArgumentParser:
                "'python cli.py weights list | port FILE | fetch vgg19'.",
     )
     parser.add_argument("content", metavar="CONTENT", help="content image")
-    parser.add_argument("--style", "-s", action="append", required=True, metavar="STYLE",
-                        help="style image (repeat for a blend, weighted by --style-weights)")
+    parser.add_argument("--style", "-s", action="append", metavar="STYLE",
+                        help="style image (repeat for a blend, weighted by --style-weights); not for an audio CONTENT")
+    parser.add_argument("--style-audio", metavar="STYLE",
+                        help="style sound (wav, flac, mp3, ogg, m4a, or a video's audio): stylizes an audio CONTENT, "
+                             "or a video's sound track (muxed into the output in place of the original audio)")
     parser.add_argument("--output", "-o", metavar="OUT", help="output image (default: outputs/CONTENT_STYLE.png)")
     parser.add_argument("--metrics-json", metavar="PATH", help="write losses, iterations and timings as JSON")
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
@@ -200,6 +204,14 @@ def stylize_main(argv: Sequence[str]) -> int:
     from . import imaging
     from .video import VIDEO_EXTENSIONS, is_video
 
+    from .audio_io import is_audio
+
+    if is_audio(args.content):
+        return audio_main(args, config)
+    if not args.style:
+        raise UserError("--style STYLE is required (an audio CONTENT takes --style-audio instead)")
+    if args.style_audio and not is_video(args.content):
+        raise UserError("--style-audio needs an audio file or a video with sound as CONTENT")
     if is_video(args.content):
         return video_main(args, config)
     content_path = Path(args.content)
@@ -270,23 +282,132 @@ def load_regions(config: StyleConfig, content_hw, styles, frame_hw, content_labe
     """Semantic masks from --content-mask / --style-mask (None when not given)."""
     if config.content_mask is None:
         return None
-    from .masks import build_regions, read_labels
+    from .masks import build_regions
 
-    if len(config.style_mask) != len(styles):
-        raise UserError(f"{len(config.style_mask)} --style-mask files given for {len(styles)} --style images")
+    style_labels = read_style_masks(config, styles)
     if content_labels is None:
-        content_labels = read_labels(config.content_mask)
-        if content_labels.shape[-2:] != tuple(content_hw):
-            raise UserError(f"--content-mask {config.content_mask} is {content_labels.shape[1]}x{content_labels.shape[0]}"
+        from . import imaging
+        from .masks import palette, snap_labels
+
+        mask = imaging.read_image(config.content_mask)
+        if mask.shape[:2] != tuple(content_hw):
+            raise UserError(f"--content-mask {config.content_mask} is {mask.shape[1]}x{mask.shape[0]}"
                             f" px but the content is {content_hw[1]}x{content_hw[0]}")
-    style_labels = []
-    for path, style in zip(config.style_mask, styles):
-        labels = read_labels(path)
-        if labels.shape != style.shape[:2]:
-            raise UserError(f"--style-mask {path} is {labels.shape[1]}x{labels.shape[0]} px but its style image is "
-                            f"{style.shape[1]}x{style.shape[0]}")
-        style_labels.append(labels)
+        content_labels = snap_labels(mask, palette(style_labels))
     return build_regions(content_labels, style_labels, frame_hw, [s.shape[:2] for s in styles])
+
+
+def read_style_masks(config: StyleConfig, styles) -> list:
+    from .masks import read_style_masks as read
+
+    return read(config.style_mask, styles)
+
+
+def _audio_metrics(content, style, out, sr, settings, info, t0) -> dict:
+    import resource
+    import time
+
+    from . import audio
+
+    return {**info, **audio.audio_metrics(content, style, out, sr, settings, info),
+            "wall_seconds": time.perf_counter() - t0,
+            "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0}
+
+
+def audio_main(args, config: StyleConfig) -> int:
+    """``python cli.py CONTENT.wav --style-audio STYLE.wav -o OUT.wav`` (see jaxstyle/audio.py)."""
+    import time
+
+    from . import audio, audio_io, imaging
+
+    t0 = time.perf_counter()
+    content_path = Path(args.content)
+    if args.style:
+        raise UserError("--style takes images; give the style sound of an audio CONTENT with --style-audio")
+    if not args.style_audio:
+        raise UserError("an audio CONTENT needs --style-audio STYLE (a sound file)")
+    style_path = Path(args.style_audio)
+    if args.output is None:
+        Path("outputs").mkdir(exist_ok=True)
+        output = Path("outputs") / f"{content_path.stem}_{style_path.stem}.wav"
+    else:
+        output = Path(args.output)
+    imaging.check_output_path(output, [content_path, style_path], audio_io.AUDIO_EXTENSIONS)
+    if args.metrics_json:
+        for item in (content_path, style_path, output):
+            if os.path.abspath(item) == os.path.abspath(args.metrics_json):
+                raise UserError(f"--metrics-json {args.metrics_json} is the same path as {item}")
+        if not Path(args.metrics_json).resolve().parent.is_dir():
+            raise UserError(f"directory of --metrics-json {args.metrics_json} does not exist")
+    settings = audio.AudioSettings.from_config(config)
+    settings.check()
+    content, sr = audio_io.read_audio(content_path, what="Content audio")
+    style, _ = audio_io.read_audio(style_path, sample_rate=sr, channels=1, what="Style audio")
+    audio.check_signal(content, sr, f"content audio {content_path}")
+    audio.check_signal(style, sr, f"style audio {style_path}")
+    log(f"audio: {content.shape[0] / sr:.2f} s, {sr} Hz, {content.shape[1]} channel(s); variant {settings.variant}")
+    out, info = audio.stylize_audio(content, style, sr, settings, log=None if args.quiet else log)
+    audio_io.write_audio(output, out, sr)
+    if args.metrics_json:
+        metrics = _audio_metrics(content, style, out, sr, settings, info, t0)
+        write_json_atomic(args.metrics_json, {**metrics, "content": str(content_path), "style_audio": str(style_path),
+                                              "output": str(output)})
+    log(f"wrote {output} ({out.shape[0]} samples, {sr} Hz, {out.shape[1]} channel(s)) in {info['seconds']:.1f} s")
+    return 0
+
+
+def check_video_style_audio(args, content_path: Path, output: Path, config: StyleConfig) -> None:
+    """Fail early: --style-audio on a video needs a sound track and a readable style sound."""
+    from . import audio, audio_io
+
+    if args.no_audio:
+        raise UserError("--style-audio and --no-audio contradict each other")
+    if output.suffix.lower() == ".gif":
+        raise UserError("a GIF output cannot carry the stylized audio; choose .mp4, .mkv, .mov, .webm or .avi")
+    if not audio_io.audio_streams_of(content_path):
+        raise UserError(f"--style-audio: the video {content_path} has no audio stream")
+    style_path = Path(args.style_audio)
+    if os.path.abspath(style_path) == os.path.abspath(output):
+        raise UserError(f"output {output} is the same file as the input {style_path}; choose another output path")
+    style, sr = audio_io.read_audio(style_path, channels=1, what="Style audio")
+    audio.check_signal(style, sr, f"style audio {style_path}")
+    audio.AudioSettings.from_config(config).check()
+
+
+def stylize_video_and_audio(job, network, args, config: StyleConfig) -> dict:
+    """Stylize the frames into a hidden file, the first audio stream into a wav, then mux (video copied)."""
+    import time
+
+    from . import audio, audio_io, video_io
+    from .video import stylize_video
+
+    output = job.output
+    job.work_dir = job.work_dir or output.with_name(f".{output.name}.jaxstyle-work")
+    frames_tmp = Path(video_io._temp_name(str(output), "frames"))
+    sound_tmp = Path(video_io._temp_name(str(output), "audio")).with_suffix(".wav")
+    job.output, job.audio = frames_tmp, False
+    try:
+        metrics = stylize_video(job, network, log=log)
+        if args.process_id != 0:
+            return metrics
+        t0 = time.perf_counter()
+        settings = audio.AudioSettings.from_config(config)
+        content, sr = audio_io.read_audio(job.input, start=args.start, duration=args.duration, what="Video")
+        style, _ = audio_io.read_audio(args.style_audio, sample_rate=sr, channels=1, what="Style audio")
+        audio.check_signal(content, sr, f"the audio of {job.input}")
+        log(f"audio: {content.shape[0] / sr:.2f} s, {sr} Hz, {content.shape[1]} channel(s); variant {settings.variant}")
+        out, info = audio.stylize_audio(content, style, sr, settings, log=None if args.quiet else log)
+        audio_io.write_audio(sound_tmp, out, sr)
+        video_io.mux_audio(frames_tmp, sound_tmp, output)
+        if args.metrics_json:
+            metrics = {**metrics, "audio": _audio_metrics(content, style, out, sr, settings, info, t0)}
+            metrics["audio"]["style_audio"] = str(args.style_audio)
+        return metrics
+    finally:
+        job.output = output
+        for tmp in (frames_tmp, sound_tmp):
+            if tmp.exists():
+                tmp.unlink()
 
 
 def init_distributed(args) -> None:
@@ -314,7 +435,8 @@ def video_main(args, config: StyleConfig) -> int:
     output = Path(args.output) if args.output else Path("outputs") / f"{content_path.stem}_{style_paths[0].stem}.mp4"
     if args.output is None:
         output.parent.mkdir(exist_ok=True)
-    imaging.check_output_path(output, [content_path, *style_paths], VIDEO_EXTENSIONS)
+    masks = [Path(config.content_mask), *map(Path, config.style_mask)] if config.content_mask else []
+    imaging.check_output_path(output, [content_path, *style_paths, *masks], VIDEO_EXTENSIONS)
     if not content_path.is_file():
         raise UserError(f"{content_path} does not exist" if not content_path.exists() else f"{content_path} is not a file")
     for style in style_paths:
@@ -328,6 +450,8 @@ def video_main(args, config: StyleConfig) -> int:
         Path(args.frames_dir).mkdir(parents=True, exist_ok=True)
     if args.metrics_json and not Path(args.metrics_json).resolve().parent.is_dir():
         raise UserError(f"directory of --metrics-json {args.metrics_json} does not exist")
+    if args.style_audio:
+        check_video_style_audio(args, content_path, output, config)
     init_distributed(args)
     from .weights import load_network
 
@@ -341,7 +465,8 @@ def video_main(args, config: StyleConfig) -> int:
                    resume=args.resume, work_dir=Path(args.work_dir) if args.work_dir else None,
                    keep_work=args.keep_work, process_id=args.process_id, num_processes=args.num_processes,
                    progress=not args.quiet)
-    metrics = stylize_video(job, network, log=log)
+    metrics = stylize_video(job, network, log=log) if not args.style_audio else \
+        stylize_video_and_audio(job, network, args, config)
     if args.metrics_json and args.process_id == 0:
         write_json_atomic(args.metrics_json, {**metrics, "content": str(content_path),
                                               "styles": [str(p) for p in style_paths], "output": str(output)})

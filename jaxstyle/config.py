@@ -94,7 +94,7 @@ class StyleConfig:
     style_window: int = _f(5, "video: with a style video, Gram targets are averaged over this many style frames", metavar="N", group="video")
 
     # ---- audio (--style-audio; see jaxstyle/audio.py) ----
-    audio_variant: str = _f("mel-stats", "audio: feature network and statistics (ulyanov = Ulyanov & Lebedev's baseline)", choices=("ulyanov", "multi", "ulyanov-stats", "mel-multi", "mel-stats", "mel-gain"), group="audio")
+    audio_variant: str = _f("mel-gain", "audio: feature network and statistics (ulyanov = Ulyanov & Lebedev's baseline)", choices=("ulyanov", "mel-multi", "mel-stats", "mel-gain"), group="audio")
     audio_iterations: int = _f(200, "audio: L-BFGS iterations per chunk", metavar="N", group="audio")
     audio_filters: int | None = _f(None, "audio: random filters per layer (default: from the variant, e.g. 4096 for ulyanov)", metavar="N", group="audio")
     audio_content_weight: float = _f(0.3, "audio: weight of the per-frame content loss (the style loss has weight --audio-style-weight)", metavar="W", group="audio")
