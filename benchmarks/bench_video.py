@@ -89,9 +89,9 @@ def independent_stability(out_dir: Path, size: int, preset: str) -> dict:
             "iterations_per_frame": n_iters, "wall_seconds": wall}
 
 
-def part_stability(out_dir: Path, size: int, preset: str, fpd: int) -> dict:
+def part_stability(out_dir: Path, size: int, preset: str, fpd: int, extra: list[str] = ()) -> dict:
     common = ["--preset", preset]
-    lanes = run_video(out_dir, "lanes", [*common, "--frames-per-device", str(fpd)], size)
+    lanes = run_video(out_dir, "lanes", [*common, "--frames-per-device", str(fpd), *extra], size)
     seq = run_video(out_dir, "sequential", [*common, "--sequential"], size)
     indep = independent_stability(out_dir, size, preset)
     res = {
@@ -168,11 +168,12 @@ def part_warm(size: int, iterations: int) -> dict:
     return res
 
 
-def part_batch(out_dir: Path, size: int, rounds: int, frames: int) -> dict:
+def part_batch(out_dir: Path, size: int, rounds: int, frames: int, extra: list[str] = ()) -> dict:
     """--frames-per-device 8 vs 1 on one device. ``frames`` > 36 uses a generated clip of that length."""
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1")
     times = {1: [], 8: []}
-    common = ["--preset", "fast", "--iterations", "10", "--coarse-iterations", "10", "--video-iterations", "10"]
+    common = ["--preset", "fast", "--iterations", "10", "--coarse-iterations", "10", "--video-iterations", "10",
+              *extra]
     clip = CLIP
     if frames > 36:
         clip = out_dir / f"batch_clip_{frames}.mp4"
@@ -227,6 +228,7 @@ def main() -> None:
     parser.add_argument("--batch-frames", type=int, default=16, help="clip length for the batch part (> 36: generated)")
     parser.add_argument("--batch-size", type=int, default=128, help="working size for the batch part")
     parser.add_argument("--parts", default="stability,warm,batch,memory")
+    parser.add_argument("--extra", default="", help="extra CLI flags for the lane runs, e.g. '--overlap 4'")
     parser.add_argument("--json", default=str(ROOT / "outputs" / "bench" / "video.json"))
     args = parser.parse_args()
     out_dir = Path(args.json).resolve().parent / "video"
@@ -234,11 +236,12 @@ def main() -> None:
     results = {"args": vars(args)}
     parts = args.parts.split(",")
     if "stability" in parts:
-        results["stability"] = part_stability(out_dir, args.size, args.preset, args.frames_per_device)
+        results["stability"] = part_stability(out_dir, args.size, args.preset, args.frames_per_device,
+                                              args.extra.split())
     if "warm" in parts:
         results["warm"] = part_warm(args.size, args.warm_iterations)
     if "batch" in parts:
-        results["batch"] = part_batch(out_dir, args.batch_size, args.rounds, args.batch_frames)
+        results["batch"] = part_batch(out_dir, args.batch_size, args.rounds, args.batch_frames, args.extra.split())
     if "memory" in parts:
         results["memory"] = part_memory(out_dir)
     Path(args.json).write_text(json.dumps(results, indent=1, default=str))

@@ -32,7 +32,7 @@ def gram(features: jax.Array, mask: jax.Array | None = None) -> jax.Array:
     if mask is None:
         return jnp.einsum("...pi,...pj->...ij", flat, flat) / (h * w)
     weights = mask.reshape(*lead, h * w, 1)
-    return jnp.einsum("...pi,...pj->...ij", flat * weights, flat) / jnp.maximum(weights.sum(-2, keepdims=True), 1.0)
+    return jnp.einsum("...pi,...pj->...ij", flat * weights, flat) / jnp.maximum(weights.sum(-2, keepdims=True), 1e-6)
 
 
 def distance(diff: jax.Array, kind: str = "mse") -> jax.Array:
@@ -61,6 +61,42 @@ def content_loss(features: Mapping[str, jax.Array], targets: Mapping[str, jax.Ar
     for name in layers:
         target = targets[name]
         total = total + distance((features[name] - target) / rms(target), kind)
+    return total
+
+
+def masked_content_loss(features: Mapping[str, jax.Array], targets: Mapping[str, jax.Array],
+                        masks: Mapping[str, jax.Array], layers: Sequence[str], kind: str = "mse") -> jax.Array:
+    """Content loss with positions weighted by ``masks[name]`` [H_l, W_l] (a weighted mean)."""
+    total = jnp.float32(0.0)
+    for name in layers:
+        target, m = targets[name], masks[name][..., None]
+        d = (features[name] - target) / rms(target)
+        per_pos = _elementwise(d, kind)
+        total = total + jnp.sum(m * per_pos) / (jnp.maximum(jnp.sum(m), 1e-6) * d.shape[-1])
+    return total
+
+
+def _elementwise(diff: jax.Array, kind: str) -> jax.Array:
+    if kind == "mse":
+        return diff * diff
+    if kind == "l1":
+        return jnp.abs(diff)
+    a = jnp.abs(diff)
+    if kind == "huber":
+        return jnp.where(a <= HUBER_DELTA, 0.5 * diff * diff, HUBER_DELTA * (a - 0.5 * HUBER_DELTA))
+    if kind == "smooth_l1":
+        return jnp.where(a < SMOOTH_L1_BETA, 0.5 * diff * diff / SMOOTH_L1_BETA, a - 0.5 * SMOOTH_L1_BETA)
+    raise ValueError(f"unknown distance {kind!r}; choose one of {DISTANCES}")
+
+
+def masked_gram_style_loss(features: Mapping[str, jax.Array], target_grams: Mapping[str, jax.Array],
+                           masks: Mapping[str, jax.Array], layers: Sequence[str], layer_weights: Sequence[float],
+                           kind: str = "mse") -> jax.Array:
+    """Style loss whose Gram matrices weight positions by ``masks[name]`` [H_l, W_l]."""
+    total = jnp.float32(0.0)
+    for name, weight in zip(layers, layer_weights):
+        target = target_grams[name]
+        total = total + weight * distance((gram(features[name], masks[name]) - target) / rms(target), kind)
     return total
 
 

@@ -44,6 +44,7 @@ class FrameTargets(NamedTuple):
     style_masks: dict[str, jax.Array] | None = None   # per style layer [N, H_l, W_l, K] output regions
     region_weights: jax.Array | None = None            # [N, K] content area of each region (0: no style)
     matting: Any = None                                # photorealism: per-frame matting statistics
+    loss_masks: dict[str, jax.Array] | None = None     # LossSpec.loss_mask: per layer [N, H_l, W_l] weights
 
 
 class Weights(NamedTuple):
@@ -64,6 +65,7 @@ class LossSpec:
     distance: str
     regions: int = 0          # > 0: style loss per semantic region (masks in FrameTargets)
     photoreal: bool = False   # add the matting-Laplacian term (statistics in FrameTargets.matting)
+    loss_mask: bool = False   # weight positions in the content and style losses (tiles' inner parts)
 
     @property
     def layers(self) -> tuple[str, ...]:
@@ -91,8 +93,15 @@ def loss_parts(network: Network, spec: LossSpec, net_params, image: jax.Array, t
     # net_params is ``network.variables``: the weights and their precomputed flipped kernels
     feats = network.module.apply(net_params, image[None], spec.layers)
     feats = {k: v[0] for k, v in feats.items()}
-    content = losses.content_loss(feats, targets.content, spec.content_layers, spec.distance)
-    if spec.regions:
+    if spec.loss_mask:
+        content = losses.masked_content_loss(feats, targets.content, targets.loss_masks, spec.content_layers,
+                                             spec.distance)
+    else:
+        content = losses.content_loss(feats, targets.content, spec.content_layers, spec.distance)
+    if spec.loss_mask:
+        style = losses.masked_gram_style_loss(feats, targets.style, targets.loss_masks, spec.style_layers,
+                                              spec.style_layer_weights, spec.distance)
+    elif spec.regions:
         style = losses.masked_style_loss(feats, targets.style, targets.style_masks, targets.region_weights,
                                          spec.style_layers, spec.style_layer_weights, spec.distance)
     else:

@@ -187,7 +187,8 @@ def stylize_frames(contents: np.ndarray, styles: Sequence[np.ndarray], config: S
                    on_chunk: Callable[[int, int, dict, float], None] | None = None,
                    devices: Sequence[jax.Device] | None = None, regions: Regions | None = None,
                    style_long_side: Callable[[int, int], float] | None = None,
-                   style_targets: dict[str, np.ndarray] | None = None) -> Result:
+                   style_targets: dict[str, np.ndarray] | None = None,
+                   loss_weights: np.ndarray | None = None) -> Result:
     """Stylize a batch of frames [N, H, W, 3] (float32 RGB in [0, 1]) at their own size.
 
     Each frame gets its own optimizer state; frames are sharded across ``devices`` (default: all)
@@ -200,7 +201,8 @@ def stylize_frames(contents: np.ndarray, styles: Sequence[np.ndarray], config: S
     ``regions`` (semantic masks, see :mod:`jaxstyle.masks`) restricts style matching to regions.
     ``style_long_side(h, w)`` overrides the long side at which style statistics are taken at a
     scale (tiles take them at the whole canvas's scale). ``style_targets`` gives every frame's
-    Gram targets directly ({layer: [N, C, C]}, single-scale runs only).
+    Gram targets directly ({layer: [N, C, C]}, single-scale runs only). ``loss_weights`` [N, H, W]
+    weights positions in the content and style losses (tiles: their margins count less).
     """
     cfg = (config or StyleConfig()).resolved()
     t_start = time.perf_counter()
@@ -235,7 +237,8 @@ def stylize_frames(contents: np.ndarray, styles: Sequence[np.ndarray], config: S
         if regions.content.shape[0] != contents.shape[0] or len(regions.styles) != len(styles):
             raise ValueError("regions must have one content mask per frame and one mask per style image")
     spec = LossSpec(tuple(cfg.content_layers), tuple(cfg.style_layers), tuple(cfg.style_layer_weights), cfg.distance,
-                    regions=regions.count if regions is not None else 0, photoreal=cfg.photoreal > 0)
+                    regions=regions.count if regions is not None else 0, photoreal=cfg.photoreal > 0,
+                    loss_mask=loss_weights is not None and regions is None)
     n, height, width, _ = contents.shape
     if min(height, width) < MIN_SIDE:
         raise UserError(f"the frames are {width}x{height} px; both sides must be at least {MIN_SIDE} px (use a larger --size)")
@@ -293,6 +296,11 @@ def stylize_frames(contents: np.ndarray, styles: Sequence[np.ndarray], config: S
             grams = style_grams(network, spec, styles, blend, long_side)
         if spec.photoreal:  # the matting Laplacian of the (colour) content frame at this scale
             guides = imaging.resize(original_contents, h, w)
+        if spec.loss_mask:
+            lw = resize_masks(np.asarray(loss_weights, np.float32)[..., None], h, w)
+            mask_layers = tuple(dict.fromkeys(spec.content_layers + spec.style_layers))
+            shapes_l = layer_shapes(network, mask_layers, h, w)
+            loss_masks = {k: resize_masks(lw, *shapes_l[k])[..., 0] for k in mask_layers}
 
         def frame_grams(i: int) -> dict[str, jax.Array]:
             per_image = [_image_grams(network, tuple(spec.style_layers), image, long_side) for image in frame_styles[i]]
@@ -325,6 +333,7 @@ def stylize_frames(contents: np.ndarray, styles: Sequence[np.ndarray], config: S
                 style_masks={k: jnp.asarray(v[sl]) for k, v in layer_masks.items()} if regions is not None else None,
                 region_weights=jnp.asarray(region_area[sl]) if regions is not None else None,
                 matting=_matting_stats(guides[sl]) if spec.photoreal else None,
+                loss_masks={k: jnp.asarray(v[sl]) for k, v in loss_masks.items()} if spec.loss_mask else None,
             )
             x = images[sl]
             if m < batch:  # keep one shape per scale: pad the last batch

@@ -12,7 +12,9 @@ geometry):
    canvas with the overlap, see :func:`jaxstyle.tiles.plan_tiles_minimal`), every tile of every
    frame becomes one "frame" of an ordinary batch (sharded over devices like video frames, one
    compile per scale because the tile count does not depend on the grid's phase), the tiles are
-   optimized from the canvas, and stitched back with feathered weights. Between rounds the interior
+   optimized from the canvas, and stitched back with weights that fade over half of each overlap
+   (:func:`margin_weights`; the same weights weight the tiles' content and style losses, because
+   near its edges a tile's features see zero padding, not the neighbouring pixels). Between rounds the interior
    tiles move from -0.8 to +0.8 of their slack, so seams do not stay in one place. ``tile_iterations`` iterations are spread
    over the rounds of a scale: at 4K one full-resolution iteration costs minutes on a 2-core CPU,
    so the work sits at the coarse scales and the fine scales only sharpen.
@@ -56,10 +58,43 @@ def _extract(arrays: np.ndarray, homs: np.ndarray, tile_hw: tuple[int, int]) -> 
     return np.concatenate([np.asarray(tiles.extract_tiles(a, homs, tile_hw)) for a in arrays])
 
 
+def margin_weights(homs: np.ndarray, tile_hw: tuple[int, int], canvas_hw: tuple[int, int]) -> np.ndarray:
+    """[T, th, tw] weights of translated tiles for their losses and for stitching.
+
+    1 inside; at every tile edge that lies inside the canvas the weight ramps linearly from ~0 at
+    the edge to 1 over half of the actual overlap with the neighbouring tile (near its edges a
+    tile's features see zero padding instead of the neighbouring pixels, so the neighbour, for
+    which those pixels lie inside, scores and provides them). Canvas edges keep weight 1. In an
+    overlap one tile's weight falls as the other's rises, so the stitch is a smooth cross-fade.
+    """
+    th, tw = tile_hw
+    height, width = canvas_hw
+    ys = sorted({int(round(float(m[1, 2]))) for m in homs})
+    xs = sorted({int(round(float(m[0, 2]))) for m in homs})
+
+    def axis(starts, pos, t, length):
+        i = starts.index(pos)
+        w = np.ones(t)
+        idx = np.arange(t) + 0.5
+        if pos > 0 and i > 0:
+            half = (starts[i - 1] + t - pos) / 2
+            w = np.minimum(w, np.clip(idx / half, 0.0, 1.0))
+        if pos + t < length and i + 1 < len(starts):
+            half = (pos + t - starts[i + 1]) / 2
+            w = np.minimum(w, np.clip((t - idx) / half, 0.0, 1.0))
+        return w
+
+    out = [np.outer(axis(ys, int(round(float(m[1, 2]))), th, height), axis(xs, int(round(float(m[0, 2]))), tw, width))
+           for m in homs]
+    return np.maximum(np.stack(out), 1e-3).astype(np.float32)
+
+
 def offset_targets(network, cfg: StyleConfig, styles, tile_images: np.ndarray, n: int, count: int,
-                   style_side: float) -> dict[str, np.ndarray]:
-    """Per-tile Gram targets ``A + G_t - mean_s G_s`` (means over the tiles of the same frame)."""
+                   style_side: float, weights: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Per-tile Gram targets ``A + G_t - mean_s G_s`` (means over the tiles of the same frame; the
+    tiles' Grams weight positions by ``weights`` [N * T, th, tw] as their losses do)."""
     from .losses import gram
+    from .masks import resize_masks
     from .optimize import LossSpec
     from .stylize import _features_fn, style_grams
 
@@ -69,10 +104,12 @@ def offset_targets(network, cfg: StyleConfig, styles, tile_images: np.ndarray, n
     target = style_grams(network, spec, styles, blend / blend.sum(), style_side)
     fn = _features_fn(network, layers)
     grams = {k: [] for k in layers}
-    for tile in tile_images:  # one at a time: bounded memory whatever the tile count
+    for i, tile in enumerate(tile_images):  # one at a time: bounded memory whatever the tile count
         feats = fn(network.variables, tile[None])
         for k in layers:
-            grams[k].append(np.asarray(gram(feats[k][0])))
+            f = feats[k][0]
+            mask = None if weights is None else resize_masks(weights[i][..., None], f.shape[0], f.shape[1])[..., 0]
+            grams[k].append(np.asarray(gram(f, mask)))
     out = {}
     for k in layers:
         g = np.stack(grams[k]).reshape(n, count, *grams[k][0].shape)
@@ -127,7 +164,6 @@ def stylize_tiled(contents: np.ndarray, styles: Sequence[np.ndarray], cfg: Style
         canvas = imaging.resize(canvas, h, w)
         tile_hw = tiles.tile_shape(h, w, cfg.tile_size)
         overlap = min(cfg.tile_overlap, max(0, min(tile_hw) // 2 - 1))
-        feather = tiles.feather_weights(tile_hw, overlap)
         rounds = cfg.tile_rounds
         per_round = [cfg.tile_iterations // rounds + (1 if r < cfg.tile_iterations % rounds else 0) for r in range(rounds)]
         style_side = cfg.style_scale * max(h, w)
@@ -145,16 +181,20 @@ def stylize_tiled(contents: np.ndarray, styles: Sequence[np.ndarray], cfg: Style
             sub_styles = None if frame_styles is None else [s for s in frame_styles for _ in range(count)]
             tile_cfg = dataclasses.replace(untiled, start_size=0, iterations=iters)
             init_tiles = _extract(canvas, homs, tile_hw)
+            weights = None
+            if regions is None:  # (with semantic masks the region masks weight the style loss instead)
+                weights = np.tile(margin_weights(homs, tile_hw, (h, w)), (n, 1, 1))
             targets = None
             if cfg.tile_targets == "offset" and regions is None and frame_styles is None:
-                targets = offset_targets(network, cfg, styles, init_tiles, n, count, style_side)
+                targets = offset_targets(network, cfg, styles, init_tiles, n, count, style_side, weights)
             res = stylize_frames(_extract(content_s, homs, tile_hw), styles, tile_cfg, network=network,
-                                 init=init_tiles, style_targets=targets, temporal=sub_temporal(h, w, homs, tile_hw),
+                                 init=init_tiles, style_targets=targets, loss_weights=weights, temporal=sub_temporal(h, w, homs, tile_hw),
                                  frame_styles=sub_styles, regions=sub_regions,
                                  progress=progress, on_chunk=on_chunk, devices=devices,
                                  style_long_side=lambda _h, _w: style_side)
             out = res.images.reshape(n, count, *res.images.shape[1:])
-            canvas = np.stack([np.asarray(tiles.stitch(out[i], homs, (h, w), feather)) for i in range(n)])
+            blend = margin_weights(homs, tile_hw, (h, w))
+            canvas = np.stack([np.asarray(tiles.stitch(out[i], homs, (h, w), blend)) for i in range(n)])
             metrics["compile_seconds"] += res.metrics["compile_seconds"]
             for k, v in res.metrics["final"].items():  # per frame: the mean over its tiles
                 scale_final[k] = np.asarray(v).reshape(n, count).mean(1).tolist()

@@ -75,3 +75,20 @@ def test_tiled_with_temporal_and_init(vgg16, media):
     assert strong.shape == frames.shape
     # a heavy temporal weight holds the frames at the (grey) temporal target
     assert np.abs(strong - 0.5).mean() < 0.1
+
+
+def test_margin_weights_fade_inside_the_canvas_only():
+    from jaxstyle.tiled import margin_weights
+    from jaxstyle.tiles import plan_tiles_minimal
+
+    homs = plan_tiles_minimal(64, 160, 64, 16)          # one row of 3 tiles: starts 0, 48, 96
+    w = margin_weights(homs, (64, 64), (64, 160))
+    assert w.shape == (3, 64, 64)
+    np.testing.assert_allclose(w[:, :, 32], 1.0)         # tile centres
+    np.testing.assert_allclose(w[0, :, 0], 1.0)          # canvas edges keep full weight
+    np.testing.assert_allclose(w[2, :, -1], 1.0)
+    assert w[0, 0, -1] < 0.1 and w[1, 0, 0] < 0.1 and w[1, 0, -1] < 0.1   # inner edges fade out
+    np.testing.assert_allclose(w[:, 0, :], w[:, -1, :])  # one row: no vertical fading
+    # in the overlap of tiles 0 and 1 (canvas columns 48..63) one weight falls as the other rises
+    a, b = w[0, 0, 48:], w[1, 0, :16]
+    assert np.all(np.diff(a) <= 0) and np.all(np.diff(b) >= 0) and (a + b).min() >= 1.0
