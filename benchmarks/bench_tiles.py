@@ -93,6 +93,8 @@ def part_quality(args) -> dict:
             "tiled_global": dict(tile_size=256, tile_targets="global")}
     out = {}
     for name, kw in runs.items():
+        if name not in args.modes.split(","):
+            continue
         cfg = StyleConfig(**base, **kw)
         t0 = time.perf_counter()
         result = jaxstyle.stylize_frames(content[None], [style], cfg, network=net)
@@ -101,7 +103,9 @@ def part_quality(args) -> dict:
         imaging.write_image(OUT / f"tiles_512_{name}.png", result.images[0])
         print(f"{name:14s} style {losses['style']:.4f} content {losses['content']:.4f} "
               f"({out[name]['seconds']:.0f} s)", flush=True)
-    for name in ("tiled_offset", "tiled_global"):
+    if "untiled" not in out and args.untiled_json:  # the untiled run of an earlier invocation
+        out["untiled"] = json.loads(Path(args.untiled_json).read_text())["quality"]["untiled"]
+    for name in [m for m in ("tiled_offset", "tiled_global") if m in out]:
         for term in ("style", "content"):
             out[name][f"{term}_ratio"] = out[name][term] / out["untiled"][term]
         print(f"{name}: style x{out[name]['style_ratio']:.3f}, content x{out[name]['content_ratio']:.3f} of untiled")
@@ -133,7 +137,8 @@ def part_seams(args) -> dict:
     src = OUT / "content_3840x2160.png"
     untiled = OUT / f"untiled_{args.untiled_size}.png"
     seconds, rss, _ = cli([str(src), "--style", str(STYLE), "-o", str(untiled), "--preset", "fast",
-                           "--size", str(args.untiled_size), "--tile-size", "0", "--network", args.network])
+                           "--size", str(args.untiled_size), "--tile-size", "0", "--network", args.network,
+                           "--iterations", str(args.untiled_iterations)])
     a, b = seam_spike(imaging.read_image(tiled)), seam_spike(imaging.read_image(untiled))
     print(f"seam spike: tiled 4K {a['spike']:.3f} vs untiled {args.untiled_size} px {b['spike']:.3f} "
           f"(untiled run {seconds:.0f} s, {rss / 2**20:.2f} GiB)")
@@ -174,6 +179,9 @@ def main() -> None:
     parser.add_argument("--tile-size", type=int, default=1024)
     parser.add_argument("--tile-iterations", type=int, default=4)
     parser.add_argument("--untiled-size", type=int, default=1920)
+    parser.add_argument("--untiled-iterations", type=int, default=40, help="final-scale iterations of the untiled seams run")
+    parser.add_argument("--modes", default="untiled,tiled_offset,tiled_global", help="quality: runs to do")
+    parser.add_argument("--untiled-json", help="quality: take the untiled result from this earlier JSON")
     parser.add_argument("--photoreal", type=float, default=1000.0)
     parser.add_argument("--json", default=str(OUT / "tiles.json"))
     args = parser.parse_args()
