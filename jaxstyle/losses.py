@@ -37,17 +37,7 @@ def gram(features: jax.Array, mask: jax.Array | None = None) -> jax.Array:
 
 def distance(diff: jax.Array, kind: str = "mse") -> jax.Array:
     """Mean distance of a (normalized) difference array."""
-    if kind == "mse":
-        return jnp.mean(diff * diff)
-    if kind == "l1":
-        return jnp.mean(jnp.abs(diff))
-    if kind == "huber":
-        a = jnp.abs(diff)
-        return jnp.mean(jnp.where(a <= HUBER_DELTA, 0.5 * diff * diff, HUBER_DELTA * (a - 0.5 * HUBER_DELTA)))
-    if kind == "smooth_l1":
-        a = jnp.abs(diff)
-        return jnp.mean(jnp.where(a < SMOOTH_L1_BETA, 0.5 * diff * diff / SMOOTH_L1_BETA, a - 0.5 * SMOOTH_L1_BETA))
-    raise ValueError(f"unknown distance {kind!r}; choose one of {DISTANCES}")
+    return jnp.mean(_elementwise(diff, kind))
 
 
 def rms(x: jax.Array) -> jax.Array:
@@ -110,6 +100,13 @@ def style_loss(features: Mapping[str, jax.Array], target_grams: Mapping[str, jax
     return total
 
 
+def region_grams(features: jax.Array, masks: jax.Array) -> jax.Array:
+    """[K, C, C] Gram matrices of features [H, W, C] over soft regions [H, W, K]."""
+    flat = features.reshape(-1, features.shape[-1])
+    m = masks.reshape(-1, masks.shape[-1])
+    return jnp.einsum("pk,pi,pj->kij", m, flat, flat) / jnp.maximum(m.sum(0), 1e-3)[:, None, None]
+
+
 def masked_style_loss(features: Mapping[str, jax.Array], target_grams: Mapping[str, jax.Array],
                       masks: Mapping[str, jax.Array], region_weights: jax.Array, layers: Sequence[str],
                       layer_weights: Sequence[float], kind: str = "mse") -> jax.Array:
@@ -122,11 +119,7 @@ def masked_style_loss(features: Mapping[str, jax.Array], target_grams: Mapping[s
     """
     total = jnp.float32(0.0)
     for name, weight in zip(layers, layer_weights):
-        f = features[name]
-        c = f.shape[-1]
-        flat = f.reshape(-1, c)
-        m = masks[name].reshape(-1, masks[name].shape[-1])
-        grams = jnp.einsum("pk,pi,pj->kij", m, flat, flat) / jnp.maximum(m.sum(0), 1e-3)[:, None, None]
+        grams = region_grams(features[name], masks[name])
         target = target_grams[name]
         per_region = jax.vmap(lambda g, t: distance((g - t) / rms(t), kind))(grams, target)
         total = total + weight * jnp.sum(region_weights * per_region)

@@ -20,7 +20,7 @@ import numpy as np
 from . import imaging
 from .config import StyleConfig, scaled_size
 from .errors import NonFiniteLoss, UserError
-from .losses import gram
+from .losses import gram, region_grams
 from .masks import Regions, resize_masks
 from .optimize import FrameTargets, LossSpec, Problem, Weights, frame_mesh, run_scale
 from .vgg import Network
@@ -64,6 +64,7 @@ def _features_fn(network: Network, layers: tuple[str, ...]) -> Callable:
 
 _GRAM_CACHE: "OrderedDict[tuple, dict[str, jax.Array]]" = OrderedDict()
 _GRAM_CACHE_SIZE = 512
+_REGION_GRAMS = jax.jit(region_grams)
 
 
 def _image_grams(network: Network, layers: tuple[str, ...], image: np.ndarray, long_side: int,
@@ -90,19 +91,11 @@ def _image_grams(network: Network, layers: tuple[str, ...], image: np.ndarray, l
         for name in layers:
             f = feats[name][0]
             m = jnp.asarray(resize_masks(mask, f.shape[0], f.shape[1]))
-            grams[name] = _region_grams(f, m)
+            grams[name] = _REGION_GRAMS(f, m)
     _GRAM_CACHE[key] = grams
     if len(_GRAM_CACHE) > _GRAM_CACHE_SIZE:
         _GRAM_CACHE.popitem(last=False)
     return grams
-
-
-@jax.jit
-def _region_grams(features: jax.Array, masks: jax.Array) -> jax.Array:
-    """[K, C, C] Gram matrices of features [H, W, C] over soft regions [H, W, K]."""
-    flat = features.reshape(-1, features.shape[-1])
-    m = masks.reshape(-1, masks.shape[-1])
-    return jnp.einsum("pk,pi,pj->kij", m, flat, flat) / jnp.maximum(m.sum(0), 1e-3)[:, None, None]
 
 
 _SHAPES: dict[tuple, dict[str, tuple[int, int]]] = {}
@@ -427,8 +420,13 @@ def image_losses(image: np.ndarray, content: np.ndarray, styles: Sequence[np.nda
     targets = FrameTargets(content={k: v[0] for k, v in content_features(network, spec, content[None]).items()},
                            style=grams, temporal=jnp.zeros((h, w, 3)), temporal_mask=jnp.zeros((h, w)))
     weights = Weights(*(jnp.float32(v) for v in (cfg.content_weight, cfg.style_weight, cfg.tv_weight, 0.0, 0.0)))
-    from .optimize import loss_parts
+    key = (id(network.module), network.arch, network.pooling, network.preprocessing, spec)
+    if key not in _LOSS_FNS:  # one compile per network layout, loss and image size
+        from .optimize import loss_parts
 
-    parts = jax.jit(lambda v, x, t: loss_parts(network, spec, v, x, t, weights))(network.variables,
-                                                                                 jnp.asarray(image, jnp.float32), targets)
+        _LOSS_FNS[key] = jax.jit(lambda v, x, t, wt: loss_parts(network, spec, v, x, t, wt))
+    parts = _LOSS_FNS[key](network.variables, jnp.asarray(image, jnp.float32), targets, weights)
     return {k: float(v) for k, v in parts.items()}
+
+
+_LOSS_FNS: dict[tuple, Callable] = {}
