@@ -20,7 +20,6 @@ import numpy as np
 from . import imaging
 from .config import StyleConfig, scaled_size
 from .errors import NonFiniteLoss, UserError
-from .losses import gram, region_grams
 from .masks import Regions, resize_masks
 from .optimize import FrameTargets, LossSpec, Problem, Weights, frame_mesh, run_scale
 from .vgg import Network
@@ -64,7 +63,83 @@ def _features_fn(network: Network, layers: tuple[str, ...]) -> Callable:
 
 _GRAM_CACHE: "OrderedDict[tuple, dict[str, jax.Array]]" = OrderedDict()
 _GRAM_CACHE_SIZE = 512
-_REGION_GRAMS = jax.jit(region_grams)
+# Images with more than GRAM_WINDOW**2 pixels have their Gram matrices summed over blocks of
+# GRAM_BLOCK px, each seen through a window with GRAM_HALO px of context on every side (at least the
+# receptive-field radius of the deepest style layer: 66 px for relu5_1 of VGG16, 126 px for relu5_4
+# of VGG19), so the sums are exact while memory stays that of one window. Block and halo are
+# multiples of 16 (four poolings), so the windows' feature grids align with the whole image's.
+GRAM_BLOCK = 768
+GRAM_HALO = 128
+GRAM_WINDOW = GRAM_BLOCK + 2 * GRAM_HALO
+_GRAM_SUM_FNS: dict[tuple, Callable] = {}
+
+
+def _gram_sums_fn(network: Network, layers: tuple[str, ...]) -> Callable:
+    """jit: (variables, x [1, h, w, 3], weights {layer: [h_l, w_l, K]}) ->
+    {layer: (sum_p w_pk f_p f_p^T [K, C, C], sum_p w_pk [K])}. Only the sums leave the program."""
+    key = (id(network.module), network.arch, network.pooling, network.preprocessing, layers)
+    if key not in _GRAM_SUM_FNS:
+        module = network.module
+
+        def fn(variables, x, weights):
+            feats = module.apply(variables, x, layers)
+            out = {}
+            for name in layers:
+                flat = feats[name][0].reshape(-1, feats[name].shape[-1])
+                m = weights[name].reshape(-1, weights[name].shape[-1])
+                out[name] = (jnp.einsum("pk,pi,pj->kij", m, flat, flat), m.sum(0))
+            return out
+
+        _GRAM_SUM_FNS[key] = jax.jit(fn)
+    return _GRAM_SUM_FNS[key]
+
+
+def _gram_blocks(length: int) -> list[tuple[int, int, int, int]]:
+    """(window start, window end, block start, block end) along an axis of ``length`` px."""
+    if length <= GRAM_WINDOW:
+        return [(0, length, 0, length)]
+    out = []
+    for b0 in range(0, length, GRAM_BLOCK):
+        b1 = min(length, b0 + GRAM_BLOCK)
+        out.append((max(0, b0 - GRAM_HALO), min(length, b1 + GRAM_HALO), b0, b1))
+    return out
+
+
+def weighted_grams(network: Network, layers: tuple[str, ...], image: np.ndarray,
+                   masks: dict[str, np.ndarray] | None = None) -> dict[str, jax.Array]:
+    """Gram matrices of one image [H, W, 3] at its own size: {layer: [C, C]}, or with soft position
+    weights ``masks`` {layer: [H_l, W_l, K]} (at each layer's resolution) {layer: [K, C, C]}, each
+    normalized by its weight sum (as :func:`jaxstyle.losses.region_grams`). Images larger than
+    ``GRAM_WINDOW**2`` px are summed block by block (exact, see ``GRAM_HALO``), so memory does not
+    grow with the image: a 4K frame's style image at the frame's scale is ~12 Mpx."""
+    height, width = image.shape[:2]
+    shapes = layer_shapes(network, layers, height, width)
+    plain = masks is None
+    if plain:
+        masks = {name: np.ones(shapes[name] + (1,), np.float32) for name in layers}
+    strides = {name: 256 // hw[0] for name, hw in layer_shapes(network, layers, 256, 256).items()}
+    fn = _gram_sums_fn(network, layers)
+    sums: dict[str, Any] = {}
+    for ys, ye, by0, by1 in _gram_blocks(height):
+        for xs, xe, bx0, bx1 in _gram_blocks(width):
+            win = layer_shapes(network, layers, ye - ys, xe - xs)
+            weights = {}
+            for name in layers:
+                st, (lh, lw) = strides[name], win[name]
+                rows = slice(ys // st, ys // st + lh)
+                cols = slice(xs // st, xs // st + lw)
+                w = np.zeros((lh, lw, masks[name].shape[-1]), np.float32)
+                r0, r1 = (by0 - ys) // st, (lh if by1 == height else (by1 - ys) // st)
+                c0, c1 = (bx0 - xs) // st, (lw if bx1 == width else (bx1 - xs) // st)
+                w[r0:r1, c0:c1] = masks[name][rows, cols][r0:r1, c0:c1]
+                weights[name] = w
+            window = jnp.asarray(np.ascontiguousarray(image[ys:ye, xs:xe], np.float32))[None]
+            part = fn(network.variables, window, weights)
+            for name in layers:
+                g, m = part[name]
+                sums[name] = (g, m) if name not in sums else (sums[name][0] + g, sums[name][1] + m)
+    grams = {name: g / jnp.maximum(m, 1e-3)[:, None, None] for name, (g, m) in sums.items()}
+    return {name: g[0] for name, g in grams.items()} if plain else grams
 
 
 def _image_grams(network: Network, layers: tuple[str, ...], image: np.ndarray, long_side: int,
@@ -83,15 +158,11 @@ def _image_grams(network: Network, layers: tuple[str, ...], image: np.ndarray, l
     if min(h, w) < MIN_SIDE:  # every style layer needs at least one position after 4 poolings
         grow = MIN_SIDE / min(h, w)
         h, w = max(MIN_SIDE, int(round(h * grow))), max(MIN_SIDE, int(round(w * grow)))
-    feats = _features_fn(network, layers)(network.variables, jnp.asarray(imaging.resize(image, h, w))[None])
-    if mask is None:
-        grams = {name: gram(feats[name][0]) for name in layers}
-    else:
-        grams = {}
-        for name in layers:
-            f = feats[name][0]
-            m = jnp.asarray(resize_masks(mask, f.shape[0], f.shape[1]))
-            grams[name] = _REGION_GRAMS(f, m)
+    masks = None
+    if mask is not None:
+        shapes = layer_shapes(network, layers, h, w)
+        masks = {name: resize_masks(mask, *shapes[name]) for name in layers}
+    grams = weighted_grams(network, layers, imaging.resize(image, h, w), masks)
     _GRAM_CACHE[key] = grams
     if len(_GRAM_CACHE) > _GRAM_CACHE_SIZE:
         _GRAM_CACHE.popitem(last=False)

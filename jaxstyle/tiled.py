@@ -93,23 +93,20 @@ def offset_targets(network, cfg: StyleConfig, styles, tile_images: np.ndarray, n
                    style_side: float, weights: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """Per-tile Gram targets ``A + G_t - mean_s G_s`` (means over the tiles of the same frame; the
     tiles' Grams weight positions by ``weights`` [N * T, th, tw] as their losses do)."""
-    from .losses import gram
-    from .masks import resize_masks
     from .optimize import LossSpec
-    from .stylize import _features_fn, style_grams
+    from .stylize import layer_shapes, style_grams, weighted_grams
 
     layers = tuple(cfg.style_layers)
     spec = LossSpec(tuple(cfg.content_layers), layers, tuple(cfg.style_layer_weights), cfg.distance)
     blend = np.asarray(cfg.style_weights if cfg.style_weights else [1.0] * len(styles), np.float64)
     target = style_grams(network, spec, styles, blend / blend.sum(), style_side)
-    fn = _features_fn(network, layers)
+    shapes = layer_shapes(network, layers, *tile_images.shape[1:3])
     grams = {k: [] for k in layers}
     for i, tile in enumerate(tile_images):  # one at a time: bounded memory whatever the tile count
-        feats = fn(network.variables, tile[None])
+        masks = None if weights is None else {k: resize_masks(weights[i][..., None], *shapes[k]) for k in layers}
+        g = weighted_grams(network, layers, tile, masks)
         for k in layers:
-            f = feats[k][0]
-            mask = None if weights is None else resize_masks(weights[i][..., None], f.shape[0], f.shape[1])[..., 0]
-            grams[k].append(np.asarray(gram(f, mask)))
+            grams[k].append(np.asarray(g[k] if masks is None else g[k][0]))
     out = {}
     for k in layers:
         g = np.stack(grams[k]).reshape(n, count, *grams[k][0].shape)
