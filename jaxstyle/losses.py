@@ -55,12 +55,14 @@ def content_loss(features: Mapping[str, jax.Array], targets: Mapping[str, jax.Ar
 
 
 def masked_content_loss(features: Mapping[str, jax.Array], targets: Mapping[str, jax.Array],
-                        masks: Mapping[str, jax.Array], layers: Sequence[str], kind: str = "mse") -> jax.Array:
-    """Content loss with positions weighted by ``masks[name]`` [H_l, W_l] (a weighted mean)."""
+                        masks: Mapping[str, jax.Array], layers: Sequence[str], kind: str = "mse",
+                        norms: Mapping[str, jax.Array] | None = None) -> jax.Array:
+    """Content loss with positions weighted by ``masks[name]`` [H_l, W_l] (a weighted mean). ``norms``
+    replaces ``rms(target)`` per layer (tiles are normalized as their whole frame)."""
     total = jnp.float32(0.0)
     for name in layers:
         target, m = targets[name], masks[name][..., None]
-        d = (features[name] - target) / rms(target)
+        d = (features[name] - target) / (rms(target) if norms is None else norms[name])
         per_pos = _elementwise(d, kind)
         total = total + jnp.sum(m * per_pos) / (jnp.maximum(jnp.sum(m), 1e-6) * d.shape[-1])
     return total
@@ -81,12 +83,14 @@ def _elementwise(diff: jax.Array, kind: str) -> jax.Array:
 
 def masked_gram_style_loss(features: Mapping[str, jax.Array], target_grams: Mapping[str, jax.Array],
                            masks: Mapping[str, jax.Array], layers: Sequence[str], layer_weights: Sequence[float],
-                           kind: str = "mse") -> jax.Array:
-    """Style loss whose Gram matrices weight positions by ``masks[name]`` [H_l, W_l]."""
+                           kind: str = "mse", norms: Mapping[str, jax.Array] | None = None) -> jax.Array:
+    """Style loss whose Gram matrices weight positions by ``masks[name]`` [H_l, W_l]; ``norms``
+    replaces ``rms(target)`` per layer."""
     total = jnp.float32(0.0)
     for name, weight in zip(layers, layer_weights):
         target = target_grams[name]
-        total = total + weight * distance((gram(features[name], masks[name]) - target) / rms(target), kind)
+        scale = rms(target) if norms is None else norms[name]
+        total = total + weight * distance((gram(features[name], masks[name]) - target) / scale, kind)
     return total
 
 

@@ -45,6 +45,7 @@ class FrameTargets(NamedTuple):
     region_weights: jax.Array | None = None            # [N, K] content area of each region (0: no style)
     matting: Any = None                                # photorealism: per-frame matting statistics
     loss_masks: dict[str, jax.Array] | None = None     # LossSpec.loss_mask: per layer [N, H_l, W_l] weights
+    loss_norms: dict[str, dict[str, jax.Array]] | None = None  # LossSpec.loss_mask: {'content'|'style': {layer: [N]}}
 
 
 class Weights(NamedTuple):
@@ -87,6 +88,10 @@ def make_optimizer(name: str, learning_rate: float):
     raise ValueError(f"unknown optimizer {name!r}")
 
 
+def _norms(targets: FrameTargets, term: str):
+    return None if targets.loss_norms is None else targets.loss_norms.get(term)
+
+
 def loss_parts(network: Network, spec: LossSpec, net_params, image: jax.Array, targets: FrameTargets,
                weights: Weights) -> dict[str, jax.Array]:
     """Loss terms of ONE frame ([H, W, 3]; targets without the frame axis)."""
@@ -95,12 +100,12 @@ def loss_parts(network: Network, spec: LossSpec, net_params, image: jax.Array, t
     feats = {k: v[0] for k, v in feats.items()}
     if spec.loss_mask:
         content = losses.masked_content_loss(feats, targets.content, targets.loss_masks, spec.content_layers,
-                                             spec.distance)
+                                             spec.distance, _norms(targets, 'content'))
     else:
         content = losses.content_loss(feats, targets.content, spec.content_layers, spec.distance)
     if spec.loss_mask:
         style = losses.masked_gram_style_loss(feats, targets.style, targets.loss_masks, spec.style_layers,
-                                              spec.style_layer_weights, spec.distance)
+                                              spec.style_layer_weights, spec.distance, _norms(targets, 'style'))
     elif spec.regions:
         style = losses.masked_style_loss(feats, targets.style, targets.style_masks, targets.region_weights,
                                          spec.style_layers, spec.style_layer_weights, spec.distance)

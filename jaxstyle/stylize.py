@@ -252,7 +252,7 @@ def stylize_frames(contents: np.ndarray, styles: Sequence[np.ndarray], config: S
                    devices: Sequence[jax.Device] | None = None, regions: Regions | None = None,
                    style_long_side: Callable[[int, int], float] | None = None,
                    style_targets: dict[str, np.ndarray] | None = None,
-                   loss_weights: np.ndarray | None = None) -> Result:
+                   loss_weights: np.ndarray | None = None, loss_norms: dict[str, dict[str, np.ndarray]] | None = None) -> Result:
     """Stylize a batch of frames [N, H, W, 3] (float32 RGB in [0, 1]) at their own size.
 
     Each frame gets its own optimizer state; frames are sharded across ``devices`` (default: all)
@@ -266,7 +266,9 @@ def stylize_frames(contents: np.ndarray, styles: Sequence[np.ndarray], config: S
     ``style_long_side(h, w)`` overrides the long side at which style statistics are taken at a
     scale (tiles take them at the whole canvas's scale). ``style_targets`` gives every frame's
     Gram targets directly ({layer: [N, C, C]}, single-scale runs only). ``loss_weights`` [N, H, W]
-    weights positions in the content and style losses (tiles: their margins count less).
+    weights positions in the content and style losses (tiles: their margins count less);
+    ``loss_norms`` {"content": {layer: [N]}, "style": {layer: [N]}} then replaces each layer's
+    ``rms(target)`` normalizer (tiles are normalized as their whole frame; single-scale runs).
     """
     cfg = (config or StyleConfig()).resolved()
     t_start = time.perf_counter()
@@ -398,6 +400,8 @@ def stylize_frames(contents: np.ndarray, styles: Sequence[np.ndarray], config: S
                 region_weights=jnp.asarray(region_area[sl]) if regions is not None else None,
                 matting=_matting_stats(guides[sl]) if spec.photoreal else None,
                 loss_masks={k: jnp.asarray(v[sl]) for k, v in loss_masks.items()} if spec.loss_mask else None,
+                loss_norms=({t: {k: jnp.asarray(np.asarray(v, np.float32)[sl]) for k, v in d.items()}
+                             for t, d in loss_norms.items()} if spec.loss_mask and loss_norms is not None else None),
             )
             x = images[sl]
             if m < batch:  # keep one shape per scale: pad the last batch

@@ -114,6 +114,32 @@ def offset_targets(network, cfg: StyleConfig, styles, tile_images: np.ndarray, n
     return out
 
 
+def frame_norms(network, cfg: StyleConfig, styles, contents: np.ndarray, count: int, style_side: float,
+                style: bool = True) -> dict[str, dict[str, np.ndarray]]:
+    """Loss normalizers of the whole frames for their tiles ({"content"|"style": {layer: [N * T]}}):
+    a tile's content and style differences are divided by the rms of its *frame's* content features
+    and of the style's Gram, as in an untiled run, not by its own (a sky tile's small feature rms
+    would otherwise weight its content more than the frame's loss does). The content rms comes from
+    the frame's Gram trace (``mean(P^2) = trace(P^T P / HW) / C``), summed block by block."""
+    from .optimize import LossSpec
+    from .stylize import style_grams, weighted_grams
+
+    layers = tuple(cfg.content_layers)
+    out = {"content": {k: [] for k in layers}}
+    for frame in contents:
+        g = weighted_grams(network, layers, frame)
+        for k in layers:
+            out["content"][k].append(float(np.sqrt(np.trace(np.asarray(g[k])) / g[k].shape[-1] + 1e-8)))
+    out["content"] = {k: np.repeat(np.asarray(v, np.float32), count) for k, v in out["content"].items()}
+    if style:
+        spec = LossSpec(tuple(cfg.content_layers), tuple(cfg.style_layers), tuple(cfg.style_layer_weights), cfg.distance)
+        blend = np.asarray(cfg.style_weights if cfg.style_weights else [1.0] * len(styles), np.float64)
+        target = style_grams(network, spec, styles, blend / blend.sum(), style_side)
+        out["style"] = {k: np.full(len(contents) * count, float(np.sqrt(np.mean(np.square(np.asarray(v))) + 1e-8)),
+                                   np.float32) for k, v in target.items()}
+    return out
+
+
 def stylize_tiled(contents: np.ndarray, styles: Sequence[np.ndarray], cfg: StyleConfig, *, network,
                   init=None, temporal=None, frame_styles=None, regions: Regions | None = None,
                   progress: bool | Callable = False, on_chunk=None, devices=None):
@@ -184,8 +210,11 @@ def stylize_tiled(contents: np.ndarray, styles: Sequence[np.ndarray], cfg: Style
             targets = None
             if cfg.tile_targets == "offset" and regions is None and frame_styles is None:
                 targets = offset_targets(network, cfg, styles, init_tiles, n, count, style_side, weights)
+            norms = None
+            if weights is not None:
+                norms = frame_norms(network, cfg, styles, content_s, count, style_side, style=frame_styles is None)
             res = stylize_frames(_extract(content_s, homs, tile_hw), styles, tile_cfg, network=network,
-                                 init=init_tiles, style_targets=targets, loss_weights=weights, temporal=sub_temporal(h, w, homs, tile_hw),
+                                 init=init_tiles, style_targets=targets, loss_weights=weights, loss_norms=norms, temporal=sub_temporal(h, w, homs, tile_hw),
                                  frame_styles=sub_styles, regions=sub_regions,
                                  progress=progress, on_chunk=on_chunk, devices=devices,
                                  style_long_side=lambda _h, _w: style_side)
