@@ -27,7 +27,10 @@ geometry):
    frame's mean statistics go to the style's, while each tile keeps its own deviation from the mean
    (a sky tile stays a sky tile). Matching every tile to A instead forces the whole style into
    every tile and loses content (measured in ``benchmarks/bench_tiles.py``). With semantic masks or
-   a style video the tiles use the plain per-region / per-frame targets. Temporal targets,
+   a style video the tiles use the plain per-region / per-frame targets. A tile's losses are
+   normalized as its whole frame's (:func:`frame_norms`), not by its own feature statistics. The
+   style Grams of a large style image (a 4K frame's style is taken at ~3840 px) are summed block by
+   block, exactly (:func:`jaxstyle.stylize.weighted_grams`), so peak memory stays that of one tile. Temporal targets,
    occlusion masks and semantic masks are cut into the same tiles as the content.
 
 Colour preservation is applied once around the whole schedule (by the caller), not per tile.

@@ -63,6 +63,29 @@ def test_offset_targets_average_to_the_style_gram(vgg16, style_small, media):
         assert np.abs(t[0, 0] - t[0, 1]).max() > 1e-3
 
 
+def test_frame_norms_are_the_whole_frames(vgg16, style_small, media):
+    """Tiles are normalized by their frame's content-feature rms and the style Gram's rms."""
+    import jax.numpy as jnp
+
+    from jaxstyle.losses import rms
+    from jaxstyle.optimize import LossSpec
+    from jaxstyle.stylize import _features_fn, style_grams
+    from jaxstyle.tiled import frame_norms
+
+    content = imaging.resize(imaging.read_image(media / "content" / "tubingen.jpg"), 48, 64)
+    frames = np.stack([content, content[::-1] * 0.5])
+    cfg = _cfg(style_layers=("relu1_1", "relu2_1"))
+    norms = frame_norms(vgg16, cfg, [style_small], frames, 3, 64)
+    feats = _features_fn(vgg16, cfg.content_layers)(vgg16.variables, jnp.asarray(frames))
+    for k in cfg.content_layers:
+        want = [float(rms(feats[k][i])) for i in range(2)]
+        np.testing.assert_allclose(norms["content"][k], np.repeat(want, 3), rtol=1e-4)
+    spec = LossSpec(cfg.content_layers, cfg.style_layers, cfg.style_layer_weights, "mse")
+    a = style_grams(vgg16, spec, [style_small], [1.0], 64)
+    for k in cfg.style_layers:
+        np.testing.assert_allclose(norms["style"][k], np.full(6, float(rms(a[k]))), rtol=1e-4)
+
+
 def test_tiled_with_temporal_and_init(vgg16, media):
     """Video frames go through the same path: init and temporal targets are cut into tiles."""
     content = imaging.resize(imaging.read_image(media / "content" / "tubingen.jpg"), 48, 80)
