@@ -51,31 +51,61 @@ def cli(args: list[str]) -> tuple[float, int, str]:
     return time.perf_counter() - t0, usage.ru_maxrss, text[-500:]
 
 
-def seam_spike(image: np.ndarray, window: int = 31) -> dict[str, float]:
-    """Largest column / row spike of mean gradient magnitude relative to a running median."""
+def _ratios(image: np.ndarray, window: int = 31) -> tuple[np.ndarray, np.ndarray]:
+    """Per column / per row: mean gradient magnitude over its running median (the seam profiles)."""
     gray = np.asarray(image, np.float64).mean(-1)
     cols = np.abs(np.diff(gray, axis=1)).mean(0)
     rows = np.abs(np.diff(gray, axis=0)).mean(1)
 
-    def spike(profile):
+    def ratio(profile):
         pad = window // 2
         padded = np.pad(profile, pad, mode="reflect")
         med = np.array([np.median(padded[i:i + window]) for i in range(len(profile))])
-        ratio = profile / np.maximum(med, 1e-9)
-        return float(ratio.max()), int(ratio.argmax())
+        return profile / np.maximum(med, 1e-9)
 
-    (c, ci), (r, ri) = spike(cols), spike(rows)
-    return {"spike": max(c, r), "column_spike": c, "column": ci, "row_spike": r, "row": ri}
+    return ratio(cols), ratio(rows)
 
 
-def make_4k(path: Path) -> None:
-    from jaxstyle import imaging
+def seam_spike(image: np.ndarray, window: int = 31) -> dict[str, float]:
+    """Largest column / row spike of mean gradient magnitude relative to a running median."""
+    c, r = _ratios(image, window)
+    return {"spike": float(max(c.max(), r.max())), "column_spike": float(c.max()), "column": int(c.argmax()),
+            "row_spike": float(r.max()), "row": int(r.argmax())}
 
-    img = imaging.read_image(CONTENT)
-    h, w = img.shape[:2]
-    crop_h = int(round(w * 9 / 16))
-    top = (h - crop_h) // 2
-    imaging.write_image(path, imaging.resize(img[top:top + crop_h], 2160, 3840))
+
+def tile_edges(height: int, width: int, tile_size: int, overlap: int, rounds: int) -> tuple[list[int], list[int]]:
+    """Rows and columns (in a height x width output) where a tile edge lay in some tiled round."""
+    from jaxstyle import tiles
+    from jaxstyle.config import StyleConfig
+    from jaxstyle.tiled import tiled_scales
+
+    cfg = StyleConfig(preset="fast", tile_size=tile_size, tile_overlap=overlap, tile_rounds=rounds).resolved()
+    rows, cols = set(), set()
+    for h, w in tiled_scales(cfg, height, width)[1]:
+        th, tw = tiles.tile_shape(h, w, tile_size)
+        for r in range(rounds):
+            phase = 0.0 if rounds == 1 else 0.8 * (2.0 * r / (rounds - 1) - 1.0)
+            for m in tiles.plan_tiles_minimal(h, w, tile_size, overlap, phase=phase):
+                y, x = float(m[1, 2]), float(m[0, 2])
+                rows |= {int(round(v * height / h)) for v in (y, y + th) if 0 < v < h}
+                cols |= {int(round(v * width / w)) for v in (x, x + tw) if 0 < v < w}
+    return sorted(rows), sorted(cols)
+
+
+def seam_zones(image: np.ndarray, rows: list[int], cols: list[int], reach: int = 4, border: int = 32) -> dict:
+    """Largest profile ratio within ``reach`` px of the given tile edges, elsewhere in the interior,
+    and within ``border`` px of the image's edges (where zero padding leaves its own artifacts)."""
+    c, r = _ratios(image)
+    out = {}
+    for name, ratio, edges in (("columns", c, cols), ("rows", r, rows)):
+        near = np.zeros(len(ratio), bool)
+        for e in edges:
+            near[max(0, e - 1 - reach):e + reach] = True
+        edge = np.zeros(len(ratio), bool)
+        edge[:border] = edge[-border:] = True
+        out[name] = {"at_tile_edges": float(ratio[near & ~edge].max()) if (near & ~edge).any() else None,
+                     "elsewhere_inside": float(ratio[~near & ~edge].max()), "image_border": float(ratio[edge].max())}
+    return out
 
 
 def part_quality(args) -> dict:
@@ -139,7 +169,13 @@ def part_seams(args) -> dict:
     seconds, rss, _ = cli([str(src), "--style", str(STYLE), "-o", str(untiled), "--preset", "fast",
                            "--size", str(args.untiled_size), "--tile-size", "0", "--network", args.network,
                            "--iterations", str(args.untiled_iterations)])
-    a, b = seam_spike(imaging.read_image(tiled)), seam_spike(imaging.read_image(untiled))
+    tiled_img, untiled_img = imaging.read_image(tiled), imaging.read_image(untiled)
+    a, b = seam_spike(tiled_img), seam_spike(untiled_img)
+    rows, cols = tile_edges(*tiled_img.shape[:2], args.tile_size, 64, 2)
+    scale = untiled_img.shape[1] / tiled_img.shape[1]
+    a["zones"] = seam_zones(tiled_img, rows, cols)
+    b["zones_at_the_same_places"] = seam_zones(untiled_img, [round(v * scale) for v in rows], [round(v * scale) for v in cols])
+    print(f"tiled 4K profile ratios: {a['zones']}\nuntiled at the same places: {b['zones_at_the_same_places']}")
     print(f"seam spike: tiled 4K {a['spike']:.3f} vs untiled {args.untiled_size} px {b['spike']:.3f} "
           f"(untiled run {seconds:.0f} s, {rss / 2**20:.2f} GiB)")
     return {"tiled_4k": a, "untiled": {**b, "size": args.untiled_size, "seconds": seconds, "peak_rss_gib": rss / 2**20}}
