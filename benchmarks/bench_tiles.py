@@ -3,8 +3,9 @@
     python benchmarks/bench_tiles.py --parts quality,4k,seams,photoreal --json outputs/bench/tiles.json
 
 Parts (``--parts``):
-  quality    512 px (tubingen + starry night, fast preset): untiled vs tiled (--tile-size 256) with
-             each tile target mode; whole-image style and content losses of the outputs and their ratios.
+  quality    512 px (tubingen + starry night, fast preset): untiled vs tiled (--tile-size 256: 6 tiles,
+             with each tile target mode; --tile-size 384: 2 tiles, and the whole frame is also
+             stylized at 384 px first); whole-image style and content losses and their ratios.
   4k         a 3840x2160 frame (tubingen cropped to 16:9 and upscaled) through the CLI in a child
              process: wall time and the child's peak RSS; output in outputs/bench/tiles_4k.png.
   seams      the seam measure of the 4K tiled output vs an untiled output of the same content at
@@ -120,7 +121,8 @@ def part_quality(args) -> dict:
     base = dict(preset="fast", iterations=args.iterations, coarse_iterations=args.iterations,
                 tile_iterations=args.iterations, tile_overlap=32, tile_rounds=2)
     runs = {"untiled": dict(tile_size=0), "tiled_offset": dict(tile_size=256, tile_targets="offset"),
-            "tiled_global": dict(tile_size=256, tile_targets="global")}
+            "tiled_global": dict(tile_size=256, tile_targets="global"),
+            "tiled_offset_384": dict(tile_size=384, tile_targets="offset")}
     out = {}
     for name, kw in runs.items():
         if name not in args.modes.split(","):
@@ -135,7 +137,7 @@ def part_quality(args) -> dict:
               f"({out[name]['seconds']:.0f} s)", flush=True)
     if "untiled" not in out and args.untiled_json:  # the untiled run of an earlier invocation
         out["untiled"] = json.loads(Path(args.untiled_json).read_text())["quality"]["untiled"]
-    for name in [m for m in ("tiled_offset", "tiled_global") if m in out]:
+    for name in [m for m in runs if m != "untiled" and m in out]:
         for term in ("style", "content"):
             out[name][f"{term}_ratio"] = out[name][term] / out["untiled"][term]
         print(f"{name}: style x{out[name]['style_ratio']:.3f}, content x{out[name]['content_ratio']:.3f} of untiled")
@@ -216,7 +218,7 @@ def main() -> None:
     parser.add_argument("--tile-iterations", type=int, default=4)
     parser.add_argument("--untiled-size", type=int, default=1920)
     parser.add_argument("--untiled-iterations", type=int, default=40, help="final-scale iterations of the untiled seams run")
-    parser.add_argument("--modes", default="untiled,tiled_offset,tiled_global", help="quality: runs to do")
+    parser.add_argument("--modes", default="untiled,tiled_offset,tiled_global,tiled_offset_384", help="quality: runs to do")
     parser.add_argument("--untiled-json", help="quality: take the untiled result from this earlier JSON")
     parser.add_argument("--photoreal", type=float, default=1000.0)
     parser.add_argument("--json", default=str(OUT / "tiles.json"))
