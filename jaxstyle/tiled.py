@@ -92,17 +92,24 @@ def margin_weights(homs: np.ndarray, tile_hw: tuple[int, int], canvas_hw: tuple[
     return np.maximum(np.stack(out), 1e-3).astype(np.float32)
 
 
+def _style_target(network, cfg: StyleConfig, styles, style_side: float) -> dict:
+    """The frame's style Gram target A at the canvas's scale (the blended style images)."""
+    from .optimize import LossSpec
+    from .stylize import style_grams
+
+    spec = LossSpec(tuple(cfg.content_layers), tuple(cfg.style_layers), tuple(cfg.style_layer_weights), cfg.distance)
+    blend = np.asarray(cfg.style_weights if cfg.style_weights else [1.0] * len(styles), np.float64)
+    return style_grams(network, spec, styles, blend / blend.sum(), style_side)
+
+
 def offset_targets(network, cfg: StyleConfig, styles, tile_images: np.ndarray, n: int, count: int,
                    style_side: float, weights: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """Per-tile Gram targets ``A + G_t - mean_s G_s`` (means over the tiles of the same frame; the
     tiles' Grams weight positions by ``weights`` [N * T, th, tw] as their losses do)."""
-    from .optimize import LossSpec
-    from .stylize import layer_shapes, style_grams, weighted_grams
+    from .stylize import layer_shapes, weighted_grams
 
     layers = tuple(cfg.style_layers)
-    spec = LossSpec(tuple(cfg.content_layers), layers, tuple(cfg.style_layer_weights), cfg.distance)
-    blend = np.asarray(cfg.style_weights if cfg.style_weights else [1.0] * len(styles), np.float64)
-    target = style_grams(network, spec, styles, blend / blend.sum(), style_side)
+    target = _style_target(network, cfg, styles, style_side)
     shapes = layer_shapes(network, layers, *tile_images.shape[1:3])
     grams = {k: [] for k in layers}
     for i, tile in enumerate(tile_images):  # one at a time: bounded memory whatever the tile count
@@ -124,8 +131,7 @@ def frame_norms(network, cfg: StyleConfig, styles, contents: np.ndarray, count: 
     and of the style's Gram, as in an untiled run, not by its own (a sky tile's small feature rms
     would otherwise weight its content more than the frame's loss does). The content rms comes from
     the frame's Gram trace (``mean(P^2) = trace(P^T P / HW) / C``), summed block by block."""
-    from .optimize import LossSpec
-    from .stylize import style_grams, weighted_grams
+    from .stylize import weighted_grams
 
     layers = tuple(cfg.content_layers)
     out = {"content": {k: [] for k in layers}}
@@ -135,9 +141,7 @@ def frame_norms(network, cfg: StyleConfig, styles, contents: np.ndarray, count: 
             out["content"][k].append(float(np.sqrt(np.trace(np.asarray(g[k])) / g[k].shape[-1] + 1e-8)))
     out["content"] = {k: np.repeat(np.asarray(v, np.float32), count) for k, v in out["content"].items()}
     if style:
-        spec = LossSpec(tuple(cfg.content_layers), tuple(cfg.style_layers), tuple(cfg.style_layer_weights), cfg.distance)
-        blend = np.asarray(cfg.style_weights if cfg.style_weights else [1.0] * len(styles), np.float64)
-        target = style_grams(network, spec, styles, blend / blend.sum(), style_side)
+        target = _style_target(network, cfg, styles, style_side)
         out["style"] = {k: np.full(len(contents) * count, float(np.sqrt(np.mean(np.square(np.asarray(v))) + 1e-8)),
                                    np.float32) for k, v in target.items()}
     return out
