@@ -198,6 +198,7 @@ def stylize_tiled(contents: np.ndarray, styles: Sequence[np.ndarray], cfg: Style
         per_round = [cfg.tile_iterations // rounds + (1 if r < cfg.tile_iterations % rounds else 0) for r in range(rounds)]
         style_side = cfg.style_scale * max(h, w)
         scale_final: dict[str, list] = {}
+        norms = None
         for r, iters in enumerate(per_round):
             if iters == 0:
                 continue
@@ -217,8 +218,7 @@ def stylize_tiled(contents: np.ndarray, styles: Sequence[np.ndarray], cfg: Style
             targets = None
             if cfg.tile_targets == "offset" and regions is None and frame_styles is None:
                 targets = offset_targets(network, cfg, styles, init_tiles, n, count, style_side, weights)
-            norms = None
-            if weights is not None:
+            if weights is not None and norms is None:  # once per scale (the tile count does not change)
                 norms = frame_norms(network, cfg, styles, content_s, count, style_side, style=frame_styles is None)
             res = stylize_frames(_extract(content_s, homs, tile_hw), styles, tile_cfg, network=network,
                                  init=init_tiles, style_targets=targets, loss_weights=weights, loss_norms=norms, temporal=sub_temporal(h, w, homs, tile_hw),
