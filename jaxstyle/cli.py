@@ -228,11 +228,7 @@ def stylize_main(argv: Sequence[str]) -> int:
     if config.content_mask is not None:
         inputs += [Path(config.content_mask), *map(Path, config.style_mask)]
     imaging.check_output_path(output, inputs)
-    if args.metrics_json:
-        metrics_path = Path(args.metrics_json)
-        for item in [*inputs, output]:
-            if os.path.abspath(item) == os.path.abspath(metrics_path):
-                raise UserError(f"--metrics-json {metrics_path} is the same path as {item}")
+    check_metrics_path(args.metrics_json, [*inputs, output])
     if config.style_weights is not None and len(config.style_weights) != len(style_paths):
         raise UserError(f"{len(config.style_weights)} style weights given for {len(style_paths)} style images")
     content = imaging.read_image(content_path)
@@ -282,9 +278,9 @@ def load_regions(config: StyleConfig, content_hw, styles, frame_hw, content_labe
     """Semantic masks from --content-mask / --style-mask (None when not given)."""
     if config.content_mask is None:
         return None
-    from .masks import build_regions
+    from .masks import build_regions, read_style_masks
 
-    style_labels = read_style_masks(config, styles)
+    style_labels = read_style_masks(config.style_mask, styles)
     if content_labels is None:
         from . import imaging
         from .masks import palette, snap_labels
@@ -297,10 +293,27 @@ def load_regions(config: StyleConfig, content_hw, styles, frame_hw, content_labe
     return build_regions(content_labels, style_labels, frame_hw, [s.shape[:2] for s in styles])
 
 
-def read_style_masks(config: StyleConfig, styles) -> list:
-    from .masks import read_style_masks as read
+def check_metrics_path(metrics_json: str | None, paths) -> None:
+    """--metrics-json must not be one of the run's files, and its directory must exist."""
+    if not metrics_json:
+        return
+    for item in paths:
+        if os.path.abspath(item) == os.path.abspath(metrics_json):
+            raise UserError(f"--metrics-json {metrics_json} is the same path as {item}")
+    if not Path(metrics_json).resolve().parent.is_dir():
+        raise UserError(f"directory of --metrics-json {metrics_json} does not exist")
 
-    return read(config.style_mask, styles)
+
+def stylize_sound(content, sr: int, style_path, settings, what: str, quiet: bool):
+    """Read the style sound at the content's rate, check both, stylize: (style, output, info)."""
+    from . import audio, audio_io
+
+    style, _ = audio_io.read_audio(style_path, sample_rate=sr, channels=1, what="Style audio")
+    audio.check_signal(content, sr, what)
+    audio.check_signal(style, sr, f"style audio {style_path}")
+    log(f"audio: {content.shape[0] / sr:.2f} s, {sr} Hz, {content.shape[1]} channel(s); variant {settings.variant}")
+    out, info = audio.stylize_audio(content, style, sr, settings, log=None if quiet else log)
+    return style, out, info
 
 
 def _audio_metrics(content, style, out, sr, settings, info, t0) -> dict:
@@ -333,20 +346,11 @@ def audio_main(args, config: StyleConfig) -> int:
     else:
         output = Path(args.output)
     imaging.check_output_path(output, [content_path, style_path], audio_io.AUDIO_EXTENSIONS)
-    if args.metrics_json:
-        for item in (content_path, style_path, output):
-            if os.path.abspath(item) == os.path.abspath(args.metrics_json):
-                raise UserError(f"--metrics-json {args.metrics_json} is the same path as {item}")
-        if not Path(args.metrics_json).resolve().parent.is_dir():
-            raise UserError(f"directory of --metrics-json {args.metrics_json} does not exist")
+    check_metrics_path(args.metrics_json, [content_path, style_path, output])
     settings = audio.AudioSettings.from_config(config)
     settings.check()
     content, sr = audio_io.read_audio(content_path, what="Content audio")
-    style, _ = audio_io.read_audio(style_path, sample_rate=sr, channels=1, what="Style audio")
-    audio.check_signal(content, sr, f"content audio {content_path}")
-    audio.check_signal(style, sr, f"style audio {style_path}")
-    log(f"audio: {content.shape[0] / sr:.2f} s, {sr} Hz, {content.shape[1]} channel(s); variant {settings.variant}")
-    out, info = audio.stylize_audio(content, style, sr, settings, log=None if args.quiet else log)
+    style, out, info = stylize_sound(content, sr, style_path, settings, f"content audio {content_path}", args.quiet)
     audio_io.write_audio(output, out, sr)
     if args.metrics_json:
         metrics = _audio_metrics(content, style, out, sr, settings, info, t0)
@@ -393,10 +397,7 @@ def stylize_video_and_audio(job, network, args, config: StyleConfig) -> dict:
         t0 = time.perf_counter()
         settings = audio.AudioSettings.from_config(config)
         content, sr = audio_io.read_audio(job.input, start=args.start, duration=args.duration, what="Video")
-        style, _ = audio_io.read_audio(args.style_audio, sample_rate=sr, channels=1, what="Style audio")
-        audio.check_signal(content, sr, f"the audio of {job.input}")
-        log(f"audio: {content.shape[0] / sr:.2f} s, {sr} Hz, {content.shape[1]} channel(s); variant {settings.variant}")
-        out, info = audio.stylize_audio(content, style, sr, settings, log=None if args.quiet else log)
+        style, out, info = stylize_sound(content, sr, args.style_audio, settings, f"the audio of {job.input}", args.quiet)
         audio_io.write_audio(sound_tmp, out, sr)
         video_io.mux_audio(frames_tmp, sound_tmp, output)
         if args.metrics_json:
@@ -448,8 +449,7 @@ def video_main(args, config: StyleConfig) -> int:
             imaging.read_image(style)
     if args.frames_dir:
         Path(args.frames_dir).mkdir(parents=True, exist_ok=True)
-    if args.metrics_json and not Path(args.metrics_json).resolve().parent.is_dir():
-        raise UserError(f"directory of --metrics-json {args.metrics_json} does not exist")
+    check_metrics_path(args.metrics_json, [content_path, *style_paths, output])
     if args.style_audio:
         check_video_style_audio(args, content_path, output, config)
     init_distributed(args)
