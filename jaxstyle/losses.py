@@ -97,10 +97,18 @@ def masked_gram_style_loss(features: Mapping[str, jax.Array], target_grams: Mapp
 def style_loss(features: Mapping[str, jax.Array], target_grams: Mapping[str, jax.Array],
                layers: Sequence[str], layer_weights: Sequence[float], kind: str = "mse") -> jax.Array:
     """Weighted sum over style layers of the normalized distance between Gram matrices."""
+    return gram_style_loss({name: gram(features[name]) for name in layers}, target_grams, layers, layer_weights, kind)
+
+
+def gram_style_loss(grams: Mapping[str, jax.Array], target_grams: Mapping[str, jax.Array], layers: Sequence[str],
+                    layer_weights: Sequence[float], kind: str = "mse",
+                    norms: Mapping[str, jax.Array] | None = None) -> jax.Array:
+    """:func:`style_loss` from the output's Gram matrices; ``norms`` replaces ``rms(target)``."""
     total = jnp.float32(0.0)
     for name, weight in zip(layers, layer_weights):
         target = target_grams[name]
-        total = total + weight * distance((gram(features[name]) - target) / rms(target), kind)
+        scale = rms(target) if norms is None else norms[name]
+        total = total + weight * distance((grams[name] - target) / scale, kind)
     return total
 
 
@@ -121,11 +129,16 @@ def masked_style_loss(features: Mapping[str, jax.Array], target_grams: Mapping[s
     Region k's Gram of the output is compared with region k's target; the regions are summed with
     ``region_weights`` [K] (the content area of each region, 0 where the style has no such region).
     """
+    return region_style_loss({name: region_grams(features[name], masks[name]) for name in layers}, target_grams,
+                             region_weights, layers, layer_weights, kind)
+
+
+def region_style_loss(grams: Mapping[str, jax.Array], target_grams: Mapping[str, jax.Array], region_weights: jax.Array,
+                      layers: Sequence[str], layer_weights: Sequence[float], kind: str = "mse") -> jax.Array:
+    """:func:`masked_style_loss` from the output's region Gram matrices {layer: [K, C, C]}."""
     total = jnp.float32(0.0)
     for name, weight in zip(layers, layer_weights):
-        grams = region_grams(features[name], masks[name])
-        target = target_grams[name]
-        per_region = jax.vmap(lambda g, t: distance((g - t) / rms(t), kind))(grams, target)
+        per_region = jax.vmap(lambda g, t: distance((g - t) / rms(t), kind))(grams[name], target_grams[name])
         total = total + weight * jnp.sum(region_weights * per_region)
     return total
 

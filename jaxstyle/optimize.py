@@ -67,6 +67,7 @@ class LossSpec:
     regions: int = 0          # > 0: style loss per semantic region (masks in FrameTargets)
     photoreal: bool = False   # add the matting-Laplacian term (statistics in FrameTargets.matting)
     loss_mask: bool = False   # weight positions in the content and style losses (tiles' inner parts)
+    windows: Any = None       # a jaxstyle.windowed.Plan: feature losses of the whole frame, window by window
 
     @property
     def layers(self) -> tuple[str, ...]:
@@ -96,6 +97,15 @@ def loss_parts(network: Network, spec: LossSpec, net_params, image: jax.Array, t
                weights: Weights) -> dict[str, jax.Array]:
     """Loss terms of ONE frame ([H, W, 3]; targets without the frame axis)."""
     # net_params is ``network.variables``: the weights and their precomputed flipped kernels
+    if spec.windows is not None:
+        from . import windowed
+        from .stylize import layer_shapes
+
+        shapes = layer_shapes(network, spec.layers, image.shape[0], image.shape[1])
+        content, style = windowed.feature_losses(lambda x, layers: network.module.apply(net_params, x, layers),
+                                                 spec.windows, image, spec, targets,
+                                                 {k: hw[0] * hw[1] for k, hw in shapes.items()})
+        return _total(spec, image, targets, weights, content, style)
     feats = network.module.apply(net_params, image[None], spec.layers)
     feats = {k: v[0] for k, v in feats.items()}
     if spec.loss_mask:
@@ -111,6 +121,11 @@ def loss_parts(network: Network, spec: LossSpec, net_params, image: jax.Array, t
                                          spec.style_layers, spec.style_layer_weights, spec.distance)
     else:
         style = losses.style_loss(feats, targets.style, spec.style_layers, spec.style_layer_weights, spec.distance)
+    return _total(spec, image, targets, weights, content, style)
+
+
+def _total(spec: LossSpec, image, targets: FrameTargets, weights: Weights, content, style) -> dict[str, jax.Array]:
+    """Every loss term and the weighted total, from the feature losses."""
     tv = losses.tv_loss(image)
     diff = image - targets.temporal
     mask = targets.temporal_mask[..., None]

@@ -252,7 +252,8 @@ def stylize_frames(contents: np.ndarray, styles: Sequence[np.ndarray], config: S
                    devices: Sequence[jax.Device] | None = None, regions: Regions | None = None,
                    style_long_side: Callable[[int, int], float] | None = None,
                    style_targets: dict[str, np.ndarray] | None = None,
-                   loss_weights: np.ndarray | None = None, loss_norms: dict[str, dict[str, np.ndarray]] | None = None) -> Result:
+                   loss_weights: np.ndarray | None = None, loss_norms: dict[str, dict[str, np.ndarray]] | None = None,
+                   windows: tuple[int, int] | None = None) -> Result:
     """Stylize a batch of frames [N, H, W, 3] (float32 RGB in [0, 1]) at their own size.
 
     Each frame gets its own optimizer state; frames are sharded across ``devices`` (default: all)
@@ -269,6 +270,8 @@ def stylize_frames(contents: np.ndarray, styles: Sequence[np.ndarray], config: S
     weights positions in the content and style losses (tiles: their margins count less);
     ``loss_norms`` {"content": {layer: [N]}, "style": {layer: [N]}} then replaces each layer's
     ``rms(target)`` normalizer (tiles are normalized as their whole frame; single-scale runs).
+    ``windows`` (window px, halo px): the feature losses of each frame are evaluated window by
+    window (:mod:`jaxstyle.windowed`: the same loss and gradient, one window's memory).
     """
     cfg = (config or StyleConfig()).resolved()
     t_start = time.perf_counter()
@@ -377,14 +380,23 @@ def stylize_frames(contents: np.ndarray, styles: Sequence[np.ndarray], config: S
         else:
             t_targets = np.zeros((n, h, w, 3), np.float32)
             t_masks = np.zeros((n, h, w), np.float32)
-        problem = Problem(network, spec, cfg.optimizer, cfg.learning_rate, weights)
+        spec_s = spec
+        if windows is not None:
+            from . import windowed
+
+            spec_s = dataclasses.replace(spec, windows=windowed.plan(h, w, *windows))
+        problem = Problem(network, spec_s, cfg.optimizer, cfg.learning_rate, weights)
         scale_out, scale_init, scale_final = [], {}, {}
         compile_s = run_s = 0.0
         for start in range(0, n, batch):
             sl = slice(start, min(n, start + batch))
             m = sl.stop - sl.start
             problem.mesh = mesh
-            content_t = content_features(network, spec, frames_s[sl])
+            if windows is not None:
+                content_t = {k: jnp.asarray(v) for k, v in
+                             windowed.content_features(network, spec.content_layers, frames_s[sl], *windows).items()}
+            else:
+                content_t = content_features(network, spec, frames_s[sl])
             if style_targets is not None:
                 style_t = {k: jnp.asarray(style_targets[k][sl]) for k in spec.style_layers}
             elif frame_styles is not None:
