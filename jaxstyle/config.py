@@ -75,10 +75,11 @@ class StyleConfig:
 
     # ---- large frames, photorealism, semantic masks ----
     tile_size: int = _f(1024, "frames whose long side is larger are optimized as overlapping tiles at the fine scales (0: never tile)", metavar="PX", group="tiles")
-    tile_overlap: int = _f(64, "overlap of neighbouring tiles in px (feathered)", metavar="PX", group="tiles")
+    tile_mode: str = _f("coupled", "coupled: one optimization of the whole frame whose losses and gradient are computed tile by tile (exactly the untiled result; tiles need 2 x the receptive field + 16 px, 144 px for VGG16); independent: tiles optimized on their own and stitched", choices=("coupled", "independent"), group="tiles")
+    tile_overlap: int = _f(64, "independent tiles: overlap of neighbouring tiles in px (feathered)", metavar="PX", group="tiles")
     tile_iterations: int = _f(10, "iterations at each tiled scale, spread over the rounds (the work sits at the coarse, untiled scales)", metavar="N", group="tiles")
-    tile_targets: str = _f("offset", "style targets of a tile: the style's Gram plus the tile's own offset from the frame's mean Gram, or the style's Gram alone", choices=("offset", "global"), group="tiles")
-    tile_rounds: int = _f(2, "rounds over the tiles at each tiled scale; the tile grid shifts between rounds so no seam settles", metavar="N", group="tiles")
+    tile_targets: str = _f("offset", "independent tiles: style targets of a tile: the style's Gram plus the tile's own offset from the frame's mean Gram, or the style's Gram alone", choices=("offset", "global"), group="tiles")
+    tile_rounds: int = _f(2, "independent tiles: rounds over the tiles at each tiled scale; the tile grid shifts between rounds so no seam settles", metavar="N", group="tiles")
     photoreal: float = _f(0.0, "weight of Luan et al.'s matting-Laplacian photorealism term (e.g. 1e3; 0: off)", metavar="LAMBDA", group="tiles")
     content_mask: str | None = _f(None, "label image (or video) of the content: style is matched region by region, by colour", metavar="PATH", group="tiles")
     style_mask: tuple[str, ...] | None = _f(None, "label image of each --style (comma-separated, in order); colours match --content-mask", metavar="PATHS", group="tiles")
@@ -161,7 +162,10 @@ class StyleConfig:
             raise UserError(f"--style-window must be >= 1, not {self.style_window}")
         if self.tile_size and self.tile_size < 64:
             raise UserError(f"--tile-size must be 0 (off) or at least 64 px, not {self.tile_size}")
-        if self.tile_overlap < 0 or (self.tile_size and self.tile_overlap * 2 >= self.tile_size):
+        if self.tile_mode not in ("coupled", "independent"):
+            raise UserError(f"--tile-mode must be coupled or independent, not {self.tile_mode!r}")
+        if self.tile_overlap < 0 or (self.tile_mode == "independent" and self.tile_size
+                                     and self.tile_overlap * 2 >= self.tile_size):
             raise UserError(f"--tile-overlap must be >= 0 and less than half of --tile-size, not {self.tile_overlap}")
         if self.tile_iterations < 0:
             raise UserError(f"--tile-iterations must be >= 0, not {self.tile_iterations}")

@@ -1,7 +1,16 @@
-"""Large frames as overlapping tiles: a whole-frame coarse pass, then tiled fine scales.
+"""Large frames as tiles: a whole-frame coarse pass, then tiled fine scales.
 
-Schedule for frames whose long side exceeds ``tile_size`` (see :mod:`jaxstyle.tiles` for the
-geometry):
+Two modes (``tile_mode``) for the scales above ``tile_size``:
+
+- ``coupled`` (default): the whole canvas is one optimization (one L-BFGS per frame) whose feature
+  losses and gradient are evaluated tile by tile, each tile a window with the network's receptive
+  field as context (:mod:`jaxstyle.windowed`). The loss and gradient are exactly the untiled ones,
+  so the result is the untiled result, with no seam and no stitching, while memory stays that of
+  one window plus the canvas-sized optimizer state. Each iteration costs one more forward per
+  window than an untiled one (and the windows' halos).
+- ``independent``: the tiles are optimized on their own, as a batch, and stitched:
+
+Schedule of independent tiles (see :mod:`jaxstyle.tiles` for the geometry):
 
 1. **Coarse, whole frame.** The frames are stylized untiled, coarse to fine, up to the largest
    scale whose long side fits in a tile (``coarse_iterations`` at that scale). Style is therefore
@@ -147,6 +156,35 @@ def frame_norms(network, cfg: StyleConfig, styles, contents: np.ndarray, count: 
     return out
 
 
+def _coupled_scales(contents, styles, cfg: StyleConfig, untiled: StyleConfig, fine, canvas, final, metrics, *,
+                    network, temporal, frame_styles, regions, progress, on_chunk, devices):
+    """Fine scales as one optimization of the whole canvas whose feature losses are evaluated window
+    by window (:mod:`jaxstyle.windowed`); returns (canvas, final losses)."""
+    from . import windowed
+    from .stylize import Temporal, stylize_frames
+
+    layers = tuple(dict.fromkeys(tuple(cfg.content_layers) + tuple(cfg.style_layers)))
+    halo = windowed.halo_px(network.arch, layers)
+    metrics["tiled"]["halo"] = halo
+    for h, w in fine:
+        sub_t = None
+        if temporal is not None:
+            sub_t = Temporal(imaging.resize(temporal.targets, h, w),
+                             imaging.resize(temporal.masks[..., None], h, w)[..., 0], temporal.weight)
+        scale_cfg = dataclasses.replace(untiled, start_size=0, iterations=cfg.tile_iterations)
+        res = stylize_frames(imaging.resize(contents, h, w), styles, scale_cfg, network=network,
+                             init=imaging.resize(canvas, h, w), temporal=sub_t, frame_styles=frame_styles,
+                             regions=regions, progress=progress, on_chunk=on_chunk, devices=devices,
+                             windows=(cfg.tile_size, halo))
+        canvas = res.images
+        metrics["compile_seconds"] += res.metrics["compile_seconds"]
+        n_windows = windowed.count(windowed.plan(h, w, cfg.tile_size, halo))
+        metrics["scales"].append({**res.metrics["scales"][0], "windows": n_windows})
+        metrics["tiled"]["scales"].append({"size": [h, w], "windows": n_windows, "window": cfg.tile_size})
+        final = res.metrics["final"]
+    return canvas, final
+
+
 def stylize_tiled(contents: np.ndarray, styles: Sequence[np.ndarray], cfg: StyleConfig, *, network,
                   init=None, temporal=None, frame_styles=None, regions: Regions | None = None,
                   progress: bool | Callable = False, on_chunk=None, devices=None):
@@ -154,11 +192,23 @@ def stylize_tiled(contents: np.ndarray, styles: Sequence[np.ndarray], cfg: Style
     handled). Returns a :class:`jaxstyle.stylize.Result` at the frames' size."""
     from .stylize import Result, Temporal, stylize_frames
 
+    from . import windowed
+    from .errors import UserError
+
     t_start = time.perf_counter()
     n, height, width, _ = contents.shape
+    if cfg.tile_mode == "coupled":
+        need = windowed.min_window(network.arch, tuple(cfg.content_layers) + tuple(cfg.style_layers))
+        if cfg.tile_size < need:
+            raise UserError(f"--tile-size {cfg.tile_size} is too small for coupled tiles with these layers of "
+                            f"{network.arch} (at least {need} px: the receptive field on both sides); "
+                            "use a larger --tile-size or --tile-mode independent")
     coarse_hw, fine = tiled_scales(cfg, height, width)
-    metrics: dict[str, Any] = {"tiled": {"tile_size": cfg.tile_size, "overlap": cfg.tile_overlap,
-                                         "rounds": cfg.tile_rounds, "coarse_size": list(coarse_hw), "scales": []},
+    tiled_info: dict[str, Any] = {"mode": cfg.tile_mode, "tile_size": cfg.tile_size, "coarse_size": list(coarse_hw),
+                                  "scales": []}
+    if cfg.tile_mode == "independent":
+        tiled_info.update(overlap=cfg.tile_overlap, rounds=cfg.tile_rounds)
+    metrics: dict[str, Any] = {"tiled": tiled_info,
                                "scales": [], "compile_seconds": 0.0}
     untiled = dataclasses.replace(cfg, tile_size=0)
 
@@ -189,7 +239,11 @@ def stylize_tiled(contents: np.ndarray, styles: Sequence[np.ndarray], cfg: Style
     final = result.metrics["final"]
 
     # 2. tiled fine scales
-    for si, (h, w) in enumerate(fine):
+    if cfg.tile_mode == "coupled":
+        canvas, final = _coupled_scales(contents, styles, cfg, untiled, fine, canvas, final, metrics, network=network,
+                                        temporal=temporal, frame_styles=frame_styles, regions=regions,
+                                        progress=progress, on_chunk=on_chunk, devices=devices)
+    for si, (h, w) in enumerate(fine if cfg.tile_mode == "independent" else []):
         content_s = imaging.resize(contents, h, w)
         canvas = imaging.resize(canvas, h, w)
         tile_hw = tiles.tile_shape(h, w, cfg.tile_size)

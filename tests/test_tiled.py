@@ -11,7 +11,7 @@ from jaxstyle.tiled import offset_targets, tiled_scales
 
 def _cfg(**kw):
     base = dict(start_size=32, scale_factor=2.0, coarse_iterations=4, iterations=4, tile_size=64, tile_overlap=16,
-                tile_iterations=4, tile_rounds=2, chunk=2)
+                tile_iterations=4, tile_rounds=2, chunk=2, tile_mode="independent")
     base.update(kw)
     return StyleConfig(**base).resolved()
 
