@@ -74,14 +74,24 @@ def seam_spike(image: np.ndarray, window: int = 31) -> dict[str, float]:
             "row_spike": float(r.max()), "row": int(r.argmax())}
 
 
-def tile_edges(height: int, width: int, tile_size: int, overlap: int, rounds: int) -> tuple[list[int], list[int]]:
-    """Rows and columns (in a height x width output) where a tile edge lay in some tiled round."""
-    from jaxstyle import tiles
+def tile_edges(height: int, width: int, tile_size: int, overlap: int, rounds: int,
+               mode: str = "independent") -> tuple[list[int], list[int]]:
+    """Rows and columns (in a height x width output) where a tile edge lay in some tiled round
+    (coupled tiles: where a window's block ended, VGG16's default layers)."""
+    from jaxstyle import tiles, windowed
     from jaxstyle.config import StyleConfig
     from jaxstyle.tiled import tiled_scales
 
     cfg = StyleConfig(preset="fast", tile_size=tile_size, tile_overlap=overlap, tile_rounds=rounds).resolved()
     rows, cols = set(), set()
+    if mode == "coupled":
+        halo = windowed.halo_px("vgg16", cfg.style_layers + cfg.content_layers)
+        for h, w in tiled_scales(cfg, height, width)[1]:
+            for (wh, ww), wins in windowed.plan(h, w, tile_size, halo):
+                for ys, xs, r0, r1, c0, c1 in wins:
+                    rows |= {int(round(v * height / h)) for v in (ys + r0, ys + r1) if 0 < v < h}
+                    cols |= {int(round(v * width / w)) for v in (xs + c0, xs + c1) if 0 < v < w}
+        return sorted(rows), sorted(cols)
     for h, w in tiled_scales(cfg, height, width)[1]:
         th, tw = tiles.tile_shape(h, w, tile_size)
         for r in range(rounds):
@@ -120,9 +130,10 @@ def part_quality(args) -> dict:
     style = imaging.read_image(STYLE)
     base = dict(preset="fast", iterations=args.iterations, coarse_iterations=args.iterations,
                 tile_iterations=args.iterations, tile_overlap=32, tile_rounds=2)
-    runs = {"untiled": dict(tile_size=0), "tiled_offset": dict(tile_size=256, tile_targets="offset"),
-            "tiled_global": dict(tile_size=256, tile_targets="global"),
-            "tiled_offset_384": dict(tile_size=384, tile_targets="offset")}
+    runs = {"untiled": dict(tile_size=0), "coupled": dict(tile_size=256, tile_mode="coupled"),
+            "tiled_offset": dict(tile_size=256, tile_mode="independent", tile_targets="offset"),
+            "tiled_global": dict(tile_size=256, tile_mode="independent", tile_targets="global"),
+            "tiled_offset_384": dict(tile_size=384, tile_mode="independent", tile_targets="offset")}
     out = {}
     for name, kw in runs.items():
         if name not in args.modes.split(","):
@@ -152,11 +163,12 @@ def part_4k(args) -> dict:
     metrics = OUT / "tiles_4k.json"
     seconds, rss, _ = cli([str(src), "--style", str(STYLE), "-o", str(out), "--preset", "fast",
                            "--tile-size", str(args.tile_size), "--tile-iterations", str(args.tile_iterations),
+                           "--tile-mode", args.tile_mode,
                            "--network", args.network, "--metrics-json", str(metrics)])
     m = json.loads(metrics.read_text())
-    res = {"seconds": seconds, "peak_rss_gib": rss / 2**20, "tile_size": args.tile_size,
+    res = {"seconds": seconds, "peak_rss_gib": rss / 2**20, "tile_size": args.tile_size, "tile_mode": args.tile_mode,
            "tile_iterations": args.tile_iterations, "tiled": m.get("tiled"), "compile_seconds": m.get("compile_seconds")}
-    print(f"4k tiled: {seconds:.0f} s, peak RSS {rss / 2**20:.2f} GiB", flush=True)
+    print(f"4k tiled ({args.tile_mode}): {seconds:.0f} s, peak RSS {rss / 2**20:.2f} GiB", flush=True)
     return res
 
 
@@ -167,20 +179,24 @@ def part_seams(args) -> dict:
     if not tiled.exists():
         raise SystemExit("run the 4k part first")
     src = OUT / "content_3840x2160.png"
-    untiled = OUT / f"untiled_{args.untiled_size}.png"
-    seconds, rss, _ = cli([str(src), "--style", str(STYLE), "-o", str(untiled), "--preset", "fast",
-                           "--size", str(args.untiled_size), "--tile-size", "0", "--network", args.network,
-                           "--iterations", str(args.untiled_iterations)])
+    untiled = OUT / f"untiled_{args.untiled_size}_{args.untiled_iterations}.png"
+    seconds = rss = None
+    if not (args.reuse_untiled and untiled.exists()):  # the untiled output does not depend on tiling
+        seconds, rss, _ = cli([str(src), "--style", str(STYLE), "-o", str(untiled), "--preset", "fast",
+                               "--size", str(args.untiled_size), "--tile-size", "0", "--network", args.network,
+                               "--iterations", str(args.untiled_iterations)])
     tiled_img, untiled_img = imaging.read_image(tiled), imaging.read_image(untiled)
     a, b = seam_spike(tiled_img), seam_spike(untiled_img)
-    rows, cols = tile_edges(*tiled_img.shape[:2], args.tile_size, 64, 2)
+    rows, cols = tile_edges(*tiled_img.shape[:2], args.tile_size, 64, 2, args.tile_mode)
     scale = untiled_img.shape[1] / tiled_img.shape[1]
     a["zones"] = seam_zones(tiled_img, rows, cols)
     b["zones_at_the_same_places"] = seam_zones(untiled_img, [round(v * scale) for v in rows], [round(v * scale) for v in cols])
     print(f"tiled 4K profile ratios: {a['zones']}\nuntiled at the same places: {b['zones_at_the_same_places']}")
-    print(f"seam spike: tiled 4K {a['spike']:.3f} vs untiled {args.untiled_size} px {b['spike']:.3f} "
-          f"(untiled run {seconds:.0f} s, {rss / 2**20:.2f} GiB)")
-    return {"tiled_4k": a, "untiled": {**b, "size": args.untiled_size, "seconds": seconds, "peak_rss_gib": rss / 2**20}}
+    run = "reused" if seconds is None else f"{seconds:.0f} s, {rss / 2**20:.2f} GiB"
+    print(f"seam spike: tiled 4K {a['spike']:.3f} vs untiled {args.untiled_size} px {b['spike']:.3f} (untiled run {run})")
+    return {"tiled_4k": a, "untiled": {**b, "size": args.untiled_size, "iterations": args.untiled_iterations,
+                                       "seconds": seconds, "peak_rss_gib": None if rss is None else rss / 2**20,
+                                       "file": untiled.name}}
 
 
 def part_photoreal(args) -> dict:
@@ -216,8 +232,11 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=40)
     parser.add_argument("--tile-size", type=int, default=1024)
     parser.add_argument("--tile-iterations", type=int, default=4)
+    parser.add_argument("--tile-mode", default="coupled", choices=("coupled", "independent"))
     parser.add_argument("--untiled-size", type=int, default=1920)
     parser.add_argument("--untiled-iterations", type=int, default=40, help="final-scale iterations of the untiled seams run")
+    parser.add_argument("--reuse-untiled", action="store_true",
+                        help="seams: reuse outputs/bench/untiled_SIZE_ITERATIONS.png from an earlier run")
     parser.add_argument("--modes", default="untiled,tiled_offset,tiled_global,tiled_offset_384", help="quality: runs to do")
     parser.add_argument("--untiled-json", help="quality: take the untiled result from this earlier JSON")
     parser.add_argument("--photoreal", type=float, default=1000.0)
