@@ -68,6 +68,8 @@ class LossSpec:
     photoreal: bool = False   # add the matting-Laplacian term (statistics in FrameTargets.matting)
     loss_mask: bool = False   # weight positions in the content and style losses (tiles' inner parts)
     windows: Any = None       # a jaxstyle.windowed.Plan: feature losses of the whole frame, window by window
+    window_batch: int = 1     # windows evaluated at once (vmapped) ...
+    window_mesh: Any = None   # ... and sharded over this ('windows',) mesh
 
     @property
     def layers(self) -> tuple[str, ...]:

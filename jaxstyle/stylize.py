@@ -384,7 +384,15 @@ def stylize_frames(contents: np.ndarray, styles: Sequence[np.ndarray], config: S
         if windows is not None:
             from . import windowed
 
-            spec_s = dataclasses.replace(spec, windows=windowed.plan(h, w, *windows))
+            # one frame: its windows go frames_per_device at a time on every device (sharded);
+            # several frames: the frames are sharded as usual, each frame's windows one at a time
+            window_mesh, window_batch = None, (cfg.frames_per_device if n == 1 else 1)
+            if n == 1 and len(devices) > 1:
+                window_mesh = jax.make_mesh((len(devices),), ("windows",), devices=devices,
+                                            axis_types=(jax.sharding.AxisType.Auto,))
+                window_batch *= len(devices)
+            spec_s = dataclasses.replace(spec, windows=windowed.plan(h, w, *windows), window_batch=window_batch,
+                                         window_mesh=window_mesh)
         problem = Problem(network, spec_s, cfg.optimizer, cfg.learning_rate, weights)
         scale_out, scale_init, scale_final = [], {}, {}
         compile_s = run_s = 0.0
@@ -449,6 +457,10 @@ def stylize_frames(contents: np.ndarray, styles: Sequence[np.ndarray], config: S
             "size": [h, w], "iterations": iters, "initial": scale_init, "final": scale_final,
             "compile_seconds": compile_s, "run_seconds": run_s,
         })
+        if windows is not None:
+            metrics["scales"][-1]["windows"] = {
+                "count": windowed.count(spec_s.windows), "at_once": spec_s.window_batch,
+                "devices": 1 if spec_s.window_mesh is None else int(spec_s.window_mesh.devices.size)}
         metrics["compile_seconds"] += compile_s
         if nonfinite:
             break

@@ -178,9 +178,9 @@ def _coupled_scales(contents, styles, cfg: StyleConfig, untiled: StyleConfig, fi
                              windows=(cfg.tile_size, halo))
         canvas = res.images
         metrics["compile_seconds"] += res.metrics["compile_seconds"]
-        n_windows = windowed.count(windowed.plan(h, w, cfg.tile_size, halo))
-        metrics["scales"].append({**res.metrics["scales"][0], "windows": n_windows})
-        metrics["tiled"]["scales"].append({"size": [h, w], "windows": n_windows, "window": cfg.tile_size})
+        info = res.metrics["scales"][0]["windows"]
+        metrics["scales"].append(res.metrics["scales"][0])
+        metrics["tiled"]["scales"].append({"size": [h, w], "window": cfg.tile_size, **info})
         final = res.metrics["final"]
     return canvas, final
 

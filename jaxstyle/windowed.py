@@ -28,6 +28,7 @@ from typing import Mapping
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import NamedSharding, PartitionSpec as P
 
 from . import losses
 from .vgg import ARCHS
@@ -100,42 +101,49 @@ def _block_mask(lh: int, lw: int, stride: int, bounds) -> jax.Array:
 
 
 def _sums(apply, windows: Plan, image: jax.Array, content_layers, style_layers, content_targets,
-          content_scales, style_masks, kind: str):
-    """Scan every window: ({layer: masked Gram sum [C, C] or [K, C, C]}, {layer: region weight sums
-    [K]} (with masks), {layer: masked content distance sum})."""
+          content_scales, style_masks, kind: str, batch: int = 1, mesh=None):
+    """Scan the windows ``batch`` at a time (the batch sharded over ``mesh``'s 'windows' axis):
+    ({layer: masked Gram sum [C, C] or [K, C, C]}, {layer: region weight sums [K]} (with masks),
+    {layer: masked content distance sum})."""
     layers = tuple(dict.fromkeys(tuple(content_layers) + tuple(style_layers)))
     total = None
     for (wh, ww), wins in windows:
 
-        def part(win, wh=wh, ww=ww):
-            ys, xs = win[0], win[1]
-            x = jax.lax.dynamic_slice(image, (ys, xs, 0), (wh, ww, image.shape[-1]))
-            feats = apply(x[None], layers)
+        def part(win, wh=wh, ww=ww):  # win: [batch, 6] int32
+            ys, xs = win[:, 0], win[:, 1]
+            x = jax.vmap(lambda y, x0: jax.lax.dynamic_slice(image, (y, x0, 0), (wh, ww, image.shape[-1])))(ys, xs)
+            if mesh is not None:
+                x = jax.lax.with_sharding_constraint(x, NamedSharding(mesh, P("windows")))
+            feats = apply(x, layers)
             grams, weights, content = {}, {}, {}
             for name in layers:
-                f = feats[name][0]
-                lh, lw, c = f.shape
+                f = feats[name]
+                b, lh, lw, c = f.shape
                 st = layer_stride(name)
-                m = _block_mask(lh, lw, st, (win[2], win[3], win[4], win[5]))
+                m = jax.vmap(lambda w: _block_mask(lh, lw, st, (w[2], w[3], w[4], w[5])))(win)  # [b, lh, lw]
                 if name in style_layers:
-                    flat = f.reshape(-1, c)
+                    flat = f.reshape(b, -1, c)
                     if style_masks is None:
-                        grams[name] = jnp.einsum("pi,pj->ij", flat * m.reshape(-1, 1), flat)
+                        grams[name] = jnp.einsum("bpi,bpj->ij", flat * m.reshape(b, -1, 1), flat)
                     else:
                         k = style_masks[name].shape[-1]
-                        w = jax.lax.dynamic_slice(style_masks[name], (ys // st, xs // st, 0), (lh, lw, k))
-                        w = (w * m[..., None]).reshape(-1, k)
-                        grams[name] = jnp.einsum("pk,pi,pj->kij", w, flat, flat)
-                        weights[name] = w.sum(0)
+                        w = jax.vmap(lambda y, x0: jax.lax.dynamic_slice(style_masks[name], (y // st, x0 // st, 0),
+                                                                         (lh, lw, k)))(ys, xs)
+                        w = (w * m[..., None]).reshape(b, -1, k)
+                        grams[name] = jnp.einsum("bpk,bpi,bpj->kij", w, flat, flat)
+                        weights[name] = w.sum((0, 1))
                 if name in content_layers:
-                    p = jax.lax.dynamic_slice(content_targets[name], (ys // st, xs // st, 0), (lh, lw, c))
+                    p = jax.vmap(lambda y, x0: jax.lax.dynamic_slice(content_targets[name], (y // st, x0 // st, 0),
+                                                                     (lh, lw, c)))(ys, xs)
                     per_pos = losses._elementwise((f - p) / content_scales[name], kind)
                     content[name] = jnp.sum(m[..., None] * per_pos)
             return grams, weights, content
 
-        arr = jnp.asarray(np.asarray(wins, np.int32))
+        wins = list(wins)
+        wins += [(0, 0, 0, 0, 0, 0)] * (-len(wins) % batch)  # empty blocks: they add nothing
+        arr = jnp.asarray(np.asarray(wins, np.int32).reshape(-1, batch, 6))
         init = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), jax.eval_shape(part, arr[0]))
-        # rematerialized body: the backward pass recomputes one window's forward at a time
+        # rematerialized body: the backward pass recomputes one batch of windows at a time
         step = jax.checkpoint(lambda carry, win: (jax.tree.map(jnp.add, carry, part(win)), None))
         sums, _ = jax.lax.scan(step, init, arr)
         total = sums if total is None else jax.tree.map(jnp.add, total, sums)
@@ -154,7 +162,7 @@ def feature_losses(apply, windows: Plan, image: jax.Array, spec, targets, layer_
     scales = {k: (losses.rms(targets.content[k]) if content_norms is None else content_norms[k]) for k in content_layers}
     style_masks = targets.style_masks if spec.regions else None
     grams, weights, content_sums = _sums(apply, windows, image, content_layers, style_layers, targets.content,
-                                         scales, style_masks, spec.distance)
+                                         scales, style_masks, spec.distance, spec.window_batch, spec.window_mesh)
     content = jnp.float32(0.0)
     for k in content_layers:
         content = content + content_sums[k] / (layer_sizes[k] * targets.content[k].shape[-1])

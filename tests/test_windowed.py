@@ -103,6 +103,8 @@ def test_windowed_run_is_the_untiled_run(vgg16, media):
     cfg = _cfg(tile_size=0)
     whole = jaxstyle.stylize_frames(content[None], [style], cfg, network=vgg16)
     windows = jaxstyle.stylize_frames(content[None], [style], cfg, network=vgg16, windows=(64, 16))
+    # one frame: its windows go frames_per_device at a time on each of the 8 (fake) devices
+    assert windows.metrics["scales"][0]["windows"] == {"count": 12, "at_once": 8, "devices": 8}
     assert np.abs(whole.images - content).mean() > 0.01
     np.testing.assert_allclose(windows.images, whole.images, atol=2e-3)
     np.testing.assert_allclose(windows.metrics["final"]["total"], whole.metrics["final"]["total"], rtol=1e-3)
@@ -115,7 +117,8 @@ def test_coupled_tiles_through_the_api(vgg16, media):
     result = jaxstyle.stylize_frames(frames, [style], _cfg(tile_size=64), network=vgg16)
     tiled = result.metrics["tiled"]
     assert tiled["mode"] == "coupled" and tiled["halo"] == 16
-    assert tiled["scales"] == [{"size": [72, 100], "windows": 12, "window": 64}]
+    # two frames: the frames are sharded over devices, each frame's windows go one at a time
+    assert tiled["scales"] == [{"size": [72, 100], "window": 64, "count": 12, "at_once": 1, "devices": 1}]
     assert result.images.shape == frames.shape and np.isfinite(result.images).all()
     assert 0.01 < np.abs(result.images - frames).mean() < 0.4
     # too small a tile for the layers' receptive field: one clear error
