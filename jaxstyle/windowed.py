@@ -9,12 +9,13 @@ Only the block's positions count in a window (a mask per layer), so the blocks p
 layer's positions: the frame's Gram matrices are sums of the windows' masked Gram sums, and its
 content loss a sum of the windows' masked content sums.
 
-:func:`feature_losses` scans over the windows (one window's activations alive at a time: the scan
-body is rematerialized, so the backward pass recomputes each window's forward instead of storing
-all of them) and returns the same content and style losses as one pass over the whole frame. Its
-gradient is therefore the untiled gradient: the tiles are coupled through the frame's Gram, no
-seam can form (there is nothing to stitch), and tiled and untiled runs optimize the same
-objective. The cost over an untiled step is one more forward per window plus the halos' overlap.
+:func:`feature_losses` scans over the windows, a batch at a time (one window by default; a single
+frame's windows go ``frames_per_device`` per device, sharded over a ('windows',) mesh). The scan body
+is rematerialized, so only one batch's activations are alive at a time: the backward pass recomputes
+each batch's forward instead of storing all of them. It returns the content and style losses of
+one pass over the whole frame, so its gradient is the untiled gradient: the tiles are coupled
+through the frame's Gram, no seam can form (there is nothing to stitch), and tiled and untiled
+runs optimize the same objective. The cost over an untiled step is one more forward per window plus the halos' overlap.
 
 Windows are cut at the frame's edges, so they come in a few shapes (at most three per axis:
 first, inner, last); each shape is one ``lax.scan``.
