@@ -10,6 +10,8 @@ Parts (``--parts``):
              process: wall time and the child's peak RSS; output in outputs/bench/tiles_4k.png.
   seams      the seam measure of the 4K tiled output vs an untiled output of the same content at
              --untiled-size (the largest size that fits untiled on this machine).
+  same_size  the 4K content at --untiled-size, tiled (--tile-mode, --tile-iterations = --untiled-iterations)
+             and untiled with the same schedule: seam measure of both and their difference.
   photoreal  matting energy of outputs with --photoreal LAMBDA vs 0, and a crop of straight edges.
 
 Seam measure: per column, the mean over rows of |horizontal gradient| (and per row, the mean over
@@ -199,6 +201,39 @@ def part_seams(args) -> dict:
                                        "file": untiled.name}}
 
 
+def part_same_size(args) -> dict:
+    """The 4K content at --untiled-size, tiled (coupled windows of --tile-size, --tile-iterations at
+    the tiled scale) and untiled (the same schedule: 40 iterations per coarse scale up to
+    --tile-size, then --untiled-iterations): the seam measure of both, and how far apart they are."""
+    from jaxstyle import imaging
+
+    src = OUT / "content_3840x2160.png"
+    if not src.exists():
+        make_4k(src)
+    untiled = OUT / f"untiled_{args.untiled_size}_{args.untiled_iterations}.png"
+    run = {}
+    if not (args.reuse_untiled and untiled.exists()):
+        run["untiled"] = cli([str(src), "--style", str(STYLE), "-o", str(untiled), "--preset", "fast",
+                              "--size", str(args.untiled_size), "--tile-size", "0", "--network", args.network,
+                              "--iterations", str(args.untiled_iterations)])[:2]
+    tiled = OUT / f"tiled_{args.tile_mode}_{args.untiled_size}_{args.untiled_iterations}.png"
+    run["tiled"] = cli([str(src), "--style", str(STYLE), "-o", str(tiled), "--preset", "fast",
+                        "--size", str(args.untiled_size), "--tile-size", str(args.tile_size),
+                        "--tile-mode", args.tile_mode, "--tile-iterations", str(args.untiled_iterations),
+                        "--network", args.network])[:2]
+    a, b = imaging.read_image(tiled), imaging.read_image(untiled)
+    rows, cols = tile_edges(*a.shape[:2], args.tile_size, 64, 2, args.tile_mode)
+    out = {"size": args.untiled_size, "iterations": args.untiled_iterations, "tile_mode": args.tile_mode,
+           "tiled": {**seam_spike(a), "zones": seam_zones(a, rows, cols)},
+           "untiled": {**seam_spike(b), "zones": seam_zones(b, rows, cols)},
+           "mean_abs_difference": float(np.abs(a - b).mean()), "max_abs_difference": float(np.abs(a - b).max()),
+           "runs": {k: {"seconds": v[0], "peak_rss_gib": v[1] / 2**20} for k, v in run.items()}}
+    print(f"{args.untiled_size} px, tiled ({args.tile_mode}) vs untiled: spike {out['tiled']['spike']:.3f} vs "
+          f"{out['untiled']['spike']:.3f}; mean |difference| {out['mean_abs_difference']:.4f} "
+          f"(max {out['max_abs_difference']:.3f}); {out['runs']}", flush=True)
+    return out
+
+
 def part_photoreal(args) -> dict:
     import jaxstyle
     from jaxstyle import imaging, matting
@@ -246,7 +281,7 @@ def main() -> None:
     path = Path(args.json)
     results = json.loads(path.read_text()) if path.exists() else {}
     for part in args.parts.split(","):
-        results[part] = {"quality": part_quality, "4k": part_4k, "seams": part_seams,
+        results[part] = {"quality": part_quality, "4k": part_4k, "seams": part_seams, "same_size": part_same_size,
                          "photoreal": part_photoreal}[part](args)
         path.write_text(json.dumps(results, indent=2))
     print(f"wrote {path}")
