@@ -221,7 +221,9 @@ class Problem:
                 out_init, out_chunk = frames, (frames, frames)
             init_c = jax.jit(init, out_shardings=out_init).lower(params, images, targets, weights).compile()
             state = init_c(params, images, targets, weights)
-            chunk_c = jax.jit(chunk, out_shardings=out_chunk).lower(params, images, state, targets, weights,
+            # the optimizer state is donated: its buffers become the next state's (at 4K the L-BFGS
+            # memory alone is 2 GiB per frame); the images are not (a non-finite chunk keeps them)
+            chunk_c = jax.jit(chunk, out_shardings=out_chunk, donate_argnums=(2,)).lower(params, images, state, targets, weights,
                                                                     jnp.int32(1)).compile()
             eval_c = jax.jit(evaluate).lower(params, images, targets, weights).compile()
             _COMPILED[key] = (init_c, chunk_c, eval_c)

@@ -17,8 +17,7 @@ one pass over the whole frame, so its gradient is the untiled gradient: the tile
 through the frame's Gram, no seam can form (there is nothing to stitch), and tiled and untiled
 runs optimize the same objective. The cost over an untiled step is one more forward per window plus the halos' overlap.
 
-Windows are cut at the frame's edges, so they come in a few shapes (at most three per axis:
-first, inner, last); each shape is one ``lax.scan``.
+Windows have one shape per axis where possible (see :func:`_axis`); each shape is one ``lax.scan``.
 """
 
 from __future__ import annotations
@@ -66,7 +65,25 @@ def min_window(arch: str, layers) -> int:
 
 
 def _axis(length: int, window: int, halo: int) -> list[tuple[int, int, int, int]]:
-    """(window start, window end, block start, block end) along an axis, in frame pixels."""
+    """(window start, window end, block start, block end) along an axis, in frame pixels.
+
+    Preferably K windows of one size w <= ``window`` at starts k * b (b a multiple of 16), the last
+    one ending at the frame's edge (so w = length - (K - 1) b); block k runs from its window's start
+    + halo to the next window's start + halo (the first from 0, the last to the edge), which needs
+    b <= w - 2 halo. The fewest windows that fit, with the largest step: one window shape per axis
+    (one compiled scan) for about the work of windows trimmed at the edges. Without such a plan
+    (a step under 16 px), windows of ``window`` px are trimmed at the frame's edges instead."""
+    if length <= window:
+        return [(0, length, 0, length)]
+    for k in range(2, length // ALIGN + 2):
+        b = (length - 2 * halo) // k // ALIGN * ALIGN
+        if b < ALIGN:
+            break
+        w = length - (k - 1) * b
+        if w <= window:
+            starts = [i * b for i in range(k)]
+            edges = [0] + [s + halo for s in starts[1:]] + [length]
+            return [(s, s + w, edges[i], edges[i + 1]) for i, s in enumerate(starts)]
     block = max(ALIGN, (window - 2 * halo) // ALIGN * ALIGN)
     blocks = -(-length // block)
     block = -(-(-(-length // blocks)) // ALIGN) * ALIGN  # ceil(length / blocks) up to 16: as even as aligned

@@ -76,7 +76,7 @@ def test_windowed_loss_and_gradient_are_the_whole_frames(vgg16, media, regions):
 
     v0, g0 = value_grad(spec)
     plan = windowed.plan(72, 100, 64, halo)
-    assert windowed.count(plan) == 12  # blocks of 32 px: 3 x 4
+    assert windowed.count(plan) == 8  # one window shape: 2 x 4 windows of 56 x 52 px
     v1, g1 = value_grad(dataclasses.replace(spec, windows=plan))
     np.testing.assert_allclose(float(v1), float(v0), rtol=1e-5)
     scale = float(jnp.abs(g0).max())
@@ -104,7 +104,7 @@ def test_windowed_run_is_the_untiled_run(vgg16, media):
     whole = jaxstyle.stylize_frames(content[None], [style], cfg, network=vgg16)
     windows = jaxstyle.stylize_frames(content[None], [style], cfg, network=vgg16, windows=(64, 16))
     # one frame: its windows go frames_per_device at a time on each of the 8 (fake) devices
-    assert windows.metrics["scales"][0]["windows"] == {"count": 12, "at_once": 8, "devices": 8}
+    assert windows.metrics["scales"][0]["windows"] == {"count": 8, "at_once": 8, "devices": 8}
     assert np.abs(whole.images - content).mean() > 0.01
     np.testing.assert_allclose(windows.images, whole.images, atol=2e-3)
     np.testing.assert_allclose(windows.metrics["final"]["total"], whole.metrics["final"]["total"], rtol=1e-3)
@@ -118,7 +118,7 @@ def test_coupled_tiles_through_the_api(vgg16, media):
     tiled = result.metrics["tiled"]
     assert tiled["mode"] == "coupled" and tiled["halo"] == 16
     # two frames: the frames are sharded over devices, each frame's windows go one at a time
-    assert tiled["scales"] == [{"size": [72, 100], "window": 64, "count": 12, "at_once": 1, "devices": 1}]
+    assert tiled["scales"] == [{"size": [72, 100], "window": 64, "count": 8, "at_once": 1, "devices": 1}]
     assert result.images.shape == frames.shape and np.isfinite(result.images).all()
     assert 0.01 < np.abs(result.images - frames).mean() < 0.4
     # too small a tile for the layers' receptive field: one clear error
