@@ -174,3 +174,12 @@ def test_weights_commands(capsys, tmp_path, monkeypatch):
     assert_one_line_error(code, err, "weights port")
     code, err = run_main(["weights", "port", tmp_path / "none.pth"], capsys)
     assert_one_line_error(code, err, "does not exist")
+
+
+def test_tile_size_below_the_receptive_field(capsys, images, tmp_path):
+    """Coupled tiles need the receptive field on both sides of a block: one line naming the way out."""
+    out = tmp_path / "o.png"
+    code, err = run_main([images["content"], "--style", images["style"], "-o", out, "--size", "100",
+                          "--tile-size", "64", "--network", "vgg16", *FAST], capsys)
+    assert_one_line_error(code, err, "--tile-size 64", "at least 144 px", "--tile-mode independent")
+    assert not out.exists()
