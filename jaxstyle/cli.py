@@ -245,8 +245,17 @@ def stylize_main(argv: Sequence[str]) -> int:
     log(f"network: {network.describe()}; devices: {len(jax.devices())} x {jax.devices()[0].platform}")
     h, w = target_size(content.shape[0], content.shape[1], config.size)
     frames = imaging.resize(content, h, w)[None]
+    resolved = config.resolved()
+    scales = resolved.scales(h, w)
+    tiled = ""
+    if resolved.tile_size and max(h, w) > resolved.tile_size:  # the whole frame up to the tile size, then tiles
+        from .tiled import tiled_scales
+
+        (ch, cw), fine = tiled_scales(resolved, h, w)
+        scales = resolved.scales(ch, cw) + fine
+        tiled = f" ({resolved.tile_mode} tiles above {resolved.tile_size} px)"
     log(f"content {content.shape[1]}x{content.shape[0]} -> {w}x{h}, scales "
-        + " -> ".join(f"{sw}x{sh}" for sh, sw in config.scales(h, w)))
+        + " -> ".join(f"{sw}x{sh}" for sh, sw in scales) + tiled)
     status = 0
     regions = load_regions(config, content.shape[:2], styles, (h, w))
     try:
