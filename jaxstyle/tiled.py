@@ -157,23 +157,19 @@ def frame_norms(network, cfg: StyleConfig, styles, contents: np.ndarray, count: 
 
 
 def _coupled_scales(contents, styles, cfg: StyleConfig, untiled: StyleConfig, fine, canvas, final, metrics, *,
-                    network, temporal, frame_styles, regions, progress, on_chunk, devices):
+                    network, sub_temporal, frame_styles, regions, progress, on_chunk, devices):
     """Fine scales as one optimization of the whole canvas whose feature losses are evaluated window
     by window (:mod:`jaxstyle.windowed`); returns (canvas, final losses)."""
     from . import windowed
-    from .stylize import Temporal, stylize_frames
+    from .stylize import stylize_frames
 
     layers = tuple(dict.fromkeys(tuple(cfg.content_layers) + tuple(cfg.style_layers)))
     halo = windowed.halo_px(network.arch, layers)
     metrics["tiled"]["halo"] = halo
     for h, w in fine:
-        sub_t = None
-        if temporal is not None:
-            sub_t = Temporal(imaging.resize(temporal.targets, h, w),
-                             imaging.resize(temporal.masks[..., None], h, w)[..., 0], temporal.weight)
         scale_cfg = dataclasses.replace(untiled, start_size=0, iterations=cfg.tile_iterations)
         res = stylize_frames(imaging.resize(contents, h, w), styles, scale_cfg, network=network,
-                             init=imaging.resize(canvas, h, w), temporal=sub_t, frame_styles=frame_styles,
+                             init=imaging.resize(canvas, h, w), temporal=sub_temporal(h, w), frame_styles=frame_styles,
                              regions=regions, progress=progress, on_chunk=on_chunk, devices=devices,
                              windows=(cfg.tile_size, halo))
         canvas = res.images
@@ -241,7 +237,7 @@ def stylize_tiled(contents: np.ndarray, styles: Sequence[np.ndarray], cfg: Style
     # 2. tiled fine scales
     if cfg.tile_mode == "coupled":
         canvas, final = _coupled_scales(contents, styles, cfg, untiled, fine, canvas, final, metrics, network=network,
-                                        temporal=temporal, frame_styles=frame_styles, regions=regions,
+                                        sub_temporal=sub_temporal, frame_styles=frame_styles, regions=regions,
                                         progress=progress, on_chunk=on_chunk, devices=devices)
     for si, (h, w) in enumerate(fine if cfg.tile_mode == "independent" else []):
         content_s = imaging.resize(contents, h, w)

@@ -124,3 +124,20 @@ def test_coupled_tiles_through_the_api(vgg16, media):
     # too small a tile for the layers' receptive field: one clear error
     with pytest.raises(UserError, match="too small for coupled tiles"):
         jaxstyle.stylize_frames(frames, [style], _cfg(tile_size=64, style_layers=("relu5_1",)), network=vgg16)
+
+
+def test_coupled_tiles_with_temporal_targets(vgg16, media):
+    """Video frames: init and temporal targets reach the windowed fine scale at the frame's size."""
+    from jaxstyle.stylize import Temporal
+
+    content = imaging.resize(imaging.read_image(media / "content" / "tubingen.jpg"), 72, 100)
+    style = imaging.read_image(media / "styles" / "starry_night.jpg")
+    frames = np.stack([content, content[:, ::-1]])
+    grey = np.full_like(frames, 0.5)
+    result = jaxstyle.stylize_frames(frames, [style], _cfg(tile_size=64), network=vgg16, init=grey,
+                                     temporal=Temporal(grey, np.ones(frames.shape[:3], np.float32), 1e4))
+    assert result.metrics["tiled"]["mode"] == "coupled"
+    assert np.abs(result.images - 0.5).mean() < 0.1
+    fine = result.metrics["scales"][-1]
+    assert fine["size"] == [72, 100] and "windows" in fine
+    assert min(fine["final"]["temporal"]) > 0  # the term is live at the windowed scale (masks of zeros give 0)
