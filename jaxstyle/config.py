@@ -78,6 +78,7 @@ class StyleConfig:
     tile_mode: str = _f("coupled", "coupled: one optimization of the whole frame whose losses and gradient are computed tile by tile (exactly the untiled result; tiles need 2 x the receptive field + 16 px, 144 px for VGG16); independent: tiles optimized on their own and stitched", choices=("coupled", "independent"), group="tiles")
     tile_overlap: int = _f(64, "independent tiles: overlap of neighbouring tiles in px (feathered)", metavar="PX", group="tiles")
     tile_iterations: int = _f(10, "iterations at each tiled scale, spread over the rounds (the work sits at the coarse, untiled scales)", metavar="N", group="tiles")
+    tile_coarse_iterations: int | None = _f(None, "iterations at each tiled scale below the final one (default: --coarse-iterations, as untiled); these scales form the texture that the last one only sharpens (with a few, the output is blurred)", metavar="N", group="tiles")
     tile_targets: str = _f("offset", "independent tiles: style targets of a tile: the style's Gram plus the tile's own offset from the frame's mean Gram, or the style's Gram alone", choices=("offset", "global"), group="tiles")
     tile_rounds: int = _f(2, "independent tiles: rounds over the tiles at each tiled scale; the tile grid shifts between rounds so no seam settles", metavar="N", group="tiles")
     photoreal: float = _f(0.0, "weight of Luan et al.'s matting-Laplacian photorealism term (e.g. 1e3; 0: off)", metavar="LAMBDA", group="tiles")
@@ -117,6 +118,8 @@ class StyleConfig:
                 values[key] = value
         if values["learning_rate"] is None:
             values["learning_rate"] = DEFAULT_LEARNING_RATES.get(self.optimizer, 0.02)
+        if values["tile_coarse_iterations"] is None:
+            values["tile_coarse_iterations"] = values["coarse_iterations"]
         if values["video_iterations"] is None:
             values["video_iterations"] = max(1, values["iterations"] // 2)
         values["long_term"] = tuple(sorted(set(values["long_term"])))
@@ -169,6 +172,8 @@ class StyleConfig:
             raise UserError(f"--tile-overlap must be >= 0 and less than half of --tile-size, not {self.tile_overlap}")
         if self.tile_iterations < 0:
             raise UserError(f"--tile-iterations must be >= 0, not {self.tile_iterations}")
+        if self.tile_coarse_iterations is not None and self.tile_coarse_iterations < 0:
+            raise UserError(f"--tile-coarse-iterations must be >= 0, not {self.tile_coarse_iterations}")
         if self.tile_rounds < 1:
             raise UserError(f"--tile-rounds must be >= 1, not {self.tile_rounds}")
         if self.photoreal < 0:

@@ -65,6 +65,14 @@ def tiled_scales(cfg: StyleConfig, height: int, width: int) -> tuple[tuple[int, 
     return coarse, fine
 
 
+def tile_iterations(cfg: StyleConfig, index: int, count: int) -> int:
+    """Iterations at tiled scale ``index`` of ``count``: ``tile_iterations`` at the last one,
+    ``tile_coarse_iterations`` (resolved: ``coarse_iterations`` unless given) below it."""
+    if index < count - 1 and cfg.tile_coarse_iterations is not None:
+        return cfg.tile_coarse_iterations
+    return cfg.tile_iterations
+
+
 def _extract(arrays: np.ndarray, homs: np.ndarray, tile_hw: tuple[int, int]) -> np.ndarray:
     """Tiles of every frame [N, H, W, C] -> [N * T, th, tw, C] (frame-major)."""
     return np.concatenate([np.asarray(tiles.extract_tiles(a, homs, tile_hw)) for a in arrays])
@@ -166,8 +174,8 @@ def _coupled_scales(contents, styles, cfg: StyleConfig, untiled: StyleConfig, fi
     layers = tuple(dict.fromkeys(tuple(cfg.content_layers) + tuple(cfg.style_layers)))
     halo = windowed.halo_px(network.arch, layers)
     metrics["tiled"]["halo"] = halo
-    for h, w in fine:
-        scale_cfg = dataclasses.replace(untiled, start_size=0, iterations=cfg.tile_iterations)
+    for i, (h, w) in enumerate(fine):
+        scale_cfg = dataclasses.replace(untiled, start_size=0, iterations=tile_iterations(cfg, i, len(fine)))
         res = stylize_frames(imaging.resize(contents, h, w), styles, scale_cfg, network=network,
                              init=imaging.resize(canvas, h, w), temporal=sub_temporal(h, w), frame_styles=frame_styles,
                              regions=regions, progress=progress, on_chunk=on_chunk, devices=devices,
@@ -245,7 +253,8 @@ def stylize_tiled(contents: np.ndarray, styles: Sequence[np.ndarray], cfg: Style
         tile_hw = tiles.tile_shape(h, w, cfg.tile_size)
         overlap = min(cfg.tile_overlap, max(0, min(tile_hw) // 2 - 1))
         rounds = cfg.tile_rounds
-        per_round = [cfg.tile_iterations // rounds + (1 if r < cfg.tile_iterations % rounds else 0) for r in range(rounds)]
+        total = tile_iterations(cfg, si, len(fine))
+        per_round = [total // rounds + (1 if r < total % rounds else 0) for r in range(rounds)]
         style_side = cfg.style_scale * max(h, w)
         scale_final: dict[str, list] = {}
         norms = None

@@ -110,6 +110,8 @@ def test_bad_flag_values_are_one_line(capsys, images, tmp_path):
     code, err = run_main([images["content"], "--style", images["style"], "--style", images["style"],
                           "--style-weights", "1,2,3", "-o", tmp_path / "o.png", *FAST], capsys)
     assert_one_line_error(code, err, "style weights")
+    code, err = run_main([images["content"], "--style", images["style"], "--tile-coarse-iterations", "-1"], capsys)
+    assert_one_line_error(code, err, "--tile-coarse-iterations")
 
 
 def test_nan_loss_keeps_last_finite_image(capsys, images, tmp_path):

@@ -6,7 +6,7 @@ import jaxstyle
 from jaxstyle import imaging
 from jaxstyle.config import StyleConfig
 from jaxstyle.stylize import Temporal, image_losses
-from jaxstyle.tiled import offset_targets, tiled_scales
+from jaxstyle.tiled import offset_targets, tile_iterations, tiled_scales
 
 
 def _cfg(**kw):
@@ -22,6 +22,12 @@ def test_schedule_sizes():
     assert coarse == (38, 64)
     assert fine == [(77, 128), (120, 200)]
     assert all(max(hw) > 64 for hw in fine)
+    # the tiled scales below the last run as many iterations as untiled coarse scales, unless told
+    assert [tile_iterations(cfg, i, len(fine)) for i in range(len(fine))] == [4, 4]
+    cfg = _cfg(coarse_iterations=7, tile_iterations=3)
+    assert [tile_iterations(cfg, i, len(fine)) for i in range(len(fine))] == [7, 3]
+    cfg = _cfg(coarse_iterations=7, tile_iterations=3, tile_coarse_iterations=5)
+    assert [tile_iterations(cfg, i, len(fine)) for i in range(len(fine))] == [5, 3]
 
 
 def test_tiled_frame_compiles_once_per_scale(vgg16, media):

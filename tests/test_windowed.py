@@ -126,6 +126,18 @@ def test_coupled_tiles_through_the_api(vgg16, media):
         jaxstyle.stylize_frames(frames, [style], _cfg(tile_size=64, style_layers=("relu5_1",)), network=vgg16)
 
 
+def test_coupled_tiles_iterations_per_scale(vgg16, media):
+    """Two tiled scales: the one below the last runs --tile-coarse-iterations, the last --tile-iterations."""
+    content = imaging.resize(imaging.read_image(media / "content" / "tubingen.jpg"), 100, 140)
+    style = imaging.read_image(media / "styles" / "starry_night.jpg")
+    cfg = _cfg(start_size=40, scale_factor=2.0, coarse_iterations=2, tile_coarse_iterations=3, tile_iterations=1,
+               tile_size=64).resolved()
+    result = jaxstyle.stylize_frames(content[None], [style], cfg, network=vgg16)
+    assert [s["size"] for s in result.metrics["tiled"]["scales"]] == [[57, 80], [100, 140]]
+    assert [s["iterations"] for s in result.metrics["scales"]] == [2, 2, 3, 1]
+    assert np.isfinite(result.images).all()
+
+
 def test_coupled_tiles_with_temporal_targets(vgg16, media):
     """Video frames: init and temporal targets reach the windowed fine scale at the frame's size."""
     from jaxstyle.stylize import Temporal
