@@ -12,6 +12,8 @@ Parts (``--parts``):
              --untiled-size (the largest size that fits untiled on this machine).
   same_size  the 4K content at --untiled-size, tiled (--tile-mode, --tile-iterations = --untiled-iterations)
              and untiled with the same schedule: seam measure of both and their difference.
+  intermediate  the 4K content at --study-size in --study-tile tiles, untiled vs tiled with each of
+             --study-coarse iterations at the tiled scales below the last: seam measure, sharpness, time.
   photoreal  matting energy of outputs with --photoreal LAMBDA vs 0, and a crop of straight edges.
 
 Seam measure: per column, the mean over rows of |horizontal gradient| (and per row, the mean over
@@ -249,6 +251,35 @@ def part_same_size(args) -> dict:
     return out
 
 
+def part_intermediate(args) -> dict:
+    """The 4K content at --study-size with --study-tile tiles (coupled): untiled (the whole schedule,
+    --tile-iterations at the last scale) vs tiled with each of --study-coarse iterations at the tiled
+    scales below the last (--tile-iterations at the last): the seam measure, time, and a sheet of
+    the outputs stacked (outputs/bench/intermediate_SIZE.png)."""
+    from jaxstyle import imaging
+
+    src = OUT / "content_3840x2160.png"
+    if not src.exists():
+        make_4k(src)
+    base = [str(src), "--style", str(STYLE), "--preset", "fast", "--size", str(args.study_size),
+            "--network", args.network, "--tile-iterations", str(args.tile_iterations)]
+    runs = {"untiled": ["--tile-size", "0", "--iterations", str(args.tile_iterations)]}
+    for n in args.study_coarse.split(","):
+        runs[f"tiled_{n}"] = ["--tile-size", str(args.study_tile), "--tile-coarse-iterations", n]
+    out, images = {}, []
+    for name, extra in runs.items():
+        path = OUT / f"intermediate_{args.study_size}_{name}.png"
+        seconds, rss, _ = cli([*base, "-o", str(path), *extra])
+        img = imaging.read_image(path)
+        images.append(img)
+        out[name] = {**seam_spike(img), "seconds": seconds, "peak_rss_gib": rss / 2**20,
+                     "mean_gradient": float(np.abs(np.diff(img.mean(-1), axis=1)).mean())}
+        print(f"{name:12s} spike {out[name]['spike']:.3f} mean |gradient| {out[name]['mean_gradient']:.4f} "
+              f"({seconds:.0f} s)", flush=True)
+    imaging.write_image(OUT / f"intermediate_{args.study_size}.png", np.concatenate(images, 0))
+    return {"size": args.study_size, "tile_size": args.study_tile, "tile_iterations": args.tile_iterations, **out}
+
+
 def part_photoreal(args) -> dict:
     import jaxstyle
     from jaxstyle import imaging, matting
@@ -291,6 +322,9 @@ def main() -> None:
     parser.add_argument("--modes", default="untiled,tiled_offset,tiled_global,tiled_offset_384", help="quality: runs to do")
     parser.add_argument("--untiled-json", help="quality: take the untiled result from this earlier JSON")
     parser.add_argument("--photoreal", type=float, default=1000.0)
+    parser.add_argument("--study-size", type=int, default=960, help="intermediate: output size")
+    parser.add_argument("--study-tile", type=int, default=256, help="intermediate: tile size")
+    parser.add_argument("--study-coarse", default="4,16,40", help="intermediate: --tile-coarse-iterations values")
     parser.add_argument("--json", default=str(OUT / "tiles.json"))
     args = parser.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
@@ -298,7 +332,7 @@ def main() -> None:
     results = json.loads(path.read_text()) if path.exists() else {}
     for part in args.parts.split(","):
         results[part] = {"quality": part_quality, "4k": part_4k, "seams": part_seams, "same_size": part_same_size,
-                         "photoreal": part_photoreal}[part](args)
+                         "intermediate": part_intermediate, "photoreal": part_photoreal}[part](args)
         path.write_text(json.dumps(results, indent=2))
     print(f"wrote {path}")
 

@@ -24,9 +24,10 @@ Schedule of independent tiles (see :mod:`jaxstyle.tiles` for the geometry):
    optimized from the canvas, and stitched back with weights that fade over half of each overlap
    (:func:`margin_weights`; the same weights weight the tiles' content and style losses, because
    near its edges a tile's features see zero padding, not the neighbouring pixels). Between rounds the interior
-   tiles move from -0.8 to +0.8 of their slack, so seams do not stay in one place. ``tile_iterations`` iterations are spread
-   over the rounds of a scale: at 4K one full-resolution iteration costs minutes on a 2-core CPU,
-   so the work sits at the coarse scales and the fine scales only sharpen.
+   tiles move from -0.8 to +0.8 of their slack, so seams do not stay in one place. A scale's iterations are spread
+   over its rounds: ``tile_iterations`` at the last scale (at 4K one full-resolution iteration
+   costs minutes on a 2-core CPU, so it only sharpens), ``tile_coarse_iterations`` (default
+   ``coarse_iterations``) at the tiled scales below it, which form the texture (both modes).
 3. **Style statistics at the canvas's scale, with each tile's own offset.** The style target A is
    the Gram of the whole style image resized as for an untiled frame of the canvas's size (not of
    the tile's size), so texture has the same scale as without tiling. A tile is *not* pulled to A
