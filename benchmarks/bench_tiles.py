@@ -14,6 +14,7 @@ Parts (``--parts``):
              and untiled with the same schedule: seam measure of both and their difference.
   intermediate  the 4K content at --study-size in --study-tile tiles, untiled vs tiled with each of
              --study-coarse iterations at the tiled scales below the last: seam measure, sharpness, time.
+  more_final the 4K output continued with --more-iterations at its final scale: the seam measure again.
   photoreal  matting energy of outputs with --photoreal LAMBDA vs 0, and a crop of straight edges.
 
 Seam measure: per column, the mean over rows of |horizontal gradient| (and per row, the mean over
@@ -284,6 +285,30 @@ def part_intermediate(args) -> dict:
     return {"size": args.study_size, "tile_size": args.study_tile, "tile_iterations": args.tile_iterations, **out}
 
 
+def part_more_final(args) -> dict:
+    """The 4K tiled output with --more-iterations more iterations at its final scale (the same
+    coupled windows, continued from outputs/bench/tiles_4k.png with a fresh L-BFGS history): does
+    the seam measure follow the final scale's iteration count? Output tiles_4k_more.png."""
+    import jaxstyle
+    from jaxstyle import imaging, windowed
+    from jaxstyle.config import StyleConfig
+
+    src, tiled = OUT / "content_3840x2160.png", OUT / "tiles_4k.png"
+    if not tiled.exists():
+        raise SystemExit("run the 4k part first")
+    net = jaxstyle.load_network(args.network)
+    cfg = StyleConfig(preset="fast", start_size=0, tile_size=0, iterations=args.more_iterations, network=args.network)
+    halo = windowed.halo_px(net.arch, tuple(cfg.resolved().content_layers) + tuple(cfg.resolved().style_layers))
+    t0 = time.perf_counter()
+    res = jaxstyle.stylize_frames(imaging.read_image(src)[None], [imaging.read_image(STYLE)], cfg, network=net,
+                                  init=imaging.read_image(tiled)[None], windows=(args.tile_size, halo))
+    seconds = time.perf_counter() - t0
+    imaging.write_image(OUT / "tiles_4k_more.png", res.images[0])
+    out = {"iterations": args.more_iterations, "seconds": seconds, **seam_spike(res.images[0])}
+    print(f"4K + {args.more_iterations} final iterations: spike {out['spike']:.3f} ({seconds:.0f} s)", flush=True)
+    return out
+
+
 def part_photoreal(args) -> dict:
     import jaxstyle
     from jaxstyle import imaging, matting
@@ -326,6 +351,7 @@ def main() -> None:
     parser.add_argument("--modes", default="untiled,tiled_offset,tiled_global,tiled_offset_384", help="quality: runs to do")
     parser.add_argument("--untiled-json", help="quality: take the untiled result from this earlier JSON")
     parser.add_argument("--photoreal", type=float, default=1000.0)
+    parser.add_argument("--more-iterations", type=int, default=6, help="more_final: iterations added at 4K")
     parser.add_argument("--study-size", type=int, default=960, help="intermediate: output size")
     parser.add_argument("--study-tile", type=int, default=256, help="intermediate: tile size")
     parser.add_argument("--study-coarse", default="4,16,40", help="intermediate: --tile-coarse-iterations values")
@@ -336,7 +362,7 @@ def main() -> None:
     results = json.loads(path.read_text()) if path.exists() else {}
     for part in args.parts.split(","):
         results[part] = {"quality": part_quality, "4k": part_4k, "seams": part_seams, "same_size": part_same_size,
-                         "intermediate": part_intermediate, "photoreal": part_photoreal}[part](args)
+                         "intermediate": part_intermediate, "more_final": part_more_final, "photoreal": part_photoreal}[part](args)
         path.write_text(json.dumps(results, indent=2))
     print(f"wrote {path}")
 
