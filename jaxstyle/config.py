@@ -77,7 +77,7 @@ class StyleConfig:
     tile_size: int = _f(1024, "frames whose long side is larger are optimized as overlapping tiles at the fine scales (0: never tile)", metavar="PX", group="tiles")
     tile_mode: str = _f("coupled", "coupled: one optimization of the whole frame whose losses and gradient are computed tile by tile (exactly the untiled result; tiles need 2 x the receptive field + 16 px, 144 px for VGG16); independent: tiles optimized on their own and stitched", choices=("coupled", "independent"), group="tiles")
     tile_overlap: int = _f(64, "independent tiles: overlap of neighbouring tiles in px (feathered)", metavar="PX", group="tiles")
-    tile_iterations: int = _f(10, "iterations at each tiled scale, spread over the rounds (the work sits at the coarse, untiled scales)", metavar="N", group="tiles")
+    tile_iterations: int = _f(10, "iterations at the last tiled scale (the frame's size; at 4K each costs minutes on a CPU, so it only sharpens); independent tiles spread them over the rounds", metavar="N", group="tiles")
     tile_coarse_iterations: int | None = _f(None, "iterations at each tiled scale below the final one (default: --coarse-iterations, as untiled); these scales form the texture that the last one only sharpens (with a few, the output is blurred)", metavar="N", group="tiles")
     tile_targets: str = _f("offset", "independent tiles: style targets of a tile: the style's Gram plus the tile's own offset from the frame's mean Gram, or the style's Gram alone", choices=("offset", "global"), group="tiles")
     tile_rounds: int = _f(2, "independent tiles: rounds over the tiles at each tiled scale; the tile grid shifts between rounds so no seam settles", metavar="N", group="tiles")
