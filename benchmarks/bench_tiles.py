@@ -297,8 +297,9 @@ def part_more_final(args) -> dict:
     if not tiled.exists():
         raise SystemExit("run the 4k part first")
     net = jaxstyle.load_network(args.network)
-    cfg = StyleConfig(preset="fast", start_size=0, tile_size=0, iterations=args.more_iterations, network=args.network)
-    halo = windowed.halo_px(net.arch, tuple(cfg.resolved().content_layers) + tuple(cfg.resolved().style_layers))
+    cfg = StyleConfig(preset="fast", start_size=0, tile_size=0, iterations=args.more_iterations,
+                      network=args.network).resolved()
+    halo = windowed.halo_px(net.arch, tuple(cfg.content_layers) + tuple(cfg.style_layers))
     t0 = time.perf_counter()
     res = jaxstyle.stylize_frames(imaging.read_image(src)[None], [imaging.read_image(STYLE)], cfg, network=net,
                                   init=imaging.read_image(tiled)[None], windows=(args.tile_size, halo))

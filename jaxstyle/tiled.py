@@ -67,11 +67,9 @@ def tiled_scales(cfg: StyleConfig, height: int, width: int) -> tuple[tuple[int, 
 
 
 def tile_iterations(cfg: StyleConfig, index: int, count: int) -> int:
-    """Iterations at tiled scale ``index`` of ``count``: ``tile_iterations`` at the last one,
-    ``tile_coarse_iterations`` (resolved: ``coarse_iterations`` unless given) below it."""
-    if index < count - 1 and cfg.tile_coarse_iterations is not None:
-        return cfg.tile_coarse_iterations
-    return cfg.tile_iterations
+    """Iterations at tiled scale ``index`` of ``count`` (a resolved config): ``tile_iterations`` at
+    the last one, ``tile_coarse_iterations`` (``coarse_iterations`` unless given) below it."""
+    return cfg.tile_coarse_iterations if index < count - 1 else cfg.tile_iterations
 
 
 def _extract(arrays: np.ndarray, homs: np.ndarray, tile_hw: tuple[int, int]) -> np.ndarray:
