@@ -287,15 +287,16 @@ def part_intermediate(args) -> dict:
 
 def part_more_final(args) -> dict:
     """The 4K tiled output with --more-iterations more iterations at its final scale (the same
-    coupled windows, continued from outputs/bench/tiles_4k.png with a fresh L-BFGS history): does
-    the seam measure follow the final scale's iteration count? Output tiles_4k_more.png."""
+    coupled windows, continued from --more-from, default outputs/bench/tiles_4k.png, with a fresh
+    L-BFGS history): does the seam measure follow the final scale's iteration count? Output
+    --more-out (default tiles_4k_more.png); passing it back as --more-from chains runs."""
     import jaxstyle
     from jaxstyle import imaging, windowed
     from jaxstyle.config import StyleConfig
 
-    src, tiled = OUT / "content_3840x2160.png", OUT / "tiles_4k.png"
+    src, tiled = OUT / "content_3840x2160.png", OUT / args.more_from
     if not tiled.exists():
-        raise SystemExit("run the 4k part first")
+        raise SystemExit(f"{tiled} is missing: run the 4k part first")
     net = jaxstyle.load_network(args.network)
     cfg = StyleConfig(preset="fast", start_size=0, tile_size=0, iterations=args.more_iterations,
                       network=args.network).resolved()
@@ -304,8 +305,12 @@ def part_more_final(args) -> dict:
     res = jaxstyle.stylize_frames(imaging.read_image(src)[None], [imaging.read_image(STYLE)], cfg, network=net,
                                   init=imaging.read_image(tiled)[None], windows=(args.tile_size, halo))
     seconds = time.perf_counter() - t0
-    imaging.write_image(OUT / "tiles_4k_more.png", res.images[0])
-    out = {"iterations": args.more_iterations, "seconds": seconds, **seam_spike(res.images[0])}
+    h, w = res.images[0].shape[:2]
+    small = (round(h * args.untiled_size / max(h, w)), round(w * args.untiled_size / max(h, w)))
+    imaging.write_image(OUT / args.more_out, res.images[0])
+    out = {"iterations": args.more_iterations, "from": args.more_from, "output": args.more_out, "seconds": seconds,
+           **seam_spike(res.images[0]),
+           "at_untiled_size": seam_spike(imaging.resize(res.images[0][None], *small)[0])}
     print(f"4K + {args.more_iterations} final iterations: spike {out['spike']:.3f} ({seconds:.0f} s)", flush=True)
     return out
 
@@ -353,6 +358,8 @@ def main() -> None:
     parser.add_argument("--untiled-json", help="quality: take the untiled result from this earlier JSON")
     parser.add_argument("--photoreal", type=float, default=1000.0)
     parser.add_argument("--more-iterations", type=int, default=6, help="more_final: iterations added at 4K")
+    parser.add_argument("--more-from", default="tiles_4k.png", help="more_final: the 4K output to continue (in outputs/bench)")
+    parser.add_argument("--more-out", default="tiles_4k_more.png", help="more_final: its output (in outputs/bench)")
     parser.add_argument("--study-size", type=int, default=960, help="intermediate: output size")
     parser.add_argument("--study-tile", type=int, default=256, help="intermediate: tile size")
     parser.add_argument("--study-coarse", default="4,16,40", help="intermediate: --tile-coarse-iterations values")
