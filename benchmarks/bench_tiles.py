@@ -14,7 +14,8 @@ Parts (``--parts``):
              and untiled with the same schedule: seam measure of both and their difference.
   intermediate  the 4K content at --study-size in --study-tile tiles, untiled vs tiled with each of
              --study-coarse iterations at the tiled scales below the last: seam measure, sharpness, time.
-  more_final the 4K output continued with --more-iterations at its final scale: the seam measure again.
+  more_final the 4K output (--more-from) continued with --more-iterations at its final scale: the seam
+             measure again (also at --untiled-size); --more-out names its output, to chain runs.
   photoreal  matting energy of outputs with --photoreal LAMBDA vs 0, and a crop of straight edges.
 
 Seam measure: per column, the mean over rows of |horizontal gradient| (and per row, the mean over
