@@ -298,6 +298,8 @@ def part_more_final(args) -> dict:
     src, tiled = OUT / "content_3840x2160.png", OUT / args.more_from
     if not tiled.exists():
         raise SystemExit(f"{tiled} is missing: run the 4k part first")
+    if args.more_out == args.more_from:
+        raise SystemExit("--more-out must differ from --more-from (the input is kept)")
     net = jaxstyle.load_network(args.network)
     cfg = StyleConfig(preset="fast", start_size=0, tile_size=0, iterations=args.more_iterations,
                       network=args.network).resolved()
