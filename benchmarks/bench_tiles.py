@@ -293,7 +293,7 @@ def part_more_final(args) -> dict:
     --more-out (default tiles_4k_more.png); passing it back as --more-from chains runs."""
     import jaxstyle
     from jaxstyle import imaging, windowed
-    from jaxstyle.config import StyleConfig
+    from jaxstyle.config import StyleConfig, scaled_size
 
     src, tiled = OUT / "content_3840x2160.png", OUT / args.more_from
     if not tiled.exists():
@@ -308,8 +308,7 @@ def part_more_final(args) -> dict:
     res = jaxstyle.stylize_frames(imaging.read_image(src)[None], [imaging.read_image(STYLE)], cfg, network=net,
                                   init=imaging.read_image(tiled)[None], windows=(args.tile_size, halo))
     seconds = time.perf_counter() - t0
-    h, w = res.images[0].shape[:2]
-    small = (round(h * args.untiled_size / max(h, w)), round(w * args.untiled_size / max(h, w)))
+    small = scaled_size(*res.images[0].shape[:2], args.untiled_size)
     imaging.write_image(OUT / args.more_out, res.images[0])
     out = {"iterations": args.more_iterations, "from": args.more_from, "output": args.more_out, "seconds": seconds,
            **seam_spike(res.images[0]),
