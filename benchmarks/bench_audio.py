@@ -17,6 +17,7 @@ its peak RSS (``RUSAGE_CHILDREN``) and wall time are recorded.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import resource
@@ -29,6 +30,14 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from jaxstyle.audio.metrics import audio_metrics  # noqa: E402
+from jaxstyle.audio.network import VARIANTS  # noqa: E402
+from jaxstyle.audio.stylize import stylize_audio  # noqa: E402
+from jaxstyle.config import AudioConfig  # noqa: E402
+from jaxstyle.io import audio as audio_io  # noqa: E402
+from jaxstyle.io.ffmpeg import ffmpeg_exe  # noqa: E402
+
 MEDIA = ROOT.parent / "shared" / "media" / "audio"
 OUT = ROOT / "outputs" / "bench"
 
@@ -59,37 +68,27 @@ def spectrogram_png(path: Path, panels: list[tuple[str, np.ndarray]], sr: int) -
 
 
 def quality(args) -> dict:
-    from jaxstyle import audio, audio_io
-
     content, sr = audio_io.read_audio(MEDIA / "speech.wav")
     if args.seconds:
         content = content[: int(args.seconds * sr)]
     rows = []
     (OUT / "audio").mkdir(parents=True, exist_ok=True)
     if args.n_mels:  # try other mel resolutions: registered as VARIANT-melN
-        import dataclasses
-
         for name in args.variants.split(","):
-            audio.VARIANTS[f"{name}-mel{args.n_mels}"] = dataclasses.replace(audio.VARIANTS[name], n_mels=args.n_mels,
-                                                                             chroma_weight=args.chroma_weight)
+            VARIANTS[f"{name}-mel{args.n_mels}"] = dataclasses.replace(VARIANTS[name], n_mels=args.n_mels,
+                                                                       chroma_weight=args.chroma_weight)
         args.variants = ",".join(f"{name}-mel{args.n_mels}" for name in args.variants.split(","))
     for variant in args.variants.split(","):
         for style_name in ("guitar_arpeggio", "rain_texture"):
             style, _ = audio_io.read_audio(MEDIA / f"{style_name}.wav", sample_rate=sr, channels=1)
-            settings = audio.AudioSettings(variant=variant, iterations=args.iterations,
-                                           griffin_lim_iters=args.griffin_lim_iters)
-            if args.content_weight is not None:
-                settings.content_weight = args.content_weight
-            if args.spectrum_content is not None:
-                settings.spectrum_content = args.spectrum_content
-            if args.stats_weight is not None:
-                settings.stats_weight = args.stats_weight
-            if args.filters:
-                settings.filters = args.filters
+            overrides = {"content_weight": args.content_weight, "spectrum_content": args.spectrum_content,
+                         "stats_weight": args.stats_weight, "filters": args.filters or None}
+            settings = AudioConfig(variant=variant, iterations=args.iterations, griffin_lim_iters=args.griffin_lim_iters,
+                                   **{k: v for k, v in overrides.items() if v is not None})
             t0 = time.perf_counter()
-            out, info = audio.stylize_audio(content, style, sr, settings)
+            out, info = stylize_audio(content, style, sr, settings)
             wall = time.perf_counter() - t0
-            m = audio.audio_metrics(content, style, out, sr, settings, info)
+            m = audio_metrics(content, style, out, sr, settings, info)
             audio_io.write_audio(OUT / "audio" / f"speech_{style_name}_{variant}.wav", out, sr)
             spectrogram_png(OUT / "audio" / f"speech_{style_name}_{variant}.png",
                             [("content", content[:, 0]), ("style", style[:, 0]), (f"output ({variant})", out[:, 0])], sr)
@@ -106,8 +105,6 @@ def quality(args) -> dict:
 
 
 def long_run(args) -> dict:
-    from jaxstyle.video_io import ffmpeg_exe
-
     work = OUT / "audio"
     work.mkdir(parents=True, exist_ok=True)
     src = work / "long_stereo_60s.wav"

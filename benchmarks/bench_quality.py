@@ -26,15 +26,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import common  # noqa: E402  (also puts the repo root on sys.path)
 
-import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from jaxstyle import imaging  # noqa: E402
-from jaxstyle.config import PRESETS, StyleConfig, scaled_size  # noqa: E402
-from jaxstyle.optimize import FrameTargets, loss_parts  # noqa: E402
-from jaxstyle.stylize import content_features, style_grams, stylize_frames  # noqa: E402
-from jaxstyle.weights import load_network  # noqa: E402
+from jaxstyle import imaging, stylize_frames  # noqa: E402
+from jaxstyle.api import image_losses  # noqa: E402
+from jaxstyle.config import PRESETS, StyleConfig  # noqa: E402
+from jaxstyle.imaging import scaled_size  # noqa: E402
+from jaxstyle.io.images import write_image  # noqa: E402
+from jaxstyle.nets.weights import load_network  # noqa: E402
 
 QUICK = {"size": 64, "torch_iterations": 20, "start_size": 32, "coarse_iterations": 10, "iterations": 30}
 DEFAULTS = {"size": 256, "torch_iterations": 300}
@@ -54,11 +54,11 @@ def warm_torch() -> None:
     opt.step(closure)
 
 
-def run_torch(network, spec, floats, content: np.ndarray, style: np.ndarray, iterations: int, max_eval: int) -> dict:
+def run_torch(network, cfg, floats, content: np.ndarray, style: np.ndarray, iterations: int, max_eval: int) -> dict:
     """Single-scale torch L-BFGS from the content image. Times: the optimization alone, and with the
     target set-up (style Gram matrices and content features); the inputs are resized beforehand."""
     t0 = time.perf_counter()
-    loss = common.torch_loss(network, spec, floats, content[None], style)
+    loss = common.torch_loss(network, cfg, floats, content[None], style)
     t_setup = time.perf_counter() - t0
     x = common.to_nchw(content[None]).clone().requires_grad_(True)
     opt = torch.optim.LBFGS([x], lr=1.0, max_iter=iterations, max_eval=max_eval, history_size=10,
@@ -87,16 +87,6 @@ def run_torch(network, spec, floats, content: np.ndarray, style: np.ndarray, ite
         "optimize_seconds": t_end - t1, "seconds": t_end - t0, "setup_seconds": t_setup,
         "trace": [{"seconds": s, "loss": v} for s, v in trace],
     }
-
-
-def jax_loss_of(network, spec, weights, content: np.ndarray, style: np.ndarray, image: np.ndarray) -> dict:
-    """jaxstyle's own loss terms of one image [H, W, 3] at the target size (targets as stylize_frames builds them)."""
-    h, w = content.shape[:2]
-    grams = style_grams(network, spec, [style], [1.0], max(h, w))
-    feats = content_features(network, spec, content[None])
-    targets = FrameTargets({k: v[0] for k, v in feats.items()}, grams, jnp.zeros((h, w, 3)), jnp.zeros((h, w)))
-    parts = loss_parts(network, spec, network.variables, jnp.asarray(image), targets, weights)
-    return {k: float(v) for k, v in parts.items()}
 
 
 def main(argv=None) -> int:
@@ -135,7 +125,7 @@ def main(argv=None) -> int:
     content = imaging.resize(content_full, h, w)
     cfg = StyleConfig(preset=args.preset, network=args.network, **overrides)
     rcfg = cfg.resolved()
-    spec, weights, floats = common.loss_setup(rcfg)
+    loss_cfg, floats = common.loss_setup(rcfg)
     env = common.environment(network)
     common.check_same_hardware(env)
     common.warn_if_busy(env)
@@ -149,7 +139,7 @@ def main(argv=None) -> int:
     max_eval = args.torch_max_eval or args.torch_iterations * 25
     print(f"\nPyTorch: single-scale L-BFGS, {args.torch_iterations} iterations at {w}x{h} ...", flush=True)
     warm_torch()
-    tr = run_torch(network, spec, floats, content, style, args.torch_iterations, max_eval)
+    tr = run_torch(network, loss_cfg, floats, content, style, args.torch_iterations, max_eval)
     l_star = tr["final"]["total"]
     print(f"  L* = {l_star:.5g} after {tr['iterations']} iterations ({tr['evaluations']} evaluations) in "
           f"{tr['seconds']:.1f} s ({tr['optimize_seconds']:.1f} s optimizing)")
@@ -200,7 +190,7 @@ def main(argv=None) -> int:
     jax_img = result.images[0]
     with torch.no_grad():
         jax_img_torch = {k: float(v[0]) for k, v in tr["loss"].parts(common.to_nchw(jax_img)).items()}
-    jax_img_jax = jax_loss_of(network, spec, weights, content, style, jax_img)
+    jax_img_jax = image_losses(jax_img, content, [style], loss_cfg, network=network)
     parity = common.rel_diff(jax_img_jax["total"], jax_img_torch["total"])
     if parity > 1e-3:
         print(f"WARNING: JAX and torch losses of the jaxstyle image differ by {parity:.2e}", file=sys.stderr)
@@ -251,8 +241,8 @@ def main(argv=None) -> int:
 
     out_dir = Path(args.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    png_torch = imaging.write_image(out_dir / f"quality_torch_lbfgs{args.torch_iterations}_{w}x{h}.png", tr["image"])
-    png_jax = imaging.write_image(out_dir / f"quality_jaxstyle_{args.preset}_{w}x{h}.png", jax_img)
+    png_torch = write_image(out_dir / f"quality_torch_lbfgs{args.torch_iterations}_{w}x{h}.png", tr["image"])
+    png_jax = write_image(out_dir / f"quality_jaxstyle_{args.preset}_{w}x{h}.png", jax_img)
     print(f"images: {png_torch}, {png_jax}")
 
     out = {
@@ -261,8 +251,8 @@ def main(argv=None) -> int:
         "args": vars(args),
         "environment": env,
         "size": [h, w],
-        "loss": {"content_layers": spec.content_layers, "style_layers": spec.style_layers,
-                 "style_layer_weights": spec.style_layer_weights, "weights": floats, "distance": spec.distance},
+        "loss": {"content_layers": loss_cfg.content_layers, "style_layers": loss_cfg.style_layers,
+                 "style_layer_weights": loss_cfg.style_layer_weights, "weights": floats, "distance": loss_cfg.distance},
         "torch": {
             "l_star": l_star, "final": tr["final"], "final_clipped": tr["final_clipped"],
             "iterations": tr["iterations"], "evaluations": tr["evaluations"], "max_eval": max_eval,

@@ -25,10 +25,9 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from jaxstyle import imaging  # noqa: E402
-from jaxstyle.config import DEFAULT_LEARNING_RATES  # noqa: E402
-from jaxstyle.optimize import Problem  # noqa: E402
-from jaxstyle.vgg import conv_flops  # noqa: E402
-from jaxstyle.weights import load_network  # noqa: E402
+from jaxstyle.nets.vgg import conv_flops  # noqa: E402
+from jaxstyle.nets.weights import load_network  # noqa: E402
+from jaxstyle.optim import OPTIMIZERS, Problem  # noqa: E402
 
 TORCH_MAX_LS = 25  # torch's strong-Wolfe search makes at most 25 evaluations per iteration
 
@@ -54,13 +53,13 @@ class JaxContender:
     initial state plus ONE chunk call of N iterations (``lax.fori_loop``), then block_until_ready.
     run_scale's per-chunk loss evaluation and host transfers are not part of it."""
 
-    def __init__(self, network, spec, weights, optimizer: str, lr: float, frames: np.ndarray, style: np.ndarray):
-        self.problem = Problem(network, spec, optimizer, lr, weights)
+    def __init__(self, network, cfg, optimizer: str, lr: float, frames: np.ndarray, style: np.ndarray):
+        objective, self.targets, weights = common.jax_problem(network, cfg, frames, style)
+        self.problem = Problem(objective, network, optimizer, lr)
         self.optimizer = optimizer
         self.params = network.variables
         self.weights = weights
         self.images = jnp.asarray(frames)
-        self.targets = common.jax_targets(network, spec, frames, style)
         jax.block_until_ready(self.targets)
         t0 = time.perf_counter()
         state, self.chunk, self.evaluate, compile_s = self.problem.compiled(self.params, self.images, self.targets, weights)
@@ -116,8 +115,8 @@ class TorchContender:
     search couples the frames. max_eval is raised (and the tolerances set to 0) so N iterations
     really run; closure calls are counted."""
 
-    def __init__(self, network, spec, floats, optimizer: str, lr: float, frames: np.ndarray, style: np.ndarray):
-        self.loss = common.torch_loss(network, spec, floats, frames, style)
+    def __init__(self, network, cfg, floats, optimizer: str, lr: float, frames: np.ndarray, style: np.ndarray):
+        self.loss = common.torch_loss(network, cfg, floats, frames, style)
         self.optimizer = optimizer
         self.lr = lr
         self.x0 = common.to_nchw(frames)
@@ -158,13 +157,13 @@ class TorchContender:
 # ----------------------------------------------------------------------------------------------
 
 
-def bench_config(args, network, spec, weights, floats, content, style, optimizer: str, size: int, batch: int) -> dict:
-    lr = DEFAULT_LEARNING_RATES[optimizer]
+def bench_config(args, network, cfg, floats, content, style, optimizer: str, size: int, batch: int) -> dict:
+    lr = OPTIMIZERS[optimizer].learning_rate
     frames = square_frames(content, size, batch)
     n = args.iterations
     print(f"\n[{optimizer} {size}x{size} B={batch}] compiling / warming up ...", flush=True)
-    jx = JaxContender(network, spec, weights, optimizer, lr, frames, style)
-    tc = TorchContender(network, spec, floats, optimizer, lr, frames, style)
+    jx = JaxContender(network, cfg, optimizer, lr, frames, style)
+    tc = TorchContender(network, cfg, floats, optimizer, lr, frames, style)
     # Same loss? (initial per-frame losses of the content images)
     init_jax = jx.losses(jx.images)
     init_torch = tc.losses(tc.x0)
@@ -193,7 +192,7 @@ def bench_config(args, network, spec, weights, floats, content, style, optimizer
     if optimizer == "lbfgs" and jax_rounds[-1]["per_frame_evaluations"] != warm["per_frame_evaluations"]:
         print("  WARNING: the counting pass and the timed runs made different evaluations", file=sys.stderr)
 
-    flops_eval = 2.0 * conv_flops(network.arch, size, size, spec.layers)  # forward + input-gradient convs, per frame
+    flops_eval = 2.0 * conv_flops(network.arch, size, size, jx.problem.objective.layers)  # forward + input-gradient convs, per frame
     jax_s = common.median([r["seconds"] for r in jax_rounds])
     torch_s = common.median([r["seconds"] for r in torch_rounds])
     torch_iters = common.median([r["iterations"] for r in torch_rounds])
@@ -268,7 +267,7 @@ def main(argv=None) -> int:
         torch.set_num_threads(args.torch_threads)
 
     network = load_network(args.network)
-    spec, weights, floats = common.loss_setup()
+    cfg, floats = common.loss_setup()
     content, style = common.read_media()
     env = common.environment(network)
     common.check_same_hardware(env)
@@ -277,7 +276,7 @@ def main(argv=None) -> int:
           f"torch {env['torch']} ({env['torch_threads']} threads); CPU {env['cpu']}")
     print("frames: B square crops of tubingen.jpg (side = its short side, shifted along the long side), "
           f"resized to SxS; style starry_night.jpg at long side S; loss: jaxstyle defaults {floats}, "
-          f"layers {spec.content_layers} + {spec.style_layers}")
+          f"layers {cfg.content_layers} + {cfg.style_layers}")
     print(f"measuring the float32 {args.matmul_size}^2 matmul rate ...", flush=True)
     matmul = [common.matmul_rates(args.matmul_size)]
 
@@ -285,7 +284,7 @@ def main(argv=None) -> int:
     for optimizer in optimizers:
         for size in sizes:
             for batch in batches:
-                results.append(bench_config(args, network, spec, weights, floats, content, style, optimizer, size, batch))
+                results.append(bench_config(args, network, cfg, floats, content, style, optimizer, size, batch))
     matmul.append(common.matmul_rates(args.matmul_size))
     mm = common.merge_matmul(matmul)
     # The machine's float32 rate: the best of the three matmul libraries (each one's own rate is kept too).
@@ -323,8 +322,8 @@ def main(argv=None) -> int:
         "args": vars(args),
         "environment": env,
         "frames": "B square crops (side = content short side) shifted evenly along the long side, resized to SxS",
-        "loss": {"content_layers": spec.content_layers, "style_layers": spec.style_layers,
-                 "style_layer_weights": spec.style_layer_weights, "weights": floats, "distance": spec.distance},
+        "loss": {"content_layers": cfg.content_layers, "style_layers": cfg.style_layers,
+                 "style_layer_weights": cfg.style_layer_weights, "weights": floats, "distance": cfg.distance},
         "jax_timing": "Problem.compiled initial state + one compiled chunk call of N iterations, block_until_ready",
         "flop_counting": "2 x jaxstyle.vgg.conv_flops (forward + backward-data convolutions) per frame per evaluation",
         "matmul": mm,

@@ -38,6 +38,18 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+import jaxstyle  # noqa: E402
+from jaxstyle import imaging, schedules  # noqa: E402
+from jaxstyle.api import image_losses  # noqa: E402
+from jaxstyle.config import StyleConfig, TileConfig  # noqa: E402
+from jaxstyle.imaging import scaled_size  # noqa: E402
+from jaxstyle.io.images import read_image, write_image  # noqa: E402
+from jaxstyle.nets.vgg import halo_px  # noqa: E402
+from jaxstyle.objective import matting, windowed  # noqa: E402
+from jaxstyle.schedules import tile_geometry  # noqa: E402
+from jaxstyle.schedules.multiscale import ScaleOverrides, run_scales  # noqa: E402
+
 MEDIA = ROOT.parent / "shared" / "media"
 CONTENT = MEDIA / "content" / "tubingen.jpg"
 STYLE = MEDIA / "styles" / "starry_night.jpg"
@@ -60,14 +72,12 @@ def cli(args: list[str]) -> tuple[float, int, str]:
 
 def make_4k(path: Path) -> None:
     """The 4K test frame: tubingen cropped to 16:9 and upscaled to 3840x2160."""
-    from jaxstyle import imaging
-
-    img = imaging.read_image(CONTENT)
+    img = read_image(CONTENT)
     h, w = img.shape[:2]
     crop_h = int(round(w * 9 / 16))
     top = (h - crop_h) // 2
     path.parent.mkdir(parents=True, exist_ok=True)
-    imaging.write_image(path, imaging.resize(img[top:top + crop_h], 2160, 3840))
+    write_image(path, imaging.resize(img[top:top + crop_h], 2160, 3840))
 
 
 def _ratios(image: np.ndarray, window: int = 31) -> tuple[np.ndarray, np.ndarray]:
@@ -96,25 +106,21 @@ def tile_edges(height: int, width: int, tile_size: int, overlap: int, rounds: in
                mode: str = "independent") -> tuple[list[int], list[int]]:
     """Rows and columns (in a height x width output) where a tile edge lay in some tiled round
     (coupled tiles: where a window's block ended, VGG16's default layers)."""
-    from jaxstyle import tiles, windowed
-    from jaxstyle.config import StyleConfig
-    from jaxstyle.tiled import tiled_scales
-
-    cfg = StyleConfig(preset="fast", tile_size=tile_size, tile_overlap=overlap, tile_rounds=rounds).resolved()
+    cfg = StyleConfig(preset="fast", tiles=TileConfig(size=tile_size, overlap=overlap, rounds=rounds)).resolved()
     rows, cols = set(), set()
     if mode == "coupled":
-        halo = windowed.halo_px("vgg16", cfg.style_layers + cfg.content_layers)
-        for h, w in tiled_scales(cfg, height, width)[1]:
+        halo = halo_px("vgg16", cfg.style_layers + cfg.content_layers)
+        for h, w in schedules.tiled_scales(cfg, height, width)[1]:
             for (wh, ww), wins in windowed.plan(h, w, tile_size, halo):
                 for ys, xs, r0, r1, c0, c1 in wins:
                     rows |= {int(round(v * height / h)) for v in (ys + r0, ys + r1) if 0 < v < h}
                     cols |= {int(round(v * width / w)) for v in (xs + c0, xs + c1) if 0 < v < w}
         return sorted(rows), sorted(cols)
-    for h, w in tiled_scales(cfg, height, width)[1]:
-        th, tw = tiles.tile_shape(h, w, tile_size)
+    for h, w in schedules.tiled_scales(cfg, height, width)[1]:
+        th, tw = tile_geometry.tile_shape(h, w, tile_size)
         for r in range(rounds):
             phase = 0.0 if rounds == 1 else 0.8 * (2.0 * r / (rounds - 1) - 1.0)
-            for m in tiles.plan_tiles_minimal(h, w, tile_size, overlap, phase=phase):
+            for m in tile_geometry.plan_tiles_minimal(h, w, tile_size, overlap, phase=phase):
                 y, x = float(m[1, 2]), float(m[0, 2])
                 rows |= {int(round(v * height / h)) for v in (y, y + th) if 0 < v < h}
                 cols |= {int(round(v * width / w)) for v in (x, x + tw) if 0 < v < w}
@@ -138,30 +144,26 @@ def seam_zones(image: np.ndarray, rows: list[int], cols: list[int], reach: int =
 
 
 def part_quality(args) -> dict:
-    import jaxstyle
-    from jaxstyle import imaging
-    from jaxstyle.config import StyleConfig
-    from jaxstyle.stylize import image_losses
 
     net = jaxstyle.load_network(args.network)
-    content = imaging.resize(imaging.read_image(CONTENT), 384, 512)
-    style = imaging.read_image(STYLE)
-    base = dict(preset="fast", iterations=args.iterations, coarse_iterations=args.iterations,
-                tile_iterations=args.iterations, tile_overlap=32, tile_rounds=2)
-    runs = {"untiled": dict(tile_size=0), "coupled": dict(tile_size=256, tile_mode="coupled"),
-            "tiled_offset": dict(tile_size=256, tile_mode="independent", tile_targets="offset"),
-            "tiled_global": dict(tile_size=256, tile_mode="independent", tile_targets="global"),
-            "tiled_offset_384": dict(tile_size=384, tile_mode="independent", tile_targets="offset")}
+    content = imaging.resize(read_image(CONTENT), 384, 512)
+    style = read_image(STYLE)
+    base = dict(preset="fast", iterations=args.iterations, coarse_iterations=args.iterations)
+    tiles = dict(iterations=args.iterations, overlap=32, rounds=2)
+    runs = {"untiled": dict(size=0), "coupled": dict(size=256, mode="coupled"),
+            "tiled_offset": dict(size=256, mode="independent", targets="offset"),
+            "tiled_global": dict(size=256, mode="independent", targets="global"),
+            "tiled_offset_384": dict(size=384, mode="independent", targets="offset")}
     out = {}
     for name, kw in runs.items():
         if name not in args.modes.split(","):
             continue
-        cfg = StyleConfig(**base, **kw)
+        cfg = StyleConfig(**base, tiles=TileConfig(**tiles, **kw))
         t0 = time.perf_counter()
         result = jaxstyle.stylize_frames(content[None], [style], cfg, network=net)
         losses = image_losses(result.images[0], content, [style], cfg, network=net)
         out[name] = {"seconds": time.perf_counter() - t0, **losses}
-        imaging.write_image(OUT / f"tiles_512_{name}.png", result.images[0])
+        write_image(OUT / f"tiles_512_{name}.png", result.images[0])
         print(f"{name:14s} style {losses['style']:.4f} content {losses['content']:.4f} "
               f"({out[name]['seconds']:.0f} s)", flush=True)
     if "untiled" not in out and args.untiled_json:  # the untiled run of an earlier invocation
@@ -187,14 +189,13 @@ def part_4k(args) -> dict:
                            "--network", args.network, "--metrics-json", str(metrics)])
     m = json.loads(metrics.read_text())
     res = {"seconds": seconds, "peak_rss_gib": rss / 2**20, "tile_size": args.tile_size, "tile_mode": args.tile_mode,
-           "tile_iterations": args.tile_iterations, "tile_coarse_iterations": (m.get("config") or {}).get("tile_coarse_iterations"),
+           "tile_iterations": args.tile_iterations, "tile_coarse_iterations": (m.get("config") or {}).get("tiles", {}).get("coarse_iterations"),
            "tiled": m.get("tiled"), "compile_seconds": m.get("compile_seconds")}
     print(f"4k tiled ({args.tile_mode}): {seconds:.0f} s, peak RSS {rss / 2**20:.2f} GiB", flush=True)
     return res
 
 
 def part_seams(args) -> dict:
-    from jaxstyle import imaging
 
     tiled = OUT / "tiles_4k.png"
     if not tiled.exists():
@@ -206,7 +207,7 @@ def part_seams(args) -> dict:
         seconds, rss, _ = cli([str(src), "--style", str(STYLE), "-o", str(untiled), "--preset", "fast",
                                "--size", str(args.untiled_size), "--tile-size", "0", "--network", args.network,
                                "--iterations", str(args.untiled_iterations)])
-    tiled_img, untiled_img = imaging.read_image(tiled), imaging.read_image(untiled)
+    tiled_img, untiled_img = read_image(tiled), read_image(untiled)
     a, b = seam_spike(tiled_img), seam_spike(untiled_img)
     rows, cols = tile_edges(*tiled_img.shape[:2], args.tile_size, 64, 2, args.tile_mode)
     scale = untiled_img.shape[1] / tiled_img.shape[1]
@@ -228,8 +229,6 @@ def part_same_size(args) -> dict:
     """The 4K content at --untiled-size, tiled (coupled windows of --tile-size, --tile-iterations at
     the tiled scale) and untiled (the same schedule: 40 iterations per coarse scale up to
     --tile-size, then --untiled-iterations): the seam measure of both, and how far apart they are."""
-    from jaxstyle import imaging
-
     src = OUT / "content_3840x2160.png"
     if not src.exists():
         make_4k(src)
@@ -244,7 +243,7 @@ def part_same_size(args) -> dict:
                         "--size", str(args.untiled_size), "--tile-size", str(args.tile_size),
                         "--tile-mode", args.tile_mode, "--tile-iterations", str(args.untiled_iterations),
                         "--network", args.network])[:2]
-    a, b = imaging.read_image(tiled), imaging.read_image(untiled)
+    a, b = read_image(tiled), read_image(untiled)
     rows, cols = tile_edges(*a.shape[:2], args.tile_size, 64, 2, args.tile_mode)
     out = {"size": args.untiled_size, "iterations": args.untiled_iterations, "tile_mode": args.tile_mode,
            "tiled": {**seam_spike(a), "zones": seam_zones(a, rows, cols)},
@@ -262,8 +261,6 @@ def part_intermediate(args) -> dict:
     --tile-iterations at the last scale) vs tiled with each of --study-coarse iterations at the tiled
     scales below the last (--tile-iterations at the last): the seam measure, time, and a sheet of
     the outputs stacked (outputs/bench/intermediate_SIZE.png)."""
-    from jaxstyle import imaging
-
     src = OUT / "content_3840x2160.png"
     if not src.exists():
         make_4k(src)
@@ -276,13 +273,13 @@ def part_intermediate(args) -> dict:
     for name, extra in runs.items():
         path = OUT / f"intermediate_{args.study_size}_{name}.png"
         seconds, rss, _ = cli([*base, "-o", str(path), *extra])
-        img = imaging.read_image(path)
+        img = read_image(path)
         images.append(img)
         out[name] = {**seam_spike(img), "seconds": seconds, "peak_rss_gib": rss / 2**20,
                      "mean_gradient": float(np.abs(np.diff(img.mean(-1), axis=1)).mean())}
         print(f"{name:12s} spike {out[name]['spike']:.3f} mean |gradient| {out[name]['mean_gradient']:.4f} "
               f"({seconds:.0f} s)", flush=True)
-    imaging.write_image(OUT / f"intermediate_{args.study_size}.png", np.concatenate(images, 0))
+    write_image(OUT / f"intermediate_{args.study_size}.png", np.concatenate(images, 0))
     return {"size": args.study_size, "tile_size": args.study_tile, "tile_iterations": args.tile_iterations, **out}
 
 
@@ -291,25 +288,21 @@ def part_more_final(args) -> dict:
     coupled windows, continued from --more-from, default outputs/bench/tiles_4k.png, with a fresh
     L-BFGS history): does the seam measure follow the final scale's iteration count? Output
     --more-out (default tiles_4k_more.png); passing it back as --more-from chains runs."""
-    import jaxstyle
-    from jaxstyle import imaging, windowed
-    from jaxstyle.config import StyleConfig, scaled_size
-
     src, tiled = OUT / "content_3840x2160.png", OUT / args.more_from
     if not tiled.exists():
         raise SystemExit(f"{tiled} is missing: run the 4k part first")
     if args.more_out == args.more_from:
         raise SystemExit("--more-out must differ from --more-from (the input is kept)")
     net = jaxstyle.load_network(args.network)
-    cfg = StyleConfig(preset="fast", start_size=0, tile_size=0, iterations=args.more_iterations,
+    cfg = StyleConfig(preset="fast", start_size=0, tiles=TileConfig(size=0), iterations=args.more_iterations,
                       network=args.network).resolved()
-    halo = windowed.halo_px(net.arch, tuple(cfg.content_layers) + tuple(cfg.style_layers))
+    halo = halo_px(net.arch, tuple(cfg.content_layers) + tuple(cfg.style_layers))
     t0 = time.perf_counter()
-    res = jaxstyle.stylize_frames(imaging.read_image(src)[None], [imaging.read_image(STYLE)], cfg, network=net,
-                                  init=imaging.read_image(tiled)[None], windows=(args.tile_size, halo))
+    frames = schedules.prepare(read_image(src)[None], [read_image(STYLE)], cfg, init=read_image(tiled)[None])
+    res = run_scales(frames, cfg, net, overrides=ScaleOverrides(windows=(args.tile_size, halo)))
     seconds = time.perf_counter() - t0
     small = scaled_size(*res.images[0].shape[:2], args.untiled_size)
-    imaging.write_image(OUT / args.more_out, res.images[0])
+    write_image(OUT / args.more_out, res.images[0])
     out = {"iterations": args.more_iterations, "from": args.more_from, "output": args.more_out, "seconds": seconds,
            **seam_spike(res.images[0]),
            "at_untiled_size": seam_spike(imaging.resize(res.images[0][None], *small)[0])}
@@ -318,13 +311,10 @@ def part_more_final(args) -> dict:
 
 
 def part_photoreal(args) -> dict:
-    import jaxstyle
-    from jaxstyle import imaging, matting
-    from jaxstyle.config import StyleConfig
 
     net = jaxstyle.load_network(args.network)
-    content = imaging.resize(imaging.read_image(CONTENT), 192, 256)
-    style = imaging.read_image(STYLE)
+    content = imaging.resize(read_image(CONTENT), 192, 256)
+    style = read_image(STYLE)
     out = {}
     images = {}
     for lam in (0.0, args.photoreal):
@@ -333,13 +323,13 @@ def part_photoreal(args) -> dict:
         energy = float(matting.matting_energy(content, img)) / content[..., 0].size
         out[str(lam)] = {"matting_energy_per_pixel": energy}
         images[lam] = img
-        imaging.write_image(OUT / f"photoreal_{lam:g}.png", img)
+        write_image(OUT / f"photoreal_{lam:g}.png", img)
         print(f"photoreal {lam:g}: matting energy per pixel {energy:.5f}", flush=True)
     # a crop with straight edges (the houses' walls and windows), enlarged 3x, content | 0 | LAMBDA
     crop = (slice(60, 124), slice(120, 200))
     sheet = np.concatenate([content[crop], images[0.0][crop], images[args.photoreal][crop]], axis=1)
     sheet = np.repeat(np.repeat(sheet, 3, 0), 3, 1)
-    imaging.write_image(OUT / "photoreal_crop.png", sheet)
+    write_image(OUT / "photoreal_crop.png", sheet)
     return out
 
 

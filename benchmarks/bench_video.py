@@ -14,7 +14,6 @@ Parts (``--parts``):
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import statistics
@@ -26,6 +25,19 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+
+import jaxstyle  # noqa: E402
+from jaxstyle import imaging  # noqa: E402
+from jaxstyle.imaging import target_size  # noqa: E402
+from jaxstyle.io import video as video_io  # noqa: E402
+from jaxstyle.io.ffmpeg import ffmpeg_exe  # noqa: E402
+from jaxstyle.io.images import read_image  # noqa: E402
+from jaxstyle.objective import Temporal  # noqa: E402
+from jaxstyle.video import flow as flowlib  # noqa: E402
+
 MEDIA = ROOT.parent / "shared" / "media"
 CLIP = MEDIA / "video" / "realshort.mp4"
 STYLE = MEDIA / "styles" / "starry_night.jpg"
@@ -58,18 +70,12 @@ def run_video(out_dir: Path, name: str, extra: list[str], size: int) -> dict:
 
 def independent_stability(out_dir: Path, size: int, preset: str) -> dict:
     """Per-frame independent stylization (content init, no temporal term, full preset per frame)."""
-    import jax.numpy as jnp
-    import numpy as np
 
-    import jaxstyle
-    from jaxstyle import flow as flowlib
-    from jaxstyle import imaging, video_io
-    from jaxstyle.stylize import target_size
 
     info = video_io.probe(CLIP)
     h, w = target_size(info.height, info.width, size)
     frames = np.stack(list(video_io.iter_frames(CLIP, info, size=(w, h))))
-    style = imaging.read_image(STYLE)
+    style = read_image(STYLE)
     cfg = jaxstyle.StyleConfig(preset=preset, frames_per_device=len(frames))
     t0 = time.perf_counter()
     out = jaxstyle.stylize_frames(frames, [style], cfg).images
@@ -114,18 +120,12 @@ def part_stability(out_dir: Path, size: int, preset: str, fpd: int, extra: list[
 
 def part_warm(size: int, iterations: int) -> dict:
     """Frame 0 from the content (single scale) vs frame 1 from frame 0's output warped."""
-    import jax.numpy as jnp
-    import numpy as np
 
-    import jaxstyle
-    from jaxstyle import flow as flowlib
-    from jaxstyle import imaging, video_io
-    from jaxstyle.stylize import Temporal, target_size
 
     info = video_io.probe(CLIP)
     h, w = target_size(info.height, info.width, size)
     frames = list(video_io.iter_frames(CLIP, info, size=(w, h), duration=float(3 / info.fps)))
-    style = imaging.read_image(STYLE)
+    style = read_image(STYLE)
     cfg = jaxstyle.StyleConfig(start_size=0, iterations=iterations, chunk=5)
     net = jaxstyle.load_network(cfg.network)
 
@@ -154,7 +154,7 @@ def part_warm(size: int, iterations: int) -> dict:
 
     # frame 0 itself reaches 1% above its final loss after this many iterations
     res["first_frame_iterations_to_1pct"] = first_reach(trace0, final0 * 1.01)
-    for label, tw in (("warped_init_only", 0.0), ("warped_init_with_temporal_loss", cfg.temporal_weight)):
+    for label, tw in (("warped_init_only", 0.0), ("warped_init_with_temporal_loss", cfg.video.temporal_weight)):
         temporal = Temporal(warped[None], mask[None], tw)
         _, trace1 = trace_of({"tw": tw, "kw": {"init": warped[None], "temporal": temporal}}, frames[1])
         reach = first_reach(trace1, final0)
@@ -195,7 +195,6 @@ def part_batch(out_dir: Path, size: int, rounds: int, frames: int, extra: list[s
 
 
 def make_clip(path: Path, frames: int, size: tuple[int, int] = (64, 48)) -> None:
-    from jaxstyle.video_io import ffmpeg_exe
 
     subprocess.run([ffmpeg_exe(), "-y", "-loglevel", "error", "-f", "lavfi", "-i",
                     f"testsrc2=size={size[0]}x{size[1]}:rate=25", "-f", "lavfi", "-i", "sine=frequency=440",

@@ -2,7 +2,7 @@
 the machine's matmul rate, environment facts and JSON output.
 
 Both contenders always get the same network (the arrays of one ``jaxstyle.Network``), the same
-images and the same loss (``jaxstyle.optimize.loss_parts`` / ``jaxstyle.reference_torch.TorchGatysLoss``).
+images and the same loss (``jaxstyle.objective.Objective`` / ``reference_torch.TorchGatysLoss``).
 """
 
 from __future__ import annotations
@@ -26,9 +26,11 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
 from jaxstyle import imaging  # noqa: E402
-from jaxstyle.config import StyleConfig, scaled_size  # noqa: E402
-from jaxstyle.optimize import FrameTargets, LossSpec, Weights  # noqa: E402
-from jaxstyle.stylize import MIN_SIDE, content_features, style_grams  # noqa: E402
+from jaxstyle.config import StyleConfig  # noqa: E402
+from jaxstyle.io.images import read_image  # noqa: E402
+from jaxstyle.nets.taps import style_image_size  # noqa: E402
+from jaxstyle.objective import Objective, ScaleInputs  # noqa: E402
+from reference_torch import TorchGatysLoss, TorchVGG  # noqa: E402  (benchmarks/ is on sys.path)
 
 MEDIA = ROOT.parent / "shared" / "media"
 CONTENT = MEDIA / "content" / "tubingen.jpg"
@@ -45,40 +47,26 @@ def read_media() -> tuple[np.ndarray, np.ndarray]:
     for path in (CONTENT, STYLE):
         if not path.is_file():
             raise SystemExit(f"benchmark media not found: {path} (expected ../shared/media beside the repo)")
-    return imaging.read_image(CONTENT), imaging.read_image(STYLE)
+    return read_image(CONTENT), read_image(STYLE)
 
 
-def style_size(height: int, width: int, long_side: float) -> tuple[int, int]:
-    """The size ``jaxstyle.stylize.style_grams`` resizes a style image to (mirrored here for torch)."""
-    h, w = scaled_size(height, width, max(MIN_SIDE, int(round(long_side))))
-    if min(h, w) < MIN_SIDE:
-        grow = MIN_SIDE / min(h, w)
-        h, w = max(MIN_SIDE, int(round(h * grow))), max(MIN_SIDE, int(round(w * grow)))
-    return h, w
-
-
-def loss_setup(cfg: StyleConfig | None = None) -> tuple[LossSpec, Weights, dict[str, float]]:
+def loss_setup(cfg: StyleConfig | None = None) -> tuple[StyleConfig, dict[str, float]]:
     """jaxstyle's loss for a config (default: StyleConfig() -- content 1, style 10, tv 1,
-    relu4_2 / relu1_1..relu5_1 at 0.2 each, mse)."""
+    relu4_2 / relu1_1..relu5_1 at 0.2 each, mse): the resolved config and its weights as floats."""
     cfg = (cfg or StyleConfig()).resolved()
-    spec = LossSpec(tuple(cfg.content_layers), tuple(cfg.style_layers), tuple(cfg.style_layer_weights), cfg.distance)
-    if spec.distance != "mse":
+    if cfg.distance != "mse":
         raise SystemExit("the PyTorch reference implements the mse distance only")
     floats = {"content": float(cfg.content_weight), "style": float(cfg.style_weight), "tv": float(cfg.tv_weight)}
-    weights = Weights(*(jnp.float32(v) for v in (floats["content"], floats["style"], floats["tv"], 0.0)))
-    return spec, weights, floats
+    return cfg, floats
 
 
-def jax_targets(network, spec: LossSpec, frames: np.ndarray, style: np.ndarray) -> FrameTargets:
-    """Batched FrameTargets for frames [B, H, W, 3], exactly as ``stylize_frames`` builds them."""
+def jax_problem(network, cfg: StyleConfig, frames: np.ndarray, style: np.ndarray):
+    """(objective, batched targets, weights) for frames [B, H, W, 3], exactly as a single-scale run
+    of ``jaxstyle.schedules`` builds them."""
     b, h, w, _ = frames.shape
-    grams = style_grams(network, spec, [style], [1.0], max(h, w))
-    return FrameTargets(
-        content=content_features(network, spec, frames),
-        style={k: jnp.broadcast_to(v, (b,) + v.shape) for k, v in grams.items()},
-        temporal=jnp.zeros((b, h, w, 3), jnp.float32),
-        temporal_mask=jnp.zeros((b, h, w), jnp.float32),
-    )
+    inputs = ScaleInputs(network, frames, frames, [style], np.ones(1), style_side=max(h, w))
+    objective = Objective.select(cfg, inputs)
+    return objective, objective.targets(inputs, slice(0, b)), objective.weights(cfg, inputs)
 
 
 def to_nchw(images: np.ndarray):
@@ -94,14 +82,12 @@ def from_nchw(tensor) -> np.ndarray:
     return tensor.detach().cpu().numpy().transpose(0, 2, 3, 1)
 
 
-def torch_loss(network, spec: LossSpec, floats: dict[str, float], frames: np.ndarray, style: np.ndarray):
+def torch_loss(network, cfg: StyleConfig, floats: dict[str, float], frames: np.ndarray, style: np.ndarray):
     """TorchGatysLoss with targets from the same frames and the same resized style image."""
-    from jaxstyle.reference_torch import TorchGatysLoss, TorchVGG
-
-    loss = TorchGatysLoss(TorchVGG(network), spec.content_layers, spec.style_layers, spec.style_layer_weights,
+    loss = TorchGatysLoss(TorchVGG(network), cfg.content_layers, cfg.style_layers, cfg.style_layer_weights,
                           floats["content"], floats["style"], floats["tv"])
     h, w = frames.shape[1:3]
-    sh, sw = style_size(style.shape[0], style.shape[1], max(h, w))
+    sh, sw = style_image_size(style.shape[0], style.shape[1], max(h, w))
     loss.set_targets(to_nchw(frames), loss.style_grams(to_nchw(imaging.resize(style, sh, sw))))
     return loss
 

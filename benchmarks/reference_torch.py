@@ -10,7 +10,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from .vgg import ARCHS, CAFFE_MEAN_BGR, TORCH_MEAN, TORCH_STD, Network
+from jaxstyle.nets.vgg import ARCHS, CAFFE_MEAN_BGR, TORCH_MEAN, TORCH_STD, Network
 
 RANGE_WEIGHT = 10.0
 EPS = 1e-8
@@ -91,7 +91,7 @@ def _rms(x):
 
 
 class TorchGatysLoss:
-    """The same loss as ``jaxstyle.optimize.loss_parts`` (mse distance), per frame, summed over frames."""
+    """The same loss as ``jaxstyle.objective.Objective`` (mse distance), per frame, summed over frames."""
 
     def __init__(self, vgg: TorchVGG, content_layers: Sequence[str], style_layers: Sequence[str],
                  style_layer_weights: Sequence[float], content_weight: float, style_weight: float,

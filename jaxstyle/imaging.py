@@ -1,126 +1,53 @@
-"""Image input and output at the edges: reading any common format into float32 RGB, resizing,
-writing atomically, and colour utilities (luminance transfer, histogram matching).
+"""Pixel operations shared by every layer: resizing (images, soft masks, label maps), 8-bit
+conversion, and the colour utilities of colour preservation (luminance transfer, histogram
+matching). No file I/O here (that is :mod:`jaxstyle.io`).
 """
 
 from __future__ import annotations
 
-import os
-import tempfile
-from pathlib import Path
-
+import jax
+import jax.numpy as jnp
 import numpy as np
 
-from .errors import UserError
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
-
-
-def read_image(path: str | os.PathLike) -> np.ndarray:
-    """Read an image as float32 RGB in [0, 1], shape [H, W, 3].
-
-    Grayscale is replicated to RGB, alpha is composited over white, 16-bit images keep their
-    precision. Any failure is a one-line :class:`UserError`.
-    """
-    import imageio.v3 as iio
-
-    path = Path(path)
-    if not path.exists():
-        raise UserError(f"{path} does not exist")
-    if not path.is_file():
-        raise UserError(f"{path} is not a file")
-    if not os.access(path, os.R_OK):
-        raise UserError(f"{path} is not readable")
-    try:
-        data = iio.imread(path)
-    except Exception as exc:  # imageio raises many exception types for unknown or corrupt files
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UserError(f"cannot read {path} as an image (unsupported or corrupt file: {first})") from None
-    return to_rgb_float(np.asarray(data), str(path))
+def scaled_size(height: int, width: int, long_side: int) -> tuple[int, int]:
+    """(height, width) with the given long side, keeping the aspect ratio (whole frame, no crop)."""
+    if height >= width:
+        return long_side, max(1, int(round(width * long_side / height)))
+    return max(1, int(round(height * long_side / width))), long_side
 
 
-def to_rgb_float(data: np.ndarray, what: str = "image") -> np.ndarray:
-    if data.ndim == 4:  # animated: first frame
-        data = data[0]
-    if data.ndim == 2:
-        data = data[..., None]
-    if data.ndim != 3 or data.shape[-1] not in (1, 2, 3, 4) or min(data.shape[:2]) < 1:
-        raise UserError(f"{what} has an unsupported shape {data.shape}")
-    if data.dtype == np.uint8:
-        img = data.astype(np.float32) / 255.0
-    elif data.dtype == np.uint16:
-        img = data.astype(np.float32) / 65535.0
-    elif data.dtype == bool:
-        img = data.astype(np.float32)
-    elif np.issubdtype(data.dtype, np.floating):
-        img = np.clip(data.astype(np.float32), 0.0, 1.0)
-    elif np.issubdtype(data.dtype, np.integer):
-        img = data.astype(np.float32) / float(np.iinfo(data.dtype).max)
-    else:
-        raise UserError(f"{what} has an unsupported pixel type {data.dtype}")
-    channels = img.shape[-1]
-    if channels in (2, 4):  # composite alpha over white
-        alpha = img[..., -1:]
-        img = img[..., :-1] * alpha + (1.0 - alpha)
-    if img.shape[-1] == 1:
-        img = np.repeat(img, 3, axis=-1)
-    if not np.isfinite(img).all():
-        raise UserError(f"{what} contains NaN or infinite pixels")
-    return np.ascontiguousarray(img, dtype=np.float32)
-
-
-def check_output_path(output: str | os.PathLike, inputs: list[str | os.PathLike],
-                      extensions: tuple[str, ...] = IMAGE_EXTENSIONS) -> Path:
-    """Refuse an output that would overwrite an input, has an unknown format, or no directory."""
-    output = Path(output)
-    for item in inputs:
-        if item is not None and Path(item).exists() and output.exists() and os.path.samefile(output, item):
-            raise UserError(f"output {output} is the same file as the input {item}; choose another output path")
-        if item is not None and Path(os.path.abspath(item)) == Path(os.path.abspath(output)):
-            raise UserError(f"output {output} is the same file as the input {item}; choose another output path")
-    if output.suffix.lower() not in extensions:
-        raise UserError(f"unsupported output format {output.suffix or '(none)'!r} for {output}; use one of {', '.join(extensions)}")
-    parent = output.parent if str(output.parent) else Path(".")
-    if not parent.is_dir():
-        raise UserError(f"output directory {parent} does not exist")
-    if output.is_dir():
-        raise UserError(f"output {output} is a directory")
-    return output
+def target_size(height: int, width: int, size: int | None) -> tuple[int, int]:
+    """The working size of a height x width content for ``--size`` (None: its own size)."""
+    return (height, width) if size is None else scaled_size(height, width, size)
 
 
 def to_uint8(image: np.ndarray) -> np.ndarray:
     return (np.clip(np.asarray(image, np.float32), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
 
 
-def write_image(path: str | os.PathLike, image: np.ndarray) -> Path:
-    """Write float RGB [0, 1] atomically: a temporary file in the same folder, then a rename."""
-    import imageio.v3 as iio
-
-    path = Path(path)
-    directory = path.parent if str(path.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{path.stem}.", suffix=path.suffix)
-    os.close(fd)
-    try:
-        extra = {"quality": 95} if path.suffix.lower() in (".jpg", ".jpeg") else {}
-        iio.imwrite(tmp, to_uint8(image), extension=path.suffix.lower(), **extra)
-        os.replace(tmp, path)
-    except Exception as exc:
-        raise UserError(f"cannot write {path}: {exc}") from None
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
-
-
 def resize(image: np.ndarray, height: int, width: int) -> np.ndarray:
     """Antialiased resize of [H, W, C] or [N, H, W, C] float images."""
-    import jax
-    import jax.numpy as jnp
-
     image = np.asarray(image, np.float32)
     if image.shape[-3:-1] == (height, width):
         return image
     shape = image.shape[:-3] + (height, width, image.shape[-1])
     return np.asarray(jax.image.resize(jnp.asarray(image), shape, "linear", antialias=True))
+
+
+def resize_masks(masks: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Soft masks [..., h, w, K] at another size (antialiased, so a pixel's weights stay a partition)."""
+    return np.clip(resize(masks, height, width), 0.0, 1.0)
+
+
+def resize_labels(labels: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Nearest-neighbour resize of integer label arrays [N, h, w] (labels are never blended)."""
+    n, h, w = labels.shape
+    if (h, w) == (height, width):
+        return labels
+    rows = np.minimum((np.arange(height) + 0.5) * h / height, h - 1).astype(int)
+    cols = np.minimum((np.arange(width) + 0.5) * w / width, w - 1).astype(int)
+    return labels[:, rows][:, :, cols]
 
 
 # ----------------------------------------------------------------------------------------------

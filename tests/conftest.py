@@ -7,11 +7,13 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 from pathlib import Path  # noqa: E402
 
-import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
-MEDIA = ROOT.parent / "shared" / "media"
+import jaxstyle  # noqa: E402  (after the device flags: JAX reads them when it starts)
+from jaxstyle import imaging  # noqa: E402
+from jaxstyle.io.images import read_image  # noqa: E402
+
+from .helpers import MEDIA  # noqa: E402
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -35,27 +37,14 @@ def media() -> Path:
 
 @pytest.fixture(scope="session")
 def vgg16(weights_dir):
-    import jaxstyle
-
     return jaxstyle.load_network("vgg16")
 
 
 @pytest.fixture(scope="session")
 def content_small(media):
-    from jaxstyle import imaging
-
-    img = imaging.read_image(media / "content" / "tubingen.jpg")
-    return imaging.resize(img, 48, 64)
+    return imaging.resize(read_image(media / "content" / "tubingen.jpg"), 48, 64)
 
 
 @pytest.fixture(scope="session")
 def style_small(media):
-    from jaxstyle import imaging
-
-    img = imaging.read_image(media / "styles" / "starry_night.jpg")
-    return imaging.resize(img, 40, 64)
-
-
-def rel_err(a, b) -> float:
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    return float(np.max(np.abs(a - b)) / (np.max(np.abs(b)) + 1e-12))
+    return imaging.resize(read_image(media / "styles" / "starry_night.jpg"), 40, 64)

@@ -6,13 +6,23 @@ the result ``outputs/example.png`` (plus ``outputs/example.json`` with the metri
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Sequence
+
 import numpy as np
+from skimage import data
+
+from .. import imaging, schedules
+from ..config import StyleConfig
+from ..imaging import target_size
+from ..io.images import write_image
+from ..io.jsonfile import write_json_atomic
+from ..nets.weights import load_network
+from .common import Parser, log
 
 
 def example_content() -> np.ndarray:
     """scikit-image's 'chelsea' photo (a cat, 451x300), float32 RGB in [0, 1]."""
-    from skimage import data
-
     return np.asarray(data.chelsea(), np.float32) / 255.0
 
 
@@ -41,27 +51,31 @@ def example_style(height: int = 320, width: int = 320, seed: int = 7) -> np.ndar
 
 
 def run(out_dir: str = "outputs", size: int = 256, preset: str = "balanced", quiet: bool = False) -> str:
-    from pathlib import Path
-
-    from . import imaging
-    from .cli import log, write_json_atomic
-    from .config import StyleConfig
-    from .stylize import stylize_frames, target_size
-    from .weights import load_network
-
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     content, style = example_content(), example_style()
-    imaging.write_image(out / "example_content.png", content)
-    imaging.write_image(out / "example_style.png", style)
+    write_image(out / "example_content.png", content)
+    write_image(out / "example_style.png", style)
     config = StyleConfig(size=size, preset=preset).resolved()
-    network = load_network(config.network)
+    network = load_network(config.network, pooling=config.pooling)
     log(f"network: {network.describe()}")
     h, w = target_size(content.shape[0], content.shape[1], size)
-    result = stylize_frames(imaging.resize(content, h, w)[None], [style], config, network=network,
-                            progress=not quiet)
-    imaging.write_image(out / "example.png", result.images[0])
+    frames = schedules.prepare(imaging.resize(content, h, w)[None], [style], config)
+    result = schedules.stylize(frames, config, network, progress=not quiet)
+    write_image(out / "example.png", result.images[0])
     write_json_atomic(out / "example.json", result.metrics)
     log(f"wrote {out / 'example.png'} ({w}x{h}) in {result.metrics['wall_seconds']:.1f} s; "
         f"content and style beside it")
     return str(out / "example.png")
+
+
+def example_main(argv: Sequence[str]) -> int:
+    parser = Parser(prog="python cli.py example",
+                    description="Stylize a photo that scikit-image ships with a generated style; writes under outputs/.")
+    parser.add_argument("--size", type=int, default=256, help="long side in px [default: 256]")
+    parser.add_argument("--preset", default="balanced", choices=("fast", "balanced", "quality"))
+    parser.add_argument("--out-dir", default="outputs")
+    parser.add_argument("--quiet", "-q", action="store_true")
+    args = parser.parse_args(argv)
+    run(args.out_dir, args.size, args.preset, args.quiet)
+    return 0

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import UserError
-from .video_io import _dump, _ff_path, _last_error_line, _remove_quietly, _temp_name, ffmpeg_exe
+from ..errors import UserError
+from .ffmpeg import dump, ff_path, ffmpeg_exe, last_error_line, remove_quietly, temp_name
 
 PathLike = str | os.PathLike[str]
 
@@ -50,18 +50,18 @@ def audio_info(path: PathLike, stream: int = 0, what: str = "Audio file") -> Aud
     """Sample rate and channel count of audio stream ``stream`` of any media file."""
     p = os.fspath(path)
     try:
-        dump = _dump(p, what)
+        info = dump(p, what)
     except UserError as exc:
         text = str(exc)
         if text.startswith("Cannot read"):
             raise UserError(f"Cannot read {p}: not a readable audio or video file") from None
         raise
-    if len(dump.audio) <= stream:
+    if len(info.audio) <= stream:
         raise UserError(f"No audio stream in {p}")
-    s = dump.audio[stream]
+    s = info.audio[stream]
     if s.sample_rate <= 0 or s.channels <= 0:
         raise UserError(f"Cannot tell the sample rate or channel layout of the audio in {p} ({s.layout or 'unknown'})")
-    return AudioInfo(s.sample_rate, s.channels, s.codec, dump.duration)
+    return AudioInfo(s.sample_rate, s.channels, s.codec, info.duration)
 
 
 def read_audio(path: PathLike, *, sample_rate: int | None = None, channels: int | None = None,
@@ -81,14 +81,14 @@ def read_audio(path: PathLike, *, sample_rate: int | None = None, channels: int 
         cmd += ["-ss", f"{start:.6f}"]
     if duration is not None:
         cmd += ["-t", f"{duration:.6f}"]
-    cmd += ["-i", _ff_path(p), "-map", f"0:a:{stream}", "-vn", "-sn", "-dn",
+    cmd += ["-i", ff_path(p), "-map", f"0:a:{stream}", "-vn", "-sn", "-dn",
             "-ac", str(ch), "-ar", str(sr), "-f", "f32le", "-c:a", "pcm_f32le", "pipe:1"]
     with tempfile.TemporaryFile() as errf:
         proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=errf)
         errf.seek(0)
         err = errf.read().decode("utf-8", "replace")
     if proc.returncode != 0:
-        raise UserError(f"Cannot decode the audio of {p}: {_last_error_line(err)}")
+        raise UserError(f"Cannot decode the audio of {p}: {last_error_line(err)}")
     data = np.frombuffer(proc.stdout, dtype="<f4")
     data = data[: len(data) // ch * ch].reshape(-1, ch).astype(np.float32)
     if not np.all(np.isfinite(data)):
@@ -113,22 +113,17 @@ def write_audio(path: PathLike, samples: np.ndarray, sample_rate: int) -> None:
         y = y[:, None]
     y = np.ascontiguousarray(np.clip(y, -1.0, 1.0)).astype("<f4")
     muxer, codec = AUDIO_FORMATS[ext]
-    tmp = _temp_name(p, "partial")
+    tmp = temp_name(p, "partial")
     cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-nostats", "-loglevel", "error", "-y",
            "-f", "f32le", "-ar", str(int(sample_rate)), "-ac", str(y.shape[1]), "-i", "pipe:0",
-           *codec, "-f", muxer, _ff_path(tmp)]
+           *codec, "-f", muxer, ff_path(tmp)]
     try:
         with tempfile.TemporaryFile() as errf:
             proc = subprocess.run(cmd, input=y.tobytes(), stdout=subprocess.DEVNULL, stderr=errf)
             errf.seek(0)
             err = errf.read().decode("utf-8", "replace")
         if proc.returncode != 0:
-            raise UserError(f"ffmpeg failed while writing {p}: {_last_error_line(err)}")
+            raise UserError(f"ffmpeg failed while writing {p}: {last_error_line(err)}")
         os.replace(tmp, p)
     finally:
-        _remove_quietly(tmp if os.path.exists(tmp) else None)
-
-
-def audio_streams_of(path: PathLike) -> tuple:
-    """The audio streams of a media file (empty if none); unreadable files raise UserError."""
-    return _dump(path, "Media file").audio
+        remove_quietly(tmp if os.path.exists(tmp) else None)

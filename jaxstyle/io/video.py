@@ -1,4 +1,4 @@
-"""Streaming video input/output through imageio-ffmpeg's bundled ffmpeg binary.
+"""Streaming video input/output through imageio-ffmpeg's bundled ffmpeg binary (:mod:`.ffmpeg`).
 
 Only the ffmpeg executable shipped with ``imageio_ffmpeg`` is used (never a system ffmpeg, and
 no ffprobe). Frames travel as raw ``rgb24``/``rgba`` bytes through pipes, so memory use does not
@@ -52,22 +52,22 @@ from __future__ import annotations
 
 import os
 import re
-import secrets
 import subprocess
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
+from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
 
-from jaxstyle.errors import UserError
+from ..errors import UserError
+from .ffmpeg import (AudioStreamInfo, audio_streams, dump, ff_path, ffmpeg_exe, fraction_str, last_error_line,
+                     remove_quietly, run_ffmpeg, temp_name)
 
 __all__ = [
-    "AudioStreamInfo",
     "VideoInfo",
-    "ffmpeg_exe",
     "probe",
     "audio_streams",
     "expected_frame_count",
@@ -79,6 +79,10 @@ __all__ = [
 
 PathLike = str | os.PathLike[str]
 
+#: Video inputs the CLI treats as videos (anything ffmpeg reads works through the API).
+INPUT_VIDEO_EXTENSIONS = (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".gif", ".y4m", ".ts", ".m2ts", ".mpg",
+                          ".mpeg", ".flv", ".wmv", ".3gp", ".ogv")
+
 #: Output extensions :class:`VideoWriter` understands, with their ffmpeg muxer names.
 SUPPORTED_EXTENSIONS: dict[str, str] = {
     ".mp4": "mp4",
@@ -89,6 +93,7 @@ SUPPORTED_EXTENSIONS: dict[str, str] = {
     ".gif": "gif",
     ".avi": "avi",
 }
+VIDEO_OUTPUT_EXTENSIONS = tuple(SUPPORTED_EXTENSIONS)
 
 # Audio codecs each output muxer takes as-is; anything else is re-encoded with _AUDIO_ENCODER.
 _AUDIO_COPY_OK: dict[str, frozenset[str]] = {
@@ -117,36 +122,9 @@ _IMAGE_DEMUXERS = ("image2", "_pipe")
 _NOPTS = -(2**63)
 
 
-def ffmpeg_exe() -> str:
-    """Path of imageio-ffmpeg's bundled ffmpeg binary."""
-    import imageio_ffmpeg
-
-    return imageio_ffmpeg.get_ffmpeg_exe()
-
-
-def _ff_path(path: PathLike) -> str:
-    """An absolute ``file:`` URL so names with ':' or a leading '-' are never misread."""
-    return "file:" + os.path.abspath(os.fspath(path))
-
-
-def _fraction_str(rate: Fraction) -> str:
-    return f"{rate.numerator}/{rate.denominator}"
-
-
 # --------------------------------------------------------------------------------------------
 # Probing
 # --------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class AudioStreamInfo:
-    """One audio stream of a file, as ffmpeg reports it."""
-
-    index: int  #: index among the file's audio streams (``0:a:index``)
-    codec: str  #: ffmpeg codec name, e.g. "aac", "opus", "pcm_s16le"
-    sample_rate: int  #: Hz (0 if unknown)
-    channels: int  #: channel count (0 if unknown)
-    layout: str  #: channel layout as printed, e.g. "mono", "stereo", "5.1(side)"
 
 
 @dataclass(frozen=True)
@@ -176,61 +154,6 @@ class VideoInfo:
         return bool(self.audio)
 
 
-@dataclass(frozen=True)
-class _Dump:
-    """Parsed ``ffmpeg -i`` stream dump (no frame counting)."""
-
-    container: str
-    duration: float | None
-    video: dict[str, Any] | None
-    audio: tuple[AudioStreamInfo, ...]
-
-
-def _split_fields(text: str) -> list[str]:
-    """Split on commas that are not inside parentheses or brackets."""
-    fields: list[str] = []
-    depth = 0
-    cur: list[str] = []
-    for ch in text:
-        if ch in "([":
-            depth += 1
-        elif ch in ")]":
-            depth = max(0, depth - 1)
-        if ch == "," and depth == 0:
-            fields.append("".join(cur).strip())
-            cur = []
-        else:
-            cur.append(ch)
-    if cur:
-        fields.append("".join(cur).strip())
-    return fields
-
-
-_LAYOUT_CHANNELS = {
-    "mono": 1,
-    "stereo": 2,
-    "downmix": 2,
-    "quad": 4,
-    "hexagonal": 6,
-    "octagonal": 8,
-    "hexadecagonal": 16,
-    "22.2": 24,
-}
-
-
-def _layout_channels(layout: str) -> int:
-    base = layout.split("(")[0].strip()
-    if base in _LAYOUT_CHANNELS:
-        return _LAYOUT_CHANNELS[base]
-    m = re.fullmatch(r"(\d+) channels?", base)
-    if m:
-        return int(m.group(1))
-    m = re.fullmatch(r"(\d+)\.(\d+)", base)
-    if m:
-        return int(m.group(1)) + int(m.group(2))
-    return 0
-
-
 def _printed_rate(text: str) -> Fraction | None:
     """Exact rate for a value as ffmpeg prints it ("30.02", "29.97", "25", "1k")."""
     m = re.fullmatch(r"(\d+(?:\.\d+)?)(k?)", text.strip())
@@ -248,132 +171,13 @@ def _printed_rate(text: str) -> Fraction | None:
     return value
 
 
-def _last_error_line(stderr: str, fallback: str = "ffmpeg failed") -> str:
-    """The most informative line of ffmpeg's stderr, without ``[demuxer @ 0x...]`` prefixes."""
-    lines = [re.sub(r"^(\[[^\]]*\]\s*)+", "", ln).strip() for ln in stderr.splitlines()]
-    lines = [ln for ln in lines if ln]
-    for ln in reversed(lines):
-        m = re.match(r"Error opening (?:input|output) files?: (.+)", ln)
-        if m:
-            return m.group(1)
-    for ln in reversed(lines):
-        low = ln.lower()
-        if any(w in low for w in ("error", "invalid", "could not", "no such", "failed", "denied")):
-            return ln
-    return lines[-1] if lines else fallback
-
-
-def _check_readable(path: PathLike, what: str = "Video file") -> str:
-    p = os.fspath(path)
-    if not os.path.exists(p):
-        raise UserError(f"{what} not found: {p}")
-    if os.path.isdir(p):
-        raise UserError(f"{what} is a directory, not a file: {p}")
-    if not os.access(p, os.R_OK):
-        raise UserError(f"{what} is not readable (permission denied): {p}")
-    if os.path.getsize(p) == 0:
-        raise UserError(f"{what} is empty (0 bytes): {p}")
-    return p
-
-
-def _dump(path: PathLike, what: str = "Video file") -> _Dump:
-    """Run ``ffmpeg -i path`` and parse the stream dump it prints."""
-    p = _check_readable(path, what)
-    try:
-        res = subprocess.run(
-            [ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", _ff_path(p)],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            timeout=120,
-        )
-    except subprocess.TimeoutExpired as exc:
-        raise UserError(f"Timed out reading {p}") from exc
-    err = res.stderr.decode("utf-8", "replace")
-    m = re.search(r"^Input #0, (.+?), from ", err, re.M)
-    if not m:
-        raise UserError(
-            f"Cannot read {p}: not a readable video or image ({_last_error_line(err)})"
-        )
-    container = m.group(1)
-    duration: float | None = None
-    dm = re.search(r"Duration: (\d+):(\d\d):(\d\d(?:\.\d+)?)", err)
-    if dm:
-        duration = int(dm.group(1)) * 3600 + int(dm.group(2)) * 60 + float(dm.group(3))
-
-    video: dict[str, Any] | None = None
-    audio: list[AudioStreamInfo] = []
-    stream_re = re.compile(
-        r"^\s*Stream #0:(\d+)(?:\[[^\]]*\])?(?:\([^)]*\))?: (Video|Audio|Subtitle|Data|Attachment): (.*)$"
-    )
-    in_video = False
-    for line in err.splitlines():
-        sm = stream_re.match(line)
-        if sm:
-            in_video = False
-            kind, rest = sm.group(2), sm.group(3)
-            fields = _split_fields(rest)
-            codec = fields[0].split()[0] if fields and fields[0] else "unknown"
-            if kind == "Video" and video is None and "(attached pic)" not in rest:
-                width = height = 0
-                pix_fmt = ""
-                fps_txt = tbr_txt = None
-                for i, f in enumerate(fields[1:], start=1):
-                    size = re.match(r"(\d+)x(\d+)", f)
-                    if size and not width:
-                        width, height = int(size.group(1)), int(size.group(2))
-                    elif i == 1:
-                        pix_fmt = re.match(r"[A-Za-z0-9_]*", f).group(0)  # type: ignore[union-attr]
-                    fm = re.fullmatch(r"([\d.]+k?) fps", f)
-                    if fm:
-                        fps_txt = fm.group(1)
-                    tm = re.fullmatch(r"([\d.]+k?) tbr", f)
-                    if tm:
-                        tbr_txt = tm.group(1)
-                video = {
-                    "codec": codec,
-                    "pix_fmt": pix_fmt,
-                    "width": width,
-                    "height": height,
-                    "fps": fps_txt,
-                    "tbr": tbr_txt,
-                    "rotation": 0.0,
-                }
-                in_video = True
-            elif kind == "Audio":
-                rate = 0
-                layout = ""
-                for i, f in enumerate(fields):
-                    hz = re.fullmatch(r"(\d+) Hz", f)
-                    if hz:
-                        rate = int(hz.group(1))
-                        if i + 1 < len(fields):
-                            layout = fields[i + 1]
-                        break
-                audio.append(
-                    AudioStreamInfo(
-                        index=len(audio),
-                        codec=codec,
-                        sample_rate=rate,
-                        channels=_layout_channels(layout),
-                        layout=layout,
-                    )
-                )
-            continue
-        if in_video and video is not None:
-            rm = re.search(r"rotation of (-?[\d.]+) degrees", line)
-            if rm:
-                video["rotation"] = float(rm.group(1))
-    return _Dump(container=container, duration=duration, video=video, audio=tuple(audio))
-
-
 def _count_packets(path: str) -> tuple[int, Fraction | None, np.ndarray, int]:
     """Count video packets; return (count, time_base, sorted pts, last packet duration)."""
     with tempfile.TemporaryFile() as errf:
         proc = subprocess.Popen(
             [
                 ffmpeg_exe(), "-hide_banner", "-nostdin", "-nostats", "-loglevel", "error",
-                "-i", _ff_path(path), "-map", "0:V:0", "-c", "copy", "-f", "framecrc", "-",
+                "-i", ff_path(path), "-map", "0:V:0", "-c", "copy", "-f", "framecrc", "-",
             ],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
@@ -415,7 +219,7 @@ def _count_packets(path: str) -> tuple[int, Fraction | None, np.ndarray, int]:
         if proc.returncode != 0:
             errf.seek(0)
             err = errf.read().decode("utf-8", "replace")
-            raise UserError(f"Cannot read video frames of {path}: {_last_error_line(err)}")
+            raise UserError(f"Cannot read video frames of {path}: {last_error_line(err)}")
     arr = np.sort(np.asarray(pts, dtype=np.int64))
     return count, tb, arr, last_dur
 
@@ -444,7 +248,7 @@ def probe(path: PathLike) -> VideoInfo:
     decoded.
     """
     p = os.fspath(path)
-    d = _dump(p)
+    d = dump(p)
     if d.video is None or not d.video["width"] or not d.video["height"]:
         raise UserError(f"No video stream in {p}")
     v = d.video
@@ -498,9 +302,9 @@ def probe(path: PathLike) -> VideoInfo:
     )
 
 
-def audio_streams(path: PathLike) -> tuple[AudioStreamInfo, ...]:
-    """The audio streams of any media file (video or audio-only); empty if it has none."""
-    return _dump(path, "Media file").audio
+def is_video(path: PathLike) -> bool:
+    """True for a path with a video extension (the CLI's test of what CONTENT or --style is)."""
+    return Path(path).suffix.lower() in INPUT_VIDEO_EXTENSIONS
 
 
 # --------------------------------------------------------------------------------------------
@@ -610,8 +414,8 @@ def _frame_generator(
             # Seek a quarter frame before the wanted grid point so that frame lands on output 0.
             seek = max(0.0, float((k0 - Fraction(1, 4)) / rate))
             cmd += ["-ss", f"{seek:.6f}"]
-        filters.append(f"fps=fps={_fraction_str(rate)}")
-    cmd += ["-i", _ff_path(path), "-map", "0:V:0", "-an", "-sn", "-dn"]
+        filters.append(f"fps=fps={fraction_str(rate)}")
+    cmd += ["-i", ff_path(path), "-map", "0:V:0", "-an", "-sn", "-dn"]
     filters.append(f"scale={out_w}:{out_h}:flags={flags}")
     filters.append(f"format={pix_fmt}")
     cmd += ["-vf", ",".join(filters), "-fps_mode", "passthrough"]
@@ -646,7 +450,7 @@ def _frame_generator(
         if proc.returncode != 0:
             errf.seek(0)
             err = errf.read().decode("utf-8", "replace")
-            raise UserError(f"ffmpeg failed while decoding {path}: {_last_error_line(err)}")
+            raise UserError(f"ffmpeg failed while decoding {path}: {last_error_line(err)}")
     finally:
         if not finished:
             if proc.poll() is None:
@@ -679,21 +483,6 @@ def _container_for(path: str) -> str:
     return SUPPORTED_EXTENSIONS[ext]
 
 
-def _temp_name(path: str, tag: str) -> str:
-    """Hidden temp file next to ``path`` keeping its extension, e.g. ``.out.ab12.partial.mp4``."""
-    d, name = os.path.split(os.path.abspath(path))
-    stem, ext = os.path.splitext(name)
-    return os.path.join(d, f".{stem}.{secrets.token_hex(4)}.{tag}{ext}")
-
-
-def _remove_quietly(path: str | None) -> None:
-    if path:
-        try:
-            os.remove(path)
-        except FileNotFoundError:
-            pass
-
-
 def _check_output_path(path: str) -> None:
     if os.path.isdir(path):
         raise UserError(f"Output path is a directory: {path}")
@@ -723,13 +512,6 @@ def _audio_codec_args(
     return args
 
 
-def _run_ffmpeg(cmd: list[str], what: str) -> None:
-    res = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    if res.returncode != 0:
-        err = res.stderr.decode("utf-8", "replace")
-        raise UserError(f"{what}: {_last_error_line(err)}")
-
-
 def _mux(
     video_src: str,
     audio_src: str,
@@ -743,12 +525,12 @@ def _mux(
     """Copy the first video stream of ``video_src`` and all audio of ``audio_src`` into ``out_tmp``."""
     cut = audio_start > 0 or audio_duration is not None
     cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-nostats", "-loglevel", "error", "-y"]
-    cmd += ["-i", _ff_path(video_src)]
+    cmd += ["-i", ff_path(video_src)]
     if audio_start > 0:
         cmd += ["-ss", f"{audio_start:.6f}"]
     if audio_duration is not None:
         cmd += ["-t", f"{audio_duration:.6f}"]
-    cmd += ["-i", _ff_path(audio_src), "-map", "0:V:0"]
+    cmd += ["-i", ff_path(audio_src), "-map", "0:V:0"]
     if keep_video_audio:
         cmd += ["-map", "0:a"]
     cmd += ["-map", "1:a", "-c:v", "copy"]
@@ -756,8 +538,8 @@ def _mux(
     cmd += _audio_codec_args(container, streams, cut, first_out_index=len(keep_video_audio))
     if container in ("mp4", "mov"):
         cmd += ["-movflags", "+faststart"]
-    cmd += ["-f", container, _ff_path(out_tmp)]
-    _run_ffmpeg(cmd, f"Could not add audio from {audio_src} to {out_tmp}")
+    cmd += ["-f", container, ff_path(out_tmp)]
+    run_ffmpeg(cmd, f"Could not add audio from {audio_src} to {out_tmp}")
 
 
 class VideoWriter:
@@ -824,19 +606,19 @@ class VideoWriter:
 
         self.codec, self.pix_fmt, codec_args, vf = self._codec_settings(codec, pix_fmt, quality, preset)
         self.frames_written = 0
-        self._video_tmp = _temp_name(self.path, "video" if self._audio else "partial")
+        self._video_tmp = temp_name(self.path, "video" if self._audio else "partial")
         self._final_tmp: str | None = None
         self._closed = False
         self._errf = tempfile.TemporaryFile()
         cmd = [
             ffmpeg_exe(), "-hide_banner", "-nostats", "-loglevel", "error", "-y",
             "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{self.width}x{self.height}",
-            "-framerate", _fraction_str(rate), "-i", "pipe:0",
-            "-an", "-vf", vf, *codec_args, "-r", _fraction_str(rate), "-fps_mode", "cfr",
+            "-framerate", fraction_str(rate), "-i", "pipe:0",
+            "-an", "-vf", vf, *codec_args, "-r", fraction_str(rate), "-fps_mode", "cfr",
         ]
         if self.container in ("mp4", "mov") and not self._audio:
             cmd += ["-movflags", "+faststart"]
-        cmd += ["-f", self.container, _ff_path(self._video_tmp)]
+        cmd += ["-f", self.container, ff_path(self._video_tmp)]
         self._proc: subprocess.Popen[bytes] | None = subprocess.Popen(
             cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=self._errf
         )
@@ -912,7 +694,7 @@ class VideoWriter:
         except (BrokenPipeError, OSError) as exc:
             err = self._stderr()
             self.abort()
-            raise UserError(f"ffmpeg failed while writing {self.path}: {_last_error_line(err)}") from exc
+            raise UserError(f"ffmpeg failed while writing {self.path}: {last_error_line(err)}") from exc
         self.frames_written += arr.shape[0]
 
     def _stderr(self) -> str:
@@ -938,15 +720,15 @@ class VideoWriter:
             if self.frames_written == 0:
                 raise ValueError(f"No frames were written to {self.path}")
             if proc.returncode != 0:
-                err = _last_error_line(self._stderr())
+                err = last_error_line(self._stderr())
                 raise UserError(f"ffmpeg failed while writing {self.path}: {err}")
             if self._audio and self.audio_from is not None:
-                self._final_tmp = _temp_name(self.path, "partial")
+                self._final_tmp = temp_name(self.path, "partial")
                 _mux(
                     self._video_tmp, self.audio_from, self._final_tmp, self.container,
                     self._audio, self.audio_start, self.audio_duration,
                 )
-                _remove_quietly(self._video_tmp)
+                remove_quietly(self._video_tmp)
                 os.replace(self._final_tmp, self.path)
             else:
                 os.replace(self._video_tmp, self.path)
@@ -978,8 +760,8 @@ class VideoWriter:
             except (BrokenPipeError, OSError):
                 pass
             proc.wait()
-        _remove_quietly(self._video_tmp)
-        _remove_quietly(self._final_tmp)
+        remove_quietly(self._video_tmp)
+        remove_quietly(self._final_tmp)
         self._closed = True
         try:
             self._errf.close()
@@ -1009,7 +791,7 @@ def mux_audio(
     if container == "gif":
         raise UserError(f"GIF files cannot carry audio: {op}")
     _check_output_path(op)
-    vd = _dump(vp)
+    vd = dump(vp)
     if vd.video is None:
         raise UserError(f"No video stream in {vp}")
     streams = audio_streams(ap)
@@ -1019,12 +801,12 @@ def mux_audio(
         raise UserError(f"Audio start must be >= 0, got {audio_start}")
     if audio_duration is not None and audio_duration <= 0:
         raise UserError(f"Audio duration must be > 0, got {audio_duration}")
-    tmp = _temp_name(op, "partial")
+    tmp = temp_name(op, "partial")
     try:
         _mux(vp, ap, tmp, container, streams, float(audio_start),
              None if audio_duration is None else float(audio_duration),
              keep_video_audio=vd.audio if keep_original_audio else ())
         os.replace(tmp, op)
     except BaseException:
-        _remove_quietly(tmp)
+        remove_quietly(tmp)
         raise

@@ -9,7 +9,10 @@ The network computes only up to the deepest layer asked for. Input images are fl
 
 from __future__ import annotations
 
+import hashlib
+import math
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Mapping, Sequence
 
 import flax.linen as nn
@@ -26,6 +29,8 @@ ARCHS: dict[str, list[list[int]]] = {
 TORCH_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
 TORCH_STD = np.array([0.229, 0.224, 0.225], np.float32)
 CAFFE_MEAN_BGR = np.array([103.939, 116.779, 123.68], np.float32)
+MIN_SIDE = 16  # four 2x2 poolings before relu5_1: smaller images have no deep features
+ALIGN = 16     # the coarsest stride: windows starting on multiples of 16 keep every layer's grid aligned
 
 
 def conv_names(arch: str) -> list[str]:
@@ -194,7 +199,22 @@ class Network:
     def name(self) -> str:
         return self.arch
 
+    @cached_property
+    def weights_id(self) -> str:
+        """Identifies the weights (cache keys of style statistics): the file's SHA-256, or a digest of
+        the arrays for weights that were not loaded from a file (random ones)."""
+        if self.sha256:
+            return self.sha256
+        digest = hashlib.sha256()
+        for layer in sorted(self.params):
+            for kind in sorted(self.params[layer]):
+                digest.update(np.asarray(self.params[layer][kind]).tobytes())
+        return digest.hexdigest()
+
     def with_pooling(self, pooling: str) -> "Network":
+        """This network with another pooling (itself when it already has it)."""
+        if pooling == self.pooling:
+            return self
         return Network(self.arch, self.params, self.preprocessing, pooling, self.source, self.sha256)
 
     def features(self, images: jax.Array, layers: Sequence[str]) -> dict[str, jax.Array]:
@@ -205,6 +225,30 @@ class Network:
 
     def describe(self) -> str:
         return f"{self.arch} ({self.source or 'unknown source'}, {self.pooling} pooling)"
+
+
+def layer_stride(name: str) -> int:
+    """Pixels per position of a VGG tap (relu3_1 -> 4, pool3 -> 8)."""
+    block = int(name[4] if name.startswith("pool") else name.split("_")[0][-1])
+    return 2 ** (block if name.startswith("pool") else block - 1)
+
+
+def halo_px(arch: str, layers: Sequence[str]) -> int:
+    """Context (a multiple of 16 px) that makes a window's features exact inside its block: the
+    receptive field of a position reaches past its own cell by the sum of the strides of the 3x3
+    convolutions before it (the 2x2 poolings do not widen it beyond the cell)."""
+    reach = 0
+    for name in layers:
+        block = int(name[4] if name.startswith("pool") else name.split("_")[0][-1])
+        convs = len(ARCHS[arch][block - 1]) if name.startswith("pool") else int(name.split("_")[1])
+        r = sum(len(ARCHS[arch][b]) * 2 ** b for b in range(block - 1)) + convs * 2 ** (block - 1)
+        reach = max(reach, r)
+    return int(math.ceil(reach / ALIGN) * ALIGN)
+
+
+def min_window(arch: str, layers: Sequence[str]) -> int:
+    """The smallest window (tile size) with a block of at least 16 px inside its halos."""
+    return 2 * halo_px(arch, layers) + ALIGN
 
 
 def conv_flops(arch: str, height: int, width: int, layers: Sequence[str]) -> float:

@@ -35,7 +35,7 @@ from typing import Callable
 
 import numpy as np
 
-from .errors import UserError
+from ..errors import UserError
 from .vgg import ARCHS, Network, conv_names
 
 FORMAT_VERSION = 1

@@ -1,10 +1,11 @@
-"""Semantic masks: restrict style matching to corresponding regions (Gatys et al. 2017, "guided" transfer).
+"""Semantic masks: style matched region by region (Gatys et al. 2017, "guided" transfer).
 
-A mask is a label image: every distinct colour is one region. The content mask labels the output's
-pixels, each style mask labels its style image; regions correspond by colour. Region k of the output
-is matched to the Gram statistics of region k of the style image(s) only; a content region whose
-colour appears in no style mask gets no style loss (it keeps the content, held by the content loss).
-Colours that appear only in a style mask are ignored.
+A mask is a label image: every distinct colour is one region (reading and snapping the colours is
+:mod:`jaxstyle.io.labels`). The content mask labels the output's pixels, each style mask labels its
+style image; regions correspond by colour. Region k of the output is matched to the Gram statistics
+of region k of the style image(s) only; a content region whose colour appears in no style mask gets
+no style loss (it keeps the content, held by the content loss). Colours that appear only in a style
+mask are ignored.
 
 Masks are resized to every scale and, inside the loss, to every style layer's resolution with an
 antialiased (area-like) filter, so region borders become soft weights.
@@ -13,57 +14,18 @@ antialiased (area-like) filter, so region borders become soft weights.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Sequence
+from typing import ClassVar, Sequence
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
-from . import imaging
-from .errors import UserError
-
-MAX_REGIONS = 32
-
-
-def read_labels(path: str | Path) -> np.ndarray:
-    """A label image as int64 colour codes [H, W] (RGB packed as R<<16 | G<<8 | B of the 8-bit colours)."""
-    image = imaging.read_image(path)  # float RGB in [0, 1]; grey and alpha handled there
-    labels = encode_labels(image)
-    count = len(np.unique(labels))
-    if count > MAX_REGIONS:
-        raise UserError(f"mask {path} has {count} colours; a mask is a label image with at most {MAX_REGIONS} flat "
-                        "colours (save it as PNG, not JPEG)")
-    return labels
-
-
-def encode_labels(image: np.ndarray) -> np.ndarray:
-    """Colour codes of a float RGB image [..., H, W, 3] in [0, 1] (or an integer label array as is)."""
-    image = np.asarray(image)
-    if image.ndim >= 2 and image.shape[-1] != 3 or np.issubdtype(image.dtype, np.integer):
-        return image.astype(np.int64)
-    q = np.clip(np.rint(image * 255.0), 0, 255).astype(np.int64)
-    return (q[..., 0] << 16) | (q[..., 1] << 8) | q[..., 2]
-
-
-OTHER = -1           # content pixels whose colour is in no style mask: no style loss there
-SNAP_DISTANCE = 48   # max RGB distance (0-255 scale) from a style mask colour (JPEG / H.264 masks)
-
-
-def palette(style_labels: Sequence[np.ndarray]) -> np.ndarray:
-    """The colour codes used by the style masks."""
-    return np.unique(np.concatenate([np.unique(np.asarray(lab)) for lab in style_labels]))
-
-
-def snap_labels(image: np.ndarray, codes: np.ndarray) -> np.ndarray:
-    """Colour codes of a float RGB mask [..., H, W, 3] snapped to the nearest of ``codes`` (so lossy
-    JPEG or H.264 masks work); pixels farther than SNAP_DISTANCE from every code become OTHER."""
-    codes = np.asarray(codes, np.int64)
-    rgb = np.stack([(codes >> 16) & 255, (codes >> 8) & 255, codes & 255], -1).astype(np.float32)   # [K, 3]
-    q = np.asarray(image, np.float32) * 255.0
-    d2 = ((q[..., None, :] - rgb) ** 2).sum(-1)                                                     # [..., K]
-    nearest = d2.argmin(-1)
-    out = codes[nearest]
-    out[np.take_along_axis(d2, nearest[..., None], -1)[..., 0] > SNAP_DISTANCE ** 2] = OTHER
-    return out
+from ..errors import UserError
+from ..imaging import resize_labels, resize_masks
+from ..nets import taps
+from ..nets.vgg import Network, layer_stride
+from .distances import distance, region_grams, rms
+from .term import ScaleInputs, Term
 
 
 @dataclass
@@ -97,43 +59,105 @@ def build_regions(content_labels: np.ndarray, style_labels: Sequence[np.ndarray]
     codes = tuple(int(c) for c in np.unique(content_labels))
     if len(style_labels) != len(style_shapes):
         raise UserError(f"{len(style_labels)} style masks given for {len(style_shapes)} style images")
-    content = one_hot(_nearest(content_labels, *frame_shape), codes)
-    styles = [one_hot(_nearest(np.asarray(lab)[None], *shape)[0], codes) for lab, shape in zip(style_labels, style_shapes)]
+    content = one_hot(resize_labels(content_labels, *frame_shape), codes)
+    styles = [one_hot(resize_labels(np.asarray(lab)[None], *shape)[0], codes)
+              for lab, shape in zip(style_labels, style_shapes)]
     regions = Regions(content, styles, codes)
     if not regions.style_presence().any():
         raise UserError("no colour of the content mask appears in a style mask: the masks' labels must match by colour")
     return regions
 
 
-def _nearest(labels: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Nearest-neighbour resize of integer label arrays [N, h, w] (labels are never blended)."""
-    n, h, w = labels.shape
-    if (h, w) == (height, width):
-        return labels
-    rows = np.minimum((np.arange(height) + 0.5) * h / height, h - 1).astype(int)
-    cols = np.minimum((np.arange(width) + 0.5) * w / width, w - 1).astype(int)
-    return labels[:, rows][:, :, cols]
+def region_targets(network: Network, layers: tuple[str, ...], styles: Sequence[np.ndarray], blend: np.ndarray,
+                   long_side: float, regions: Regions) -> tuple[dict[str, jax.Array], np.ndarray]:
+    """Per-region blended style Grams {layer: [K, C, C]} and the [K] presence of each region in the
+    styles (a region's target averages only the styles that have it)."""
+    presence = regions.style_presence() * np.asarray(blend)[:, None]          # [S, K]
+    norm = presence.sum(0)
+    total: dict[str, jax.Array] = {}
+    for s, image in enumerate(styles):
+        grams = taps.image_grams(network, layers, image, long_side, regions.styles[s])
+        coef = jnp.asarray(presence[s] / np.maximum(norm, 1e-12), jnp.float32)[:, None, None]
+        for name in layers:
+            g = grams[name] * coef
+            total[name] = total[name] + g if name in total else g
+    return total, (norm > 0).astype(np.float32)
 
 
-def resize_masks(masks: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Soft masks [..., h, w, K] at another size (antialiased, so a pixel's weights stay a partition)."""
-    return np.clip(imaging.resize(masks, height, width), 0.0, 1.0)
+def region_distance(grams, target_grams, region_weights, layers: Sequence[str], layer_weights: Sequence[float],
+                    kind: str) -> jax.Array:
+    """Per layer, the regions' normalized Gram distances summed with ``region_weights`` [K]."""
+    total = jnp.float32(0.0)
+    for name, weight in zip(layers, layer_weights):
+        per_region = jax.vmap(lambda g, t: distance((g - t) / rms(t), kind))(grams[name], target_grams[name])
+        total = total + weight * jnp.sum(region_weights * per_region)
+    return total
 
 
-def read_style_masks(paths: Sequence[str | Path], styles: Sequence[np.ndarray]) -> list[np.ndarray]:
-    """Label arrays of the style masks (one per style image, each at its style image's size)."""
-    if len(paths) != len(styles):
-        raise UserError(f"{len(paths)} --style-mask files given for {len(styles)} --style images")
-    out = []
-    for path, style in zip(paths, styles):
-        labels = read_labels(path)
-        if labels.shape != style.shape[:2]:
-            raise UserError(f"--style-mask {path} is {labels.shape[1]}x{labels.shape[0]} px but its style image is "
-                            f"{style.shape[1]}x{style.shape[0]}")
-        out.append(labels)
-    return out
+@dataclass(frozen=True)
+class RegionStyleTerm(Term):
+    """The style term with semantic masks: for each layer, ``masks`` [h_l, w_l, K] are the output's
+    soft regions and the target [K, C, C] the style's Gram over its own region k. Region k's Gram of
+    the output is compared with region k's target; the regions are summed with their content area
+    (0 where no style has the region)."""
 
+    name: ClassVar[str] = "style"
+    windowed: ClassVar[bool] = True
 
-def content_labels(mask: np.ndarray, style_labels: Sequence[np.ndarray], height: int, width: int) -> np.ndarray:
-    """A content mask frame (float RGB) as colour codes snapped to the style masks' colours, at a size."""
-    return _nearest(snap_labels(mask, palette(style_labels))[None], height, width)[0]
+    style_layers: tuple[str, ...]
+    layer_weights: tuple[float, ...]
+    distance: str = "mse"
+
+    @property
+    def layers(self) -> tuple[str, ...]:
+        return self.style_layers
+
+    @classmethod
+    def select(cls, config, inputs: ScaleInputs) -> "RegionStyleTerm | None":
+        if inputs.regions is None:
+            return None
+        return cls(tuple(config.style_layers), tuple(config.style_layer_weights), config.distance)
+
+    def weight(self, config, inputs: ScaleInputs) -> float:
+        return config.style_weight
+
+    def _scale(self, inputs: ScaleInputs):
+        """Once per scale: the targets, the regions' areas and the masks at every layer."""
+        grams, present = region_targets(inputs.network, self.style_layers, inputs.styles, inputs.blend,
+                                        inputs.style_side, inputs.regions)
+        masks = resize_masks(inputs.regions.content, *inputs.size)                  # [N, h, w, K]
+        shapes = taps.layer_shapes(inputs.network, self.style_layers, *inputs.size)
+        return grams, masks.mean((1, 2)) * present, {k: resize_masks(masks, *shapes[k]) for k in self.style_layers}
+
+    def targets(self, inputs: ScaleInputs, frames: slice):
+        grams, area, layer_masks = inputs.once("regions", lambda: self._scale(inputs))
+        n = len(range(*frames.indices(inputs.frames.shape[0])))
+        return {"grams": {k: jnp.broadcast_to(v, (n,) + v.shape) for k, v in grams.items()},
+                "masks": {k: jnp.asarray(v[frames]) for k, v in layer_masks.items()},
+                "area": jnp.asarray(area[frames])}
+
+    def loss(self, image, features, target) -> jax.Array:
+        grams = {name: region_grams(features[name], target["masks"][name]) for name in self.style_layers}
+        return region_distance(grams, target["grams"], target["area"], self.style_layers, self.layer_weights,
+                               self.distance)
+
+    # ---- window protocol: region Gram sums and region weight sums, per layer ----
+    def window_sums(self, features, masks, target, setup, ys, xs):
+        grams, weights = {}, {}
+        for name in self.style_layers:
+            f = features[name]
+            b, lh, lw, c = f.shape
+            st = layer_stride(name)
+            k = target["masks"][name].shape[-1]
+            flat = f.reshape(b, -1, c)
+            w = jax.vmap(lambda y, x: jax.lax.dynamic_slice(target["masks"][name], (y // st, x // st, 0),
+                                                            (lh, lw, k)))(ys, xs)
+            w = (w * masks[name][..., None]).reshape(b, -1, k)
+            grams[name] = jnp.einsum("bpk,bpi,bpj->kij", w, flat, flat)
+            weights[name] = w.sum((0, 1))
+        return {"grams": grams, "weights": weights}
+
+    def from_sums(self, sums, target, setup, layer_sizes):
+        grams = {k: sums["grams"][k] / jnp.maximum(sums["weights"][k], 1e-3)[:, None, None] for k in self.style_layers}
+        return region_distance(grams, target["grams"], target["area"], self.style_layers, self.layer_weights,
+                               self.distance)

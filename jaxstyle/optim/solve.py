@@ -1,14 +1,16 @@
-"""The optimization core: many frames at once, each with its own optimizer state.
+"""Solving one scale: many frames at once, each with its own optimizer state.
 
-A per-frame step (loss, gradient, optax update) is ``jax.vmap``-ed over a leading frame axis, so
-frames never couple (each L-BFGS has its own line search). A compiled chunk runs ``chunk``
-iterations in ``lax.fori_loop``; Python only runs between chunks to update the progress bar and
-check for non-finite losses. With several devices the frame axis is sharded over a ('frames',)
-mesh from ``jax.make_mesh`` with ``NamedSharding``; ``jax.jit`` partitions the step.
+:func:`solve` owns everything between an objective and its optimized images: compilation (one
+compile per problem and shape, ahead of time so its cost is measured apart), the iteration chunks,
+the sharding over devices, progress, and the stop on a non-finite loss.
 
-Each (frame count, height, width) shape compiles once (ahead of time, so the compile time is
-measured on its own); the iteration count of a chunk is a traced argument, so remainders do not
-recompile.
+A per-frame loss and gradient is ``jax.vmap``-ed over a leading frame axis, so frames never couple
+(each L-BFGS has its own line search). A compiled chunk runs ``chunk`` iterations in
+``lax.fori_loop``; Python only runs between chunks to update the progress bar and check for
+non-finite losses. With several devices the frame axis is sharded over a ('frames',) mesh from
+``jax.make_mesh`` with ``NamedSharding``; ``jax.jit`` partitions the step. The iteration count of a
+chunk is a traced argument, so remainders do not recompile. :func:`clear_caches` drops the
+compiled programs.
 """
 
 from __future__ import annotations
@@ -16,202 +18,79 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, NamedTuple, Sequence
+from typing import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from . import losses
-from .config import StyleConfig
-from .errors import NonFiniteLoss
-from .lbfgs import BatchedLBFGS
-from .vgg import Network
+from ..nets.vgg import Network
+from ..objective import Objective, Windows
+from .optimizers import make
 
-RANGE_WEIGHT = 10.0  # soft penalty that keeps pixels near [0, 1] during optimization
-
-
-class FrameTargets(NamedTuple):
-    """Per-frame targets (every leaf has a leading frame axis)."""
-
-    content: dict[str, jax.Array]          # content features per content layer
-    style: dict[str, jax.Array]            # target Gram matrices per style layer
-    temporal: jax.Array                    # [N, H, W, 3] warped previous output (zeros if unused)
-    temporal_mask: jax.Array               # [N, H, W] reliability mask (zeros disable the term)
-    # semantic masks (LossSpec.regions > 0): style[name] is then [N, K, C, C], one Gram per region
-    style_masks: dict[str, jax.Array] | None = None   # per style layer [N, H_l, W_l, K] output regions
-    region_weights: jax.Array | None = None            # [N, K] content area of each region (0: no style)
-    matting: Any = None                                # photorealism: per-frame matting statistics
-    loss_masks: dict[str, jax.Array] | None = None     # LossSpec.loss_mask: per layer [N, H_l, W_l] weights
-    loss_norms: dict[str, dict[str, jax.Array]] | None = None  # LossSpec.loss_mask: {'content'|'style': {layer: [N]}}
+# Compiled programs, shared by every Problem with the same network layout, objective, optimizer,
+# shape and devices (the weights are arguments, not constants, so they need no recompile).
+_COMPILED: dict[tuple, tuple] = {}
+_EVALUATORS: dict[tuple, Callable] = {}
 
 
-class Weights(NamedTuple):
-    content: jax.Array
-    style: jax.Array
-    tv: jax.Array
-    temporal: jax.Array
-    photoreal: jax.Array | float = 0.0
+def clear_caches() -> None:
+    """Forget every compiled optimization and evaluation program."""
+    _COMPILED.clear()
+    _EVALUATORS.clear()
 
 
 @dataclass(frozen=True)
-class LossSpec:
-    """The static (hashable) part of the loss: layers and distance."""
-
-    content_layers: tuple[str, ...]
-    style_layers: tuple[str, ...]
-    style_layer_weights: tuple[float, ...]
-    distance: str
-    regions: int = 0          # > 0: style loss per semantic region (masks in FrameTargets)
-    photoreal: bool = False   # add the matting-Laplacian term (statistics in FrameTargets.matting)
-    loss_mask: bool = False   # weight positions in the content and style losses (tiles' inner parts)
-    windows: Any = None       # a jaxstyle.windowed.Plan: feature losses of the whole frame, window by window
-    window_batch: int = 1     # windows evaluated at once (vmapped) ...
-    window_mesh: Any = None   # ... and sharded over this ('windows',) mesh
-
-    @property
-    def layers(self) -> tuple[str, ...]:
-        return tuple(dict.fromkeys(self.content_layers + self.style_layers))
-
-
-def make_optimizer(name: str, learning_rate: float):
-    """The optimizer for ``name``: a :class:`BatchedLBFGS` or a (per-frame) optax transformation."""
-    if name == "lbfgs":
-        return BatchedLBFGS(memory_size=10, max_linesearch_steps=20, learning_rate=learning_rate)
-    if name == "adam":
-        return optax.adam(learning_rate)
-    if name == "sgd":
-        return optax.sgd(learning_rate, momentum=0.9)
-    if name == "adagrad":
-        return optax.adagrad(learning_rate)
-    if name == "rmsprop":
-        return optax.rmsprop(learning_rate)
-    raise ValueError(f"unknown optimizer {name!r}")
-
-
-def _norms(targets: FrameTargets, term: str):
-    return None if targets.loss_norms is None else targets.loss_norms.get(term)
-
-
-def loss_parts(network: Network, spec: LossSpec, net_params, image: jax.Array, targets: FrameTargets,
-               weights: Weights) -> dict[str, jax.Array]:
-    """Loss terms of ONE frame ([H, W, 3]; targets without the frame axis)."""
-    # net_params is ``network.variables``: the weights and their precomputed flipped kernels
-    if spec.windows is not None:
-        from . import windowed
-        from .stylize import layer_shapes
-
-        shapes = layer_shapes(network, spec.layers, image.shape[0], image.shape[1])
-        content, style = windowed.feature_losses(lambda x, layers: network.module.apply(net_params, x, layers),
-                                                 spec.windows, image, spec, targets,
-                                                 {k: hw[0] * hw[1] for k, hw in shapes.items()})
-        return _total(spec, image, targets, weights, content, style)
-    feats = network.module.apply(net_params, image[None], spec.layers)
-    feats = {k: v[0] for k, v in feats.items()}
-    if spec.loss_mask:
-        content = losses.masked_content_loss(feats, targets.content, targets.loss_masks, spec.content_layers,
-                                             spec.distance, _norms(targets, 'content'))
-    else:
-        content = losses.content_loss(feats, targets.content, spec.content_layers, spec.distance)
-    if spec.loss_mask:
-        style = losses.masked_gram_style_loss(feats, targets.style, targets.loss_masks, spec.style_layers,
-                                              spec.style_layer_weights, spec.distance, _norms(targets, 'style'))
-    elif spec.regions:
-        style = losses.masked_style_loss(feats, targets.style, targets.style_masks, targets.region_weights,
-                                         spec.style_layers, spec.style_layer_weights, spec.distance)
-    else:
-        style = losses.style_loss(feats, targets.style, spec.style_layers, spec.style_layer_weights, spec.distance)
-    return _total(spec, image, targets, weights, content, style)
-
-
-def _total(spec: LossSpec, image, targets: FrameTargets, weights: Weights, content, style) -> dict[str, jax.Array]:
-    """Every loss term and the weighted total, from the feature losses."""
-    tv = losses.tv_loss(image)
-    diff = image - targets.temporal
-    mask = targets.temporal_mask[..., None]
-    temporal = jnp.sum(mask * diff * diff) / diff.size
-    total = (weights.content * content + weights.style * style + weights.tv * tv
-             + weights.temporal * temporal + RANGE_WEIGHT * losses.range_loss(image))
-    parts = {"content": content, "style": style, "tv": tv, "temporal": temporal}
-    if spec.photoreal:
-        # per pixel, so LAMBDA does not depend on the frame size
-        parts["photoreal"] = targets.matting.energy(image) / (image.shape[0] * image.shape[1])
-        total = total + weights.photoreal * parts["photoreal"]
-    return {"total": total, **parts}
-
-
-def frame_loss(network: Network, spec: LossSpec, net_params, image, targets, weights) -> jax.Array:
-    return loss_parts(network, spec, net_params, image, targets, weights)["total"]
-
-
-# Compiled programs, shared by every Problem with the same network layout, loss, optimizer, shape
-# and devices (the weights are arguments, not constants, so they need no recompile).
-_COMPILED: dict[tuple, tuple] = {}
-
-
-@dataclass
 class Problem:
-    """Everything needed to optimize a batch of frames at one scale."""
+    """What is solved at one scale: the objective on a network, by an optimizer, evaluated whole or
+    window by window, on one device or sharded over ``mesh``."""
 
+    objective: Objective
     network: Network
-    spec: LossSpec
-    optimizer_name: str
+    optimizer: str
     learning_rate: float
-    weights: Weights
+    windows: Windows | None = None
     mesh: jax.sharding.Mesh | None = None
 
-    def _optimizer(self):
-        return make_optimizer(self.optimizer_name, self.learning_rate)
+    def _parts(self, variables, image, target, weights):
+        return self.objective.parts(self.network, variables, image, target, weights, self.windows)
 
-    # The three compiled programs: init, a chunk of iterations, and evaluation of the loss terms.
-    def _fns(self):
-        network, spec, opt = self.network, self.spec, self._optimizer()
+    # The three programs: init, a chunk of iterations, and evaluation of the loss terms.
+    def _programs(self):
+        opt = make(self.optimizer, self.learning_rate)
 
-        def batched_value_and_grad(net_params, targets, weights):
+        def batched_value_and_grad(variables, targets, weights):
             def one(x, t):
-                return jax.value_and_grad(lambda y: frame_loss(network, spec, net_params, y, t, weights))(x)
+                return jax.value_and_grad(lambda y: self._parts(variables, y, t, weights)["total"])(x)
 
             return lambda xs: jax.vmap(one)(xs, targets)
 
-        def init(net_params, images, targets, weights):
-            if isinstance(opt, BatchedLBFGS):
-                return opt.init(images, batched_value_and_grad(net_params, targets, weights))
-            return jax.vmap(opt.init)(images)
+        def init(variables, images, targets, weights):
+            return opt.init(images, batched_value_and_grad(variables, targets, weights))
 
-        def chunk(net_params, images, state, targets, weights, n_iters):
-            vg = batched_value_and_grad(net_params, targets, weights)
+        def chunk(variables, images, state, targets, weights, n_iters):
+            vg = batched_value_and_grad(variables, targets, weights)
+            return jax.lax.fori_loop(0, n_iters, lambda _, carry: opt.step(*carry, vg), (images, state))
 
-            def body(_, carry):
-                x, s = carry
-                if isinstance(opt, BatchedLBFGS):
-                    return opt.step(x, s, vg)
-                _, grad = vg(x)
-                updates, s = jax.vmap(opt.update)(grad, s, x)
-                return optax.apply_updates(x, updates), s
-
-            return jax.lax.fori_loop(0, n_iters, body, (images, state))
-
-        def evaluate(net_params, images, targets, weights):
-            return jax.vmap(lambda x, t: loss_parts(network, spec, net_params, x, t, weights))(images, targets)
+        def evaluate(variables, images, targets, weights):
+            return jax.vmap(lambda x, t: self._parts(variables, x, t, weights))(images, targets)
 
         return init, chunk, evaluate
 
-    def compiled(self, params, images: jax.Array, targets: FrameTargets, weights: Weights):
+    def compiled(self, variables, images: jax.Array, targets, weights):
         """AOT-compile the programs for this shape once.
 
         Returns (initial optimizer state, chunk program, evaluation program, compile seconds); the
         compile seconds are 0 when the shape was compiled before.
         """
-        net = self.network
-        weights = Weights(*(jnp.asarray(v, jnp.float32) for v in weights))
-        key = (net.arch, net.pooling, net.preprocessing, self.spec, self.optimizer_name, float(self.learning_rate),
-               images.shape, None if self.mesh is None else tuple(d.id for d in self.mesh.devices.flat))
+        key = (self.network.module, self.objective, self.windows, self.optimizer, float(self.learning_rate),
+               images.shape, jax.tree.structure(targets),
+               None if self.mesh is None else tuple(d.id for d in self.mesh.devices.flat))
         t0 = time.perf_counter()
         state = None
         if key not in _COMPILED:
-            init, chunk, evaluate = self._fns()
+            init, chunk, evaluate = self._programs()
             # Every leaf of the optimizer state has the frame axis first: pin it (and the images)
             # to the frame sharding, so that a chunk's outputs are valid inputs of the next chunk
             # (left to propagation, tiny frames may come out replicated).
@@ -219,20 +98,20 @@ class Problem:
             if self.mesh is not None:
                 frames = NamedSharding(self.mesh, P("frames"))
                 out_init, out_chunk = frames, (frames, frames)
-            init_c = jax.jit(init, out_shardings=out_init).lower(params, images, targets, weights).compile()
-            state = init_c(params, images, targets, weights)
+            init_c = jax.jit(init, out_shardings=out_init).lower(variables, images, targets, weights).compile()
+            state = init_c(variables, images, targets, weights)
             # the optimizer state is donated: its buffers become the next state's (at 4K the L-BFGS
             # memory alone is 2 GiB per frame); the images are not (a non-finite chunk keeps them)
-            chunk_c = jax.jit(chunk, out_shardings=out_chunk, donate_argnums=(2,)).lower(params, images, state, targets, weights,
-                                                                    jnp.int32(1)).compile()
-            eval_c = jax.jit(evaluate).lower(params, images, targets, weights).compile()
+            chunk_c = jax.jit(chunk, out_shardings=out_chunk, donate_argnums=(2,)).lower(
+                variables, images, state, targets, weights, jnp.int32(1)).compile()
+            eval_c = jax.jit(evaluate).lower(variables, images, targets, weights).compile()
             _COMPILED[key] = (init_c, chunk_c, eval_c)
             seconds = time.perf_counter() - t0
         else:
             seconds = 0.0
         init_c, chunk_c, eval_c = _COMPILED[key]
         if state is None:
-            state = init_c(params, images, targets, weights)
+            state = init_c(variables, images, targets, weights)
         return state, chunk_c, eval_c, seconds
 
 
@@ -244,6 +123,12 @@ def frame_mesh(n_frames: int, frames_per_device: int, devices: Sequence[jax.Devi
         return None
     # Auto axis: jit's partitioner propagates the frame sharding through the vmapped step.
     return jax.make_mesh((use,), ("frames",), devices=devices[:use], axis_types=(jax.sharding.AxisType.Auto,))
+
+
+def window_mesh(devices: Sequence[jax.Device]):
+    """A ('windows',) mesh: a single frame's windows sharded over the devices."""
+    return jax.make_mesh((len(devices),), ("windows",), devices=list(devices),
+                         axis_types=(jax.sharding.AxisType.Auto,))
 
 
 def shard_frames(tree, mesh):
@@ -261,6 +146,13 @@ def replicate(tree, mesh):
     return jax.tree.map(lambda a: jax.device_put(a, sharding), tree)
 
 
+def pad_frames(tree, count: int):
+    """Repeat the last frame of every leaf ``count`` times (one shape for an uneven last batch)."""
+    if not count:
+        return tree
+    return jax.tree.map(lambda a: jnp.concatenate([a, jnp.repeat(a[-1:], count, axis=0)]), tree)
+
+
 @dataclass
 class ScaleResult:
     images: np.ndarray
@@ -272,10 +164,10 @@ class ScaleResult:
     nonfinite: bool = False
 
 
-def run_scale(problem: Problem, images: np.ndarray | jax.Array, targets: FrameTargets, iterations: int, *,
-              chunk: int = 10, progress: Callable[[int, dict], None] | None = None,
-              on_chunk: Callable[[int, dict[str, np.ndarray], float], None] | None = None) -> ScaleResult:
-    """Optimize a batch of frames [N, H, W, 3] for ``iterations`` steps at one scale.
+def solve(problem: Problem, images: np.ndarray | jax.Array, targets, weights: dict[str, jax.Array], iterations: int,
+          *, chunk: int = 10, progress: Callable[[int, dict], None] | None = None,
+          on_chunk: Callable[[int, dict[str, np.ndarray], float], None] | None = None) -> ScaleResult:
+    """Optimize a batch of frames [N, H, W, 3] for ``iterations`` steps.
 
     ``progress(n_done, losses)`` is called between chunks (for the progress bar); ``on_chunk``
     receives (iterations so far, per-frame losses, seconds since the start of the scale).
@@ -284,18 +176,16 @@ def run_scale(problem: Problem, images: np.ndarray | jax.Array, targets: FrameTa
     n = images.shape[0]
     mesh = problem.mesh
     pad = (-n) % (mesh.devices.size if mesh is not None else 1)
-    images = jnp.asarray(images, jnp.float32)
-    if pad:
-        images = jnp.concatenate([images, jnp.repeat(images[-1:], pad, axis=0)])
-        targets = jax.tree.map(lambda a: jnp.concatenate([a, jnp.repeat(a[-1:], pad, axis=0)]), targets)
+    images = pad_frames(jnp.asarray(images, jnp.float32), pad)
+    targets = pad_frames(targets, pad)
     images = shard_frames(images, mesh)
     targets = shard_frames(targets, mesh)
-    params = replicate(problem.network.variables, mesh)
-    weights = replicate(Weights(*(jnp.asarray(v, jnp.float32) for v in problem.weights)), mesh)
-    state, chunk_c, eval_c, compile_seconds = problem.compiled(params, images, targets, weights)
+    variables = replicate(problem.network.variables, mesh)
+    weights = replicate({k: jnp.asarray(v, jnp.float32) for k, v in weights.items()}, mesh)
+    state, chunk_c, eval_c, compile_seconds = problem.compiled(variables, images, targets, weights)
 
     def losses_of(x):
-        parts = eval_c(params, x, targets, weights)
+        parts = eval_c(variables, x, targets, weights)
         return {k: np.asarray(v)[:n] for k, v in parts.items()}
 
     t0 = time.perf_counter()
@@ -305,7 +195,7 @@ def run_scale(problem: Problem, images: np.ndarray | jax.Array, targets: FrameTa
     nonfinite = not np.all(np.isfinite(initial["total"]))
     while done < iterations and not nonfinite:
         step = min(chunk, iterations - done)
-        new_images, state = chunk_c(params, images, state, targets, weights, jnp.int32(step))
+        new_images, state = chunk_c(variables, images, state, targets, weights, jnp.int32(step))
         current = losses_of(new_images)
         done += step
         if not np.all(np.isfinite(current["total"])) or not bool(jnp.all(jnp.isfinite(new_images))):
@@ -320,6 +210,14 @@ def run_scale(problem: Problem, images: np.ndarray | jax.Array, targets: FrameTa
     return ScaleResult(out, initial, last_losses, done, compile_seconds, time.perf_counter() - t0, nonfinite)
 
 
-def raise_if_nonfinite(result: ScaleResult) -> None:
-    if result.nonfinite:
-        raise NonFiniteLoss("the loss became NaN or infinite; kept the last finite image")
+def evaluate(objective: Objective, network: Network, images, targets, weights: dict[str, jax.Array],
+             windows: Windows | None = None) -> dict[str, np.ndarray]:
+    """The loss parts {name: [N]} of images [N, H, W, 3] (no optimization); one compile per
+    objective, network layout and shape."""
+    key = (network.module, objective, windows)
+    if key not in _EVALUATORS:
+        _EVALUATORS[key] = jax.jit(lambda v, x, t, w: jax.vmap(
+            lambda xi, ti: objective.parts(network, v, xi, ti, w, windows))(x, t))
+    parts = _EVALUATORS[key](network.variables, jnp.asarray(images, jnp.float32), targets,
+                             {k: jnp.asarray(v, jnp.float32) for k, v in weights.items()})
+    return {k: np.asarray(v) for k, v in parts.items()}

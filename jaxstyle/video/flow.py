@@ -48,7 +48,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxstyle.errors import UserError
+from ..errors import UserError
 
 ArrayLike = np.ndarray | jax.Array
 

@@ -1,0 +1,96 @@
+"""The typed Python API: stylize images or batches of frames.
+
+>>> import jaxstyle
+>>> out = jaxstyle.stylize_image("content.jpg", "style.jpg", size=256)   # float32 [H, W, 3]
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, Sequence
+
+import jax
+import numpy as np
+
+from . import imaging, schedules
+from .config import StyleConfig
+from .imaging import target_size
+from .io.images import read_image, to_rgb_float
+from .nets.vgg import Network
+from .nets.weights import load_network
+from .objective import Objective, Regions, ScaleInputs, Temporal
+from .optim import evaluate
+from .schedules.inputs import Result, blend_weights
+
+ImageLike = "np.ndarray | str"
+
+__all__ = ["stylize_frames", "stylize_image", "image_losses", "target_size", "Result", "Temporal", "network_for"]
+
+
+def _as_image(item, what: str) -> np.ndarray:
+    if isinstance(item, np.ndarray):
+        return to_rgb_float(item, what)
+    return read_image(item)
+
+
+def network_for(config: StyleConfig, network: Network | None = None) -> Network:
+    """``network``, or the one the config names, with the config's pooling."""
+    return (network or load_network(config.network, pooling=config.pooling)).with_pooling(config.pooling)
+
+
+def stylize_frames(contents: np.ndarray, styles: Sequence[np.ndarray], config: StyleConfig | None = None, *,
+                   network: Network | None = None, init: str | np.ndarray | None = None,
+                   temporal: Temporal | None = None, frame_styles: Sequence[Sequence[np.ndarray]] | None = None,
+                   progress: bool | Callable[[int, dict], None] = False,
+                   on_chunk: Callable[[int, int, dict, float], None] | None = None,
+                   devices: Sequence[jax.Device] | None = None, regions: Regions | None = None) -> Result:
+    """Stylize a batch of frames [N, H, W, 3] (float32 RGB in [0, 1]) at their own size.
+
+    Each frame gets its own optimizer state; frames are sharded across ``devices`` (default: all)
+    in batches of ``config.frames_per_device`` per device. ``init`` overrides ``config.init`` (an
+    array gives per-frame initial images, e.g. warped previous frames). Returns the images and a
+    metrics dict (losses initial / per scale / final, iterations, times, network, devices).
+    ``on_chunk(scale_index, iterations, losses, seconds)`` is called between compiled chunks.
+    ``temporal`` adds the temporal loss toward warped earlier outputs. ``frame_styles`` (style
+    videos): for each frame a list of style images whose Gram matrices are averaged into that
+    frame's style target (``styles`` is then only used for initialization). ``regions`` (semantic
+    masks, see :mod:`jaxstyle.objective.regions`) restricts style matching to regions. Frames
+    larger than ``config.tiles.size`` are stylized in tiles.
+    """
+    cfg = (config or StyleConfig()).resolved()
+    frames = schedules.prepare(contents, styles, cfg, init=init, temporal=temporal, frame_styles=frame_styles,
+                               regions=regions)
+    return schedules.stylize(frames, cfg, network_for(cfg, network), devices=devices, progress=progress,
+                             on_chunk=on_chunk)
+
+
+def stylize_image(content: ImageLike, style: ImageLike | Sequence[ImageLike], config: StyleConfig | None = None, *,
+                  network: Network | None = None, return_metrics: bool = False, progress: bool = False,
+                  **overrides: Any):
+    """Stylize one image. ``content`` and ``style`` are paths or arrays; ``overrides`` are
+    :class:`StyleConfig` fields (e.g. ``size=256, iterations=100``). Returns float32 [H, W, 3] in
+    [0, 1] at the content's size (or ``size`` on the long side), and the metrics if asked."""
+    cfg = dataclasses.replace(config or StyleConfig(), **overrides)
+    content_img = _as_image(content, "content")
+    style_list = list(style) if isinstance(style, (list, tuple)) else [style]
+    style_imgs = [_as_image(s, "style") for s in style_list]
+    h, w = target_size(content_img.shape[0], content_img.shape[1], cfg.size)
+    frames = imaging.resize(content_img, h, w)[None]
+    result = stylize_frames(frames, style_imgs, cfg, network=network, progress=progress)
+    return (result.images[0], result.metrics) if return_metrics else result.images[0]
+
+
+def image_losses(image: np.ndarray, content: np.ndarray, styles: Sequence[np.ndarray], config: StyleConfig | None = None,
+                 *, network: Network | None = None) -> dict[str, float]:
+    """The whole-image loss terms of an output ``image`` (at the image's size, style statistics at
+    the matching scale), e.g. to compare tiled and untiled outputs."""
+    cfg = (config or StyleConfig()).resolved()
+    network = network_for(cfg, network)
+    h, w = image.shape[:2]
+    content = imaging.resize(np.asarray(content, np.float32), h, w)[None]
+    inputs = ScaleInputs(network, content, content, [np.asarray(s, np.float32) for s in styles],
+                         blend_weights(cfg.style_weights, len(styles)), style_side=cfg.style_scale * max(h, w))
+    objective = Objective.select(cfg, inputs)
+    parts = evaluate(objective, network, np.asarray(image, np.float32)[None], objective.targets(inputs, slice(0, 1)),
+                     objective.weights(cfg, inputs))
+    return {k: float(v[0]) for k, v in parts.items()}

@@ -1,0 +1,55 @@
+"""``python cli.py CONTENT.wav --style-audio STYLE.wav -o OUT.wav``: stylize a sound file (see
+:mod:`jaxstyle.audio`); also the sound-stylizing step of a video's ``--style-audio``."""
+
+from __future__ import annotations
+
+import resource
+import time
+from pathlib import Path
+
+from ..audio import check_signal, stylize_audio
+from ..audio.metrics import audio_metrics
+from ..config import StyleConfig
+from ..errors import UserError
+from ..io.audio import AUDIO_EXTENSIONS, read_audio, write_audio
+from ..io.images import check_output_path
+from ..io.jsonfile import write_json_atomic
+from .common import check_metrics_path, default_output, log
+
+
+def stylize_sound(content, sr: int, style_path, config: StyleConfig, what: str, quiet: bool):
+    """Read the style sound at the content's rate, check both, stylize: (style, output, info)."""
+    style, _ = read_audio(style_path, sample_rate=sr, channels=1, what="Style audio")
+    check_signal(content, sr, what)
+    check_signal(style, sr, f"style audio {style_path}")
+    log(f"audio: {content.shape[0] / sr:.2f} s, {sr} Hz, {content.shape[1]} channel(s); variant {config.audio.variant}")
+    out, info = stylize_audio(content, style, sr, config.audio, seed=config.seed, log=None if quiet else log)
+    return style, out, info
+
+
+def sound_metrics(content, style, out, sr, config: StyleConfig, info, t0) -> dict:
+    return {**info, **audio_metrics(content, style, out, sr, config.audio, info, seed=config.seed),
+            "wall_seconds": time.perf_counter() - t0,
+            "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0}
+
+
+def audio_main(args, config: StyleConfig) -> int:
+    t0 = time.perf_counter()
+    content_path = Path(args.content)
+    if args.style:
+        raise UserError("--style takes images; give the style sound of an audio CONTENT with --style-audio")
+    if not args.style_audio:
+        raise UserError("an audio CONTENT needs --style-audio STYLE (a sound file)")
+    style_path = Path(args.style_audio)
+    output = Path(args.output) if args.output else default_output(content_path, style_path, ".wav")
+    check_output_path(output, [content_path, style_path], AUDIO_EXTENSIONS)
+    check_metrics_path(args.metrics_json, [content_path, style_path, output])
+    content, sr = read_audio(content_path, what="Content audio")
+    style, out, info = stylize_sound(content, sr, style_path, config, f"content audio {content_path}", args.quiet)
+    write_audio(output, out, sr)
+    if args.metrics_json:
+        metrics = sound_metrics(content, style, out, sr, config, info, t0)
+        write_json_atomic(args.metrics_json, {**metrics, "content": str(content_path), "style_audio": str(style_path),
+                                              "output": str(output)})
+    log(f"wrote {output} ({out.shape[0]} samples, {sr} Hz, {out.shape[1]} channel(s)) in {info['seconds']:.1f} s")
+    return 0

@@ -1,0 +1,88 @@
+"""``python cli.py CONTENT.jpg --style STYLE.jpg -o OUT.png``: stylize one image."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import jax
+
+from .. import imaging, schedules
+from ..config import StyleConfig
+from ..errors import NonFiniteLoss, UserError
+from ..imaging import target_size
+from ..io.images import check_output_path, read_image, write_image
+from ..io.jsonfile import write_json_atomic
+from ..io.labels import palette, read_style_masks, snap_labels
+from ..nets.weights import load_network
+from ..objective import build_regions
+from .common import PROG, check_metrics_path, default_output, log
+
+
+def load_regions(config: StyleConfig, content_hw, styles, frame_hw):
+    """Semantic masks from --content-mask / --style-mask (None when not given)."""
+    if config.content_mask is None:
+        return None
+    style_labels = read_style_masks(config.style_mask, styles)
+    mask = read_image(config.content_mask)
+    if mask.shape[:2] != tuple(content_hw):
+        raise UserError(f"--content-mask {config.content_mask} is {mask.shape[1]}x{mask.shape[0]}"
+                        f" px but the content is {content_hw[1]}x{content_hw[0]}")
+    return build_regions(snap_labels(mask, palette(style_labels)), style_labels, frame_hw,
+                         [s.shape[:2] for s in styles])
+
+
+def describe_scales(config: StyleConfig, h: int, w: int) -> str:
+    """The scales a frame of h x w goes through (the whole frame up to the tile size, then tiles)."""
+    scales, tiled = config.scales(h, w), ""
+    if schedules.is_tiled(config, h, w):
+        (ch, cw), fine = schedules.tiled_scales(config, h, w)
+        scales = config.scales(ch, cw) + fine
+        tiled = f" ({config.tiles.mode} tiles above {config.tiles.size} px)"
+    return " -> ".join(f"{sw}x{sh}" for sh, sw in scales) + tiled
+
+
+def image_main(args, config: StyleConfig) -> int:
+    content_path = Path(args.content)
+    style_paths = [Path(s) for s in args.style]
+    output = Path(args.output) if args.output else default_output(content_path, style_paths[0], ".png")
+    inputs = [content_path, *style_paths]
+    if config.init not in ("content", "noise", "style"):
+        inputs.append(Path(config.init))
+    if config.content_mask is not None:
+        inputs += [Path(config.content_mask), *map(Path, config.style_mask)]
+    check_output_path(output, inputs)
+    check_metrics_path(args.metrics_json, [*inputs, output])
+    if config.style_weights is not None and len(config.style_weights) != len(style_paths):
+        raise UserError(f"{len(config.style_weights)} style weights given for {len(style_paths)} style images")
+    content = read_image(content_path)
+    styles = [read_image(p) for p in style_paths]
+    if config.init not in ("content", "noise", "style"):
+        read_image(config.init)  # fail early on a bad init image
+
+    network = load_network(config.network, pooling=config.pooling)
+    log(f"network: {network.describe()}; devices: {len(jax.devices())} x {jax.devices()[0].platform}")
+    h, w = target_size(content.shape[0], content.shape[1], config.size)
+    log(f"content {content.shape[1]}x{content.shape[0]} -> {w}x{h}, scales {describe_scales(config, h, w)}")
+    regions = load_regions(config, content.shape[:2], styles, (h, w))
+    frames = schedules.prepare(imaging.resize(content, h, w)[None], styles, config, regions=regions)
+    status, message = 0, None
+    try:
+        result = schedules.stylize(frames, config, network, progress=not args.quiet)
+    except NonFiniteLoss as exc:
+        result = getattr(exc, "result", None)
+        if result is None:
+            raise
+        message, status = f"{exc}; wrote it to {output}", 2
+    write_image(output, result.images[0])
+    metrics = result.metrics
+    if args.metrics_json:
+        metrics = {**metrics, "content": str(content_path), "styles": [str(p) for p in style_paths],
+                   "output": str(output)}
+        write_json_atomic(args.metrics_json, metrics)
+    if message:
+        log(f"{PROG}: error: {message}")
+        return status
+    total = metrics.get("final", {}).get("total", [float("nan")])[0]
+    log(f"wrote {output} ({w}x{h}) in {metrics['wall_seconds']:.1f} s "
+        f"(compile {metrics['compile_seconds']:.1f} s, {metrics['iterations']} iterations, final loss {total:.4g})")
+    return 0

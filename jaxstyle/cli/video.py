@@ -1,0 +1,116 @@
+"""``python cli.py IN.mp4 --style STYLE.jpg -o OUT.mp4``: stylize a video (see :mod:`jaxstyle.video`),
+optionally with its sound track stylized by ``--style-audio`` and muxed in."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from pathlib import Path
+
+import jax
+
+from ..audio import check_signal
+from ..config import StyleConfig
+from ..errors import UserError
+from ..io.audio import read_audio, write_audio
+from ..io.ffmpeg import audio_streams, temp_name
+from ..io.images import check_output_path, read_image
+from ..io.jsonfile import write_json_atomic
+from ..io.video import VIDEO_OUTPUT_EXTENSIONS, is_video, mux_audio, probe
+from ..nets.weights import load_network
+from ..video import Processes, VideoJob, VideoOptions, stylize_video
+from .audio import sound_metrics, stylize_sound
+from .common import check_metrics_path, default_output, log
+from .flags import from_flags
+
+
+def check_video_style_audio(args, content_path: Path, output: Path, options: VideoOptions) -> None:
+    """Fail early: --style-audio on a video needs a sound track and a readable style sound."""
+    if not options.audio:
+        raise UserError("--style-audio and --no-audio contradict each other")
+    if output.suffix.lower() == ".gif":
+        raise UserError("a GIF output cannot carry the stylized audio; choose .mp4, .mkv, .mov, .webm or .avi")
+    if not audio_streams(content_path):
+        raise UserError(f"--style-audio: the video {content_path} has no audio stream")
+    style_path = Path(args.style_audio)
+    if os.path.abspath(style_path) == os.path.abspath(output):
+        raise UserError(f"output {output} is the same file as the input {style_path}; choose another output path")
+    style, sr = read_audio(style_path, channels=1, what="Style audio")
+    check_signal(style, sr, f"style audio {style_path}")
+
+
+def stylize_video_and_audio(job: VideoJob, network, args) -> dict:
+    """Stylize the frames into a hidden file, the first audio stream into a wav, then mux (video copied)."""
+    output = job.output
+    frames_tmp = Path(temp_name(str(output), "frames"))
+    sound_tmp = Path(temp_name(str(output), "audio")).with_suffix(".wav")
+    frames_job = dataclasses.replace(job, output=frames_tmp,
+                                     options=dataclasses.replace(job.options, audio=False, work_dir=str(job.work_path)))
+    try:
+        metrics = stylize_video(frames_job, network, log=log)
+        if job.processes.process_id != 0:
+            return metrics
+        t0 = time.perf_counter()
+        content, sr = read_audio(job.input, start=job.options.start, duration=job.options.duration, what="Video")
+        style, out, info = stylize_sound(content, sr, args.style_audio, job.config, f"the audio of {job.input}",
+                                         args.quiet)
+        write_audio(sound_tmp, out, sr)
+        mux_audio(frames_tmp, sound_tmp, output)
+        if args.metrics_json:
+            metrics = {**metrics, "audio": sound_metrics(content, style, out, sr, job.config, info, t0)}
+            metrics["audio"]["style_audio"] = str(args.style_audio)
+        return metrics
+    finally:
+        for tmp in (frames_tmp, sound_tmp):
+            if tmp.exists():
+                tmp.unlink()
+
+
+def init_distributed(processes: Processes) -> Processes:
+    """jax.distributed for multi-host runs: explicit flags, or a detected TPU pod environment."""
+    if processes.coordinator:
+        if not (0 <= processes.process_id < processes.num_processes):
+            raise UserError(f"--process-id must be in [0, {processes.num_processes})")
+        jax.distributed.initialize(coordinator_address=processes.coordinator, num_processes=processes.num_processes,
+                                   process_id=processes.process_id)
+    elif "," in os.environ.get("TPU_WORKER_HOSTNAMES", ""):
+        jax.distributed.initialize()
+        return dataclasses.replace(processes, num_processes=jax.process_count(), process_id=jax.process_index())
+    elif processes.num_processes != 1:
+        raise UserError("--num-processes needs --coordinator HOST:PORT")
+    return processes
+
+
+def video_main(args, config: StyleConfig) -> int:
+    options, processes = from_flags(VideoOptions, args), from_flags(Processes, args)
+    content_path = Path(args.content)
+    style_paths = [Path(s) for s in args.style]
+    output = Path(args.output) if args.output else default_output(content_path, style_paths[0], ".mp4")
+    masks = [Path(config.content_mask), *map(Path, config.style_mask)] if config.content_mask else []
+    check_output_path(output, [content_path, *style_paths, *masks], VIDEO_OUTPUT_EXTENSIONS)
+    if not content_path.is_file():
+        raise UserError(f"{content_path} does not exist" if not content_path.exists() else f"{content_path} is not a file")
+    for style in style_paths:
+        if is_video(style):
+            probe(style)
+        else:
+            read_image(style)
+    if options.frames_dir:
+        Path(options.frames_dir).mkdir(parents=True, exist_ok=True)
+    check_metrics_path(args.metrics_json, [content_path, *style_paths, output])
+    if args.style_audio:
+        check_video_style_audio(args, content_path, output, options)
+    processes = init_distributed(processes)
+    network = load_network(config.network, pooling=config.pooling)
+    log(f"network: {network.describe()}; devices: {len(jax.local_devices())} x {jax.devices()[0].platform}"
+        f" (process {processes.process_id + 1} of {processes.num_processes})")
+    job = VideoJob(content_path, style_paths, output, config, options, processes, progress=not args.quiet)
+    metrics = stylize_video_and_audio(job, network, args) if args.style_audio else stylize_video(job, network, log=log)
+    if args.metrics_json and processes.process_id == 0:
+        write_json_atomic(args.metrics_json, {**metrics, "content": str(content_path),
+                                              "styles": [str(p) for p in style_paths], "output": str(output)})
+    if processes.process_id == 0:
+        log(f"wrote {output}: {metrics['frames']} frames in {metrics['wall_seconds']:.1f} s "
+            f"({metrics['frames_per_second']:.2f} frames/s), stability error {metrics['stability_error']:.4f}")
+    return 0

@@ -1,0 +1,248 @@
+"""The ffmpeg binary that imageio-ffmpeg ships (never a system ffmpeg, no ffprobe), shared by the
+video and audio I/O: its path, safe file arguments, the parsed stream dump of ``ffmpeg -i``, its
+error lines, and hidden temporary names beside an output.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import subprocess
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Any
+
+import imageio_ffmpeg
+
+from ..errors import UserError
+
+PathLike = str | os.PathLike[str]
+
+
+def ffmpeg_exe() -> str:
+    """Path of imageio-ffmpeg's bundled ffmpeg binary."""
+    return imageio_ffmpeg.get_ffmpeg_exe()
+
+
+def ff_path(path: PathLike) -> str:
+    """An absolute ``file:`` URL so names with ':' or a leading '-' are never misread."""
+    return "file:" + os.path.abspath(os.fspath(path))
+
+
+def fraction_str(rate: Fraction) -> str:
+    return f"{rate.numerator}/{rate.denominator}"
+
+
+@dataclass(frozen=True)
+class AudioStreamInfo:
+    """One audio stream of a file, as ffmpeg reports it."""
+
+    index: int  #: index among the file's audio streams (``0:a:index``)
+    codec: str  #: ffmpeg codec name, e.g. "aac", "opus", "pcm_s16le"
+    sample_rate: int  #: Hz (0 if unknown)
+    channels: int  #: channel count (0 if unknown)
+    layout: str  #: channel layout as printed, e.g. "mono", "stereo", "5.1(side)"
+
+
+@dataclass(frozen=True)
+class MediaDump:
+    """Parsed ``ffmpeg -i`` stream dump (no frame counting)."""
+
+    container: str
+    duration: float | None
+    video: dict[str, Any] | None
+    audio: tuple[AudioStreamInfo, ...]
+
+
+def _split_fields(text: str) -> list[str]:
+    """Split on commas that are not inside parentheses or brackets."""
+    fields: list[str] = []
+    depth = 0
+    cur: list[str] = []
+    for ch in text:
+        if ch in "([":
+            depth += 1
+        elif ch in ")]":
+            depth = max(0, depth - 1)
+        if ch == "," and depth == 0:
+            fields.append("".join(cur).strip())
+            cur = []
+        else:
+            cur.append(ch)
+    if cur:
+        fields.append("".join(cur).strip())
+    return fields
+
+
+_LAYOUT_CHANNELS = {
+    "mono": 1,
+    "stereo": 2,
+    "downmix": 2,
+    "quad": 4,
+    "hexagonal": 6,
+    "octagonal": 8,
+    "hexadecagonal": 16,
+    "22.2": 24,
+}
+
+
+def _layout_channels(layout: str) -> int:
+    base = layout.split("(")[0].strip()
+    if base in _LAYOUT_CHANNELS:
+        return _LAYOUT_CHANNELS[base]
+    m = re.fullmatch(r"(\d+) channels?", base)
+    if m:
+        return int(m.group(1))
+    m = re.fullmatch(r"(\d+)\.(\d+)", base)
+    if m:
+        return int(m.group(1)) + int(m.group(2))
+    return 0
+
+
+def last_error_line(stderr: str, fallback: str = "ffmpeg failed") -> str:
+    """The most informative line of ffmpeg's stderr, without ``[demuxer @ 0x...]`` prefixes."""
+    lines = [re.sub(r"^(\[[^\]]*\]\s*)+", "", ln).strip() for ln in stderr.splitlines()]
+    lines = [ln for ln in lines if ln]
+    for ln in reversed(lines):
+        m = re.match(r"Error opening (?:input|output) files?: (.+)", ln)
+        if m:
+            return m.group(1)
+    for ln in reversed(lines):
+        low = ln.lower()
+        if any(w in low for w in ("error", "invalid", "could not", "no such", "failed", "denied")):
+            return ln
+    return lines[-1] if lines else fallback
+
+
+def check_readable(path: PathLike, what: str = "Video file") -> str:
+    p = os.fspath(path)
+    if not os.path.exists(p):
+        raise UserError(f"{what} not found: {p}")
+    if os.path.isdir(p):
+        raise UserError(f"{what} is a directory, not a file: {p}")
+    if not os.access(p, os.R_OK):
+        raise UserError(f"{what} is not readable (permission denied): {p}")
+    if os.path.getsize(p) == 0:
+        raise UserError(f"{what} is empty (0 bytes): {p}")
+    return p
+
+
+def dump(path: PathLike, what: str = "Video file") -> MediaDump:
+    """Run ``ffmpeg -i path`` and parse the stream dump it prints."""
+    p = check_readable(path, what)
+    try:
+        res = subprocess.run(
+            [ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", ff_path(p)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            timeout=120,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise UserError(f"Timed out reading {p}") from exc
+    err = res.stderr.decode("utf-8", "replace")
+    m = re.search(r"^Input #0, (.+?), from ", err, re.M)
+    if not m:
+        raise UserError(
+            f"Cannot read {p}: not a readable video or image ({last_error_line(err)})"
+        )
+    container = m.group(1)
+    duration: float | None = None
+    dm = re.search(r"Duration: (\d+):(\d\d):(\d\d(?:\.\d+)?)", err)
+    if dm:
+        duration = int(dm.group(1)) * 3600 + int(dm.group(2)) * 60 + float(dm.group(3))
+
+    video: dict[str, Any] | None = None
+    audio: list[AudioStreamInfo] = []
+    stream_re = re.compile(
+        r"^\s*Stream #0:(\d+)(?:\[[^\]]*\])?(?:\([^)]*\))?: (Video|Audio|Subtitle|Data|Attachment): (.*)$"
+    )
+    in_video = False
+    for line in err.splitlines():
+        sm = stream_re.match(line)
+        if sm:
+            in_video = False
+            kind, rest = sm.group(2), sm.group(3)
+            fields = _split_fields(rest)
+            codec = fields[0].split()[0] if fields and fields[0] else "unknown"
+            if kind == "Video" and video is None and "(attached pic)" not in rest:
+                width = height = 0
+                pix_fmt = ""
+                fps_txt = tbr_txt = None
+                for i, f in enumerate(fields[1:], start=1):
+                    size = re.match(r"(\d+)x(\d+)", f)
+                    if size and not width:
+                        width, height = int(size.group(1)), int(size.group(2))
+                    elif i == 1:
+                        pix_fmt = re.match(r"[A-Za-z0-9_]*", f).group(0)  # type: ignore[union-attr]
+                    fm = re.fullmatch(r"([\d.]+k?) fps", f)
+                    if fm:
+                        fps_txt = fm.group(1)
+                    tm = re.fullmatch(r"([\d.]+k?) tbr", f)
+                    if tm:
+                        tbr_txt = tm.group(1)
+                video = {
+                    "codec": codec,
+                    "pix_fmt": pix_fmt,
+                    "width": width,
+                    "height": height,
+                    "fps": fps_txt,
+                    "tbr": tbr_txt,
+                    "rotation": 0.0,
+                }
+                in_video = True
+            elif kind == "Audio":
+                rate = 0
+                layout = ""
+                for i, f in enumerate(fields):
+                    hz = re.fullmatch(r"(\d+) Hz", f)
+                    if hz:
+                        rate = int(hz.group(1))
+                        if i + 1 < len(fields):
+                            layout = fields[i + 1]
+                        break
+                audio.append(
+                    AudioStreamInfo(
+                        index=len(audio),
+                        codec=codec,
+                        sample_rate=rate,
+                        channels=_layout_channels(layout),
+                        layout=layout,
+                    )
+                )
+            continue
+        if in_video and video is not None:
+            rm = re.search(r"rotation of (-?[\d.]+) degrees", line)
+            if rm:
+                video["rotation"] = float(rm.group(1))
+    return MediaDump(container=container, duration=duration, video=video, audio=tuple(audio))
+
+
+def audio_streams(path: PathLike) -> tuple[AudioStreamInfo, ...]:
+    """The audio streams of any media file (video or audio-only); empty if it has none."""
+    return dump(path, "Media file").audio
+
+
+def temp_name(path: str, tag: str) -> str:
+    """Hidden temp file next to ``path`` keeping its extension, e.g. ``.out.ab12.partial.mp4``."""
+    d, name = os.path.split(os.path.abspath(path))
+    stem, ext = os.path.splitext(name)
+    return os.path.join(d, f".{stem}.{secrets.token_hex(4)}.{tag}{ext}")
+
+
+def remove_quietly(path: str | None) -> None:
+    if path:
+        try:
+            os.remove(path)
+        except FileNotFoundError:
+            pass
+
+
+def run_ffmpeg(cmd: list[str], what: str) -> None:
+    res = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    if res.returncode != 0:
+        err = res.stderr.decode("utf-8", "replace")
+        raise UserError(f"{what}: {last_error_line(err)}")
+
+

@@ -1,0 +1,10 @@
+"""Video: the lanes schedule (:mod:`.lanes`), refinement passes (:mod:`.refine`), optical flow
+(:mod:`.flow`) and the temporal inputs made from it (:mod:`.temporal`), the frames and styles a job
+reads (:mod:`.source`), its work directory (:mod:`.workdir`), the output (:mod:`.assemble`), and
+the job that runs them in order (:mod:`.job`)."""
+
+from .job import Processes, VideoJob, VideoOptions, stylize_video
+from .lanes import MIN_LANE_FRAMES, Lane, blend_weight, plan_lanes
+
+__all__ = ["Processes", "VideoJob", "VideoOptions", "stylize_video", "MIN_LANE_FRAMES", "Lane", "blend_weight",
+           "plan_lanes"]

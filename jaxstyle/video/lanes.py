@@ -1,0 +1,165 @@
+"""The lanes schedule: many frames of a video at once, each lane walking its segment in order.
+
+The T frames are split into B contiguous segments, one per *lane*, B = frames-per-device x
+devices (x processes). Step k optimizes frame k of every lane together, as one sharded batch.
+Each lane walks its segment in order like Ruder et al.: its first frame gets the full preset
+(coarse to fine); every later frame starts from the previous output warped by optical flow and
+adds a temporal loss toward the warped earlier outputs (offsets ``long_term``, combined "closest
+first") on the pixels the consistency check marks reliable. Lane i > 0 starts ``overlap`` frames
+early; in that overlap both lanes produce the frame and the output cross-fades from lane i-1 to
+lane i, so lanes join without a jump. ``--sequential`` is the special case B = 1.
+
+The outputs a lane warps are the 8-bit frames it stored, and the lanes' short histories are
+checkpointed after every step, so ``--resume`` after a kill gives the same frames as an
+uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from dataclasses import dataclass
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from ..errors import UserError
+from ..nets.vgg import Network
+from ..objective import Temporal
+from .flow import FlowCache
+from .source import VideoSource
+from .step import stylize_step
+from .temporal import from_u8, lane_inputs, to_u8
+from .workdir import WorkDir
+
+MIN_LANE_FRAMES = 4  # shorter lanes would leave most frames without a temporal loss
+
+
+@dataclass
+class Lane:
+    index: int
+    start: int          # first frame (including the overlap warm-up)
+    core_start: int     # first frame this lane owns outright
+    stop: int           # one past the last frame
+
+    @property
+    def length(self) -> int:
+        return self.stop - self.start
+
+
+def plan_lanes(n_frames: int, n_lanes: int, overlap: int) -> list[Lane]:
+    """Contiguous segments, one per lane, each but the first starting ``overlap`` frames early.
+
+    Lanes own at least ``MIN_LANE_FRAMES`` frames (so a short clip gets fewer lanes than asked);
+    the overlap is at most a segment - 1 and never reaches past the previous lane's own frames.
+    All lanes run in lock step, so their lengths (warm-up included) are balanced where the clip
+    allows: the first lane, which has no warm-up, owns up to ``overlap`` more frames than the
+    others, so no batch slot idles while the other lanes warm up.
+    """
+    lanes_n = max(1, min(n_lanes, n_frames // MIN_LANE_FRAMES))
+    size = math.ceil(n_frames / lanes_n)
+    lanes_n = math.ceil(n_frames / size)
+    if lanes_n == 1:
+        return [Lane(0, 0, 0, n_frames)]
+    ov = min(overlap, size - 1)
+    core = max((n_frames - ov) / lanes_n, MIN_LANE_FRAMES)   # frames owned by each lane after the first
+    ov = min(ov, int(core))
+    bounds = [0] + [int(round(n_frames - (lanes_n - i) * core)) for i in range(1, lanes_n)] + [n_frames]
+    return [Lane(i, max(0, bounds[i] - (ov if i else 0)), bounds[i], bounds[i + 1]) for i in range(lanes_n)]
+
+
+def blend_weight(t: int, lane: Lane) -> float:
+    """Weight of ``lane`` (vs. the lane before it) for a frame in its warm-up overlap."""
+    if t >= lane.core_start or lane.index == 0:
+        return 1.0
+    ov = lane.core_start - lane.start
+    return (t - lane.start + 1) / (ov + 1)
+
+
+def _trace(metrics: dict) -> list[float]:
+    return [float(np.mean(s["final"]["total"])) for s in metrics["scales"]]
+
+
+def run_lanes(source: VideoSource, work: WorkDir, flows: FlowCache, config, network: Network, devices,
+              lanes: list[Lane], my_lanes: list[Lane], *, resume: bool, progress: bool, log) -> dict:
+    """Pass 1: this process's lanes, step by step; finished frames go to the work directory."""
+    video = config.video
+    history = max(video.long_term)
+    steps = max(lane.length for lane in lanes)
+    start_step = 0
+    contents: list[dict[int, np.ndarray]] = [dict() for _ in my_lanes]
+    outputs: list[dict[int, np.ndarray]] = [dict() for _ in my_lanes]
+    restored = work.load_checkpoint() if resume else None
+    if restored is not None:
+        last, state = restored
+        for i in range(len(my_lanes)):
+            for key, value in state.get(f"lane{i}", {"outputs": {}})["outputs"].items():
+                outputs[i][int(key)] = np.asarray(value)
+            if outputs[i]:  # the contents of the history are decoded again, not stored
+                first, last_t = min(outputs[i]), max(outputs[i])
+                for t, frame in zip(range(first, last_t + 1), source.reader(first, last_t + 1 - first)):
+                    contents[i][t] = frame
+        start_step = last + 1
+        log(f"resuming at step {start_step} of {steps}")
+    readers = [source.reader(lane.start + start_step, lane.length - start_step)
+               if start_step < lane.length else iter(()) for lane in my_lanes]
+    later = dataclasses.replace(config, start_size=0, iterations=video.iterations)
+    stats = {"iterations_first": 0, "iterations_later": 0, "steps": steps, "first_frame_losses": [],
+             "later_frame_losses": [], "compile_seconds": 0.0}
+    bar = tqdm(total=steps, initial=start_step, unit="step", desc=f"lanes x{len(lanes)}", dynamic_ncols=True) \
+        if progress else None
+    t0 = time.perf_counter()
+    for k in range(start_step, steps):
+        batch, inits, targets, masks, frames_t = [], [], [], [], []
+        for i, lane in enumerate(my_lanes):
+            t = lane.start + min(k, lane.length - 1)
+            if k < lane.length:
+                frame = next(readers[i], None)
+                if frame is None:
+                    raise UserError(f"{source.path} ended early (frame {t} of {source.n_frames})")
+                contents[i][t] = frame
+            frames_t.append(t)
+            batch.append(contents[i][t])
+            if k > 0:
+                if k < lane.length:
+                    init, target, mask = lane_inputs(t, video.long_term, contents[i], outputs[i], flows, video.flow)
+                else:  # a finished lane idles on its last frame (nothing of it is kept)
+                    init = target = from_u8(outputs[i][t])
+                    mask = np.zeros(batch[-1].shape[:2], np.float32)
+                inits.append(init)
+                targets.append(target)
+                masks.append(mask)
+        frames = np.stack(batch)
+        if k == 0:
+            result = stylize_step(source, work, config, network, devices, frames, frames_t)
+            stats["iterations_first"] = result.metrics["iterations"]
+            stats["first_frame_losses"] = result.metrics["final"]["total"]
+            stats["first_frame_trace"] = _trace(result.metrics)
+        else:
+            temporal = Temporal(np.stack(targets), np.stack(masks), video.temporal_weight)
+            result = stylize_step(source, work, later, network, devices, frames, frames_t, init=np.stack(inits),
+                                  temporal=temporal)
+            stats["iterations_later"] = result.metrics["iterations"]
+            if k == 1:
+                stats["second_frame_trace"] = _trace(result.metrics)
+        stats["compile_seconds"] += result.metrics["compile_seconds"]
+        for i, lane in enumerate(my_lanes):
+            if k < lane.length:
+                t = frames_t[i]
+                out = to_u8(result.images[i])
+                outputs[i][t] = out
+                work.save_png(work.frame_path(t, lane.index), out)
+                for old in [x for x in outputs[i] if x <= t - history]:
+                    outputs[i].pop(old)
+                    contents[i].pop(old, None)
+        work.save_checkpoint(k, {f"lane{i}": {"outputs": {str(t): v for t, v in outputs[i].items()}}
+                                 for i in range(len(my_lanes))})
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(frames_per_s=f"{(k + 1 - start_step) * len(my_lanes) / (time.perf_counter() - t0):.2f}")
+    if bar is not None:
+        bar.close()
+    work.close()
+    stats["lane_seconds"] = time.perf_counter() - t0
+    return stats

@@ -1,0 +1,65 @@
+"""Refinement passes (``--passes 2`` and more): every frame, in parallel batches, pulled toward both
+neighbours of the previous pass warped onto it."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from ..nets.vgg import Network
+from ..objective import Temporal
+from .flow import FlowCache
+from .lanes import Lane, blend_weight
+from .source import VideoSource
+from .step import stylize_step
+from .temporal import from_u8, neighbour_inputs, to_u8
+from .workdir import WorkDir
+
+
+def assembled_frame(work: WorkDir, lanes: list[Lane], t: int, pass_index: int) -> np.ndarray:
+    """Frame t of a pass at the working size, uint8 (lanes cross-faded in pass 1)."""
+    if pass_index > 1:
+        return work.load_png(work.frame_path(t, 0, pass_index))
+    owners = [lane for lane in lanes if lane.start <= t < lane.stop]
+    if len(owners) == 1:
+        return work.load_png(work.frame_path(t, owners[0].index))
+    a, b = owners[0], owners[-1]
+    alpha = blend_weight(t, b)
+    img = (1 - alpha) * from_u8(work.load_png(work.frame_path(t, a.index))) \
+        + alpha * from_u8(work.load_png(work.frame_path(t, b.index)))
+    return to_u8(img)
+
+
+def refine(source: VideoSource, work: WorkDir, flows: FlowCache, config, network: Network, devices,
+           lanes: list[Lane], pass_index: int) -> None:
+    """Pass ``pass_index``: this process's frames (every num_processes-th), written to the work
+    directory."""
+    video = config.video
+    cfg = dataclasses.replace(config, start_size=0, iterations=video.iterations)
+    n = source.n_frames
+    batch = max(1, config.frames_per_device * len(devices))
+    mine = [t for t in range(n) if t % work.num_processes == work.process_id]
+    for s in range(0, len(mine), batch):
+        ts = mine[s:s + batch]
+        reader = source.reader(max(0, ts[0] - 1), min(n, ts[-1] + 2) - max(0, ts[0] - 1))
+        contents = {max(0, ts[0] - 1) + i: f for i, f in enumerate(reader)}
+        previous = {t: from_u8(assembled_frame(work, lanes, t, pass_index - 1)) for t in contents}
+        inits, targets, masks = [], [], []
+        for t in ts:
+            target, mask = neighbour_inputs(t, contents, previous, flows, video.flow)
+            inits.append(previous[t])
+            targets.append(target)
+            masks.append(mask)
+        frames = np.stack([contents[t] for t in ts])
+        pad = batch - len(ts)
+        if pad:
+            frames = np.concatenate([frames, np.repeat(frames[-1:], pad, 0)])
+            inits += [inits[-1]] * pad
+            targets += [targets[-1]] * pad
+            masks += [masks[-1]] * pad
+        temporal = Temporal(np.stack(targets), np.stack(masks), video.temporal_weight)
+        result = stylize_step(source, work, cfg, network, devices, frames, ts + [ts[-1]] * pad, init=np.stack(inits),
+                              temporal=temporal)
+        for i, t in enumerate(ts):
+            work.save_png(work.frame_path(t, 0, pass_index), to_u8(result.images[i]))

@@ -1,0 +1,156 @@
+"""The work directory of a video job: its manifest (what run it belongs to), the finished frames as
+8-bit PNGs, the lanes' checkpoints, the decoded mask labels and the cached flows.
+
+It sits beside the output (``.OUT.jaxstyle-work``) unless ``--work-dir`` names another. Everything
+in it is written atomically (a temporary name, then a rename), so a killed run leaves only whole
+files; ``--resume`` continues from them when the manifest matches the run's fingerprint.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+import imageio.v3 as iio
+import numpy as np
+import orbax.checkpoint as ocp
+
+from ..errors import UserError
+
+
+class WorkDir:
+    def __init__(self, path: Path, process_id: int = 0, num_processes: int = 1):
+        self.path = path
+        self.process_id = process_id
+        self.num_processes = num_processes
+        self._orbax = None
+
+    @property
+    def manifest(self) -> Path:
+        return self.path / "manifest.json"
+
+    @property
+    def flows(self) -> Path:
+        return self.path / "flows"
+
+    @property
+    def masks(self) -> Path:
+        return self.path / "masks"
+
+    # ---- the run it belongs to -----------------------------------------------------------------
+    def prepare(self, fingerprint: dict, resume: bool) -> None:
+        """Make the directory this run's: keep it when resuming the same run, else start afresh.
+        Process 0 writes the manifest; the other processes wait until it matches their run."""
+        fp = json.loads(json.dumps(fingerprint, default=str))
+        if resume and self.manifest.is_file():
+            if json.loads(self.manifest.read_text()) != fp:
+                raise UserError(f"cannot resume: {self.path} belongs to a run with other inputs or settings")
+            return
+        if self.process_id == 0:
+            if self.path.exists() and not self.manifest.is_file() and any(self.path.iterdir()):
+                raise UserError(f"work directory {self.path} is not empty and is not a jaxstyle work directory; "
+                                "choose another --work-dir")
+            if self.path.exists() and not resume:
+                self.remove()
+            (self.path / "frames").mkdir(parents=True, exist_ok=True)
+            tmp = self.manifest.with_suffix(".tmp")
+            tmp.write_text(json.dumps(fp, indent=1))
+            os.replace(tmp, self.manifest)
+            return
+        deadline = time.time() + 600  # wait until process 0 has prepared it for these very settings
+        while True:
+            try:
+                if json.loads(self.manifest.read_text()) == fp:
+                    return
+            except (OSError, ValueError):
+                pass
+            if time.time() > deadline:
+                raise UserError(f"process 0 never prepared {self.path} for these settings")
+            time.sleep(0.2)
+
+    def remove(self) -> None:
+        """Delete the directory, which holds only what this engine wrote (it has our manifest)."""
+        if self.manifest.is_file():
+            shutil.rmtree(self.path, ignore_errors=True)
+
+    def barrier(self, name: str) -> None:
+        """Wait until every process has reached ``name`` (marker files in the shared directory)."""
+        if self.num_processes == 1:
+            return
+        (self.path / f"{name}_p{self.process_id}.done").write_text("ok")
+        deadline = time.time() + 24 * 3600
+        while not all((self.path / f"{name}_p{p}.done").exists() for p in range(self.num_processes)):
+            if time.time() > deadline:
+                raise UserError(f"timed out waiting for the other processes at {name}")
+            time.sleep(0.2)
+
+    # ---- frames ---------------------------------------------------------------------------------
+    def frame_path(self, t: int, lane: int, pass_index: int = 1) -> Path:
+        folder = "frames" if pass_index == 1 else f"pass{pass_index}"
+        return self.path / folder / f"{t:06d}_{lane:03d}.png"
+
+    @staticmethod
+    def save_png(path: Path, image_u8: np.ndarray) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp.png")
+        iio.imwrite(tmp, image_u8)
+        os.replace(tmp, path)
+
+    @staticmethod
+    def load_png(path: Path) -> np.ndarray:
+        return np.asarray(iio.imread(path))
+
+    # ---- checkpoints ----------------------------------------------------------------------------
+    def save_checkpoint(self, step: int, tree: dict) -> None:
+        """Checkpoint the lanes' histories after ``step``.
+
+        One process: an Orbax CheckpointManager (the last two steps kept). Several processes: each
+        process writes its own atomically replaced ``.npz``, because Orbax's managers synchronize
+        every process on each save and restore, which does not fit processes that run their lanes
+        independently and may resume separately.
+        """
+        if self.num_processes == 1:
+            self._manager().save(step, args=ocp.args.StandardSave(tree))
+            self._manager().wait_until_finished()
+            return
+        flat = {"step": np.int64(step)}
+        for lane, data in tree.items():
+            for t, image in data["outputs"].items():
+                flat[f"{lane}/{t}"] = image
+        path = self.path / f"ckpt_p{self.process_id}.npz"
+        tmp = path.with_name(f".{path.name}.tmp.npz")
+        np.savez(tmp, **flat)
+        os.replace(tmp, path)
+
+    def load_checkpoint(self) -> tuple[int, dict] | None:
+        if self.num_processes == 1:
+            manager = self._manager()
+            last = manager.latest_step()
+            if last is None:
+                return None
+            return last, manager.restore(last, args=ocp.args.StandardRestore())
+        path = self.path / f"ckpt_p{self.process_id}.npz"
+        if not path.is_file():
+            return None
+        tree: dict = {}
+        with np.load(path) as data:
+            step = int(data["step"])
+            for key in data.files:
+                if key != "step":
+                    lane, t = key.split("/")
+                    tree.setdefault(lane, {"outputs": {}})["outputs"][t] = data[key]
+        return step, tree
+
+    def close(self) -> None:
+        if self._orbax is not None:
+            self._orbax.close()
+            self._orbax = None
+
+    def _manager(self):
+        if self._orbax is None:
+            options = ocp.CheckpointManagerOptions(max_to_keep=2, create=True)
+            self._orbax = ocp.CheckpointManager((self.path / "ckpt").resolve(), options=options)
+        return self._orbax

@@ -1,0 +1,167 @@
+"""CLI: each bad input gives one clear line and exit code 2 (no traceback, no overwritten file);
+odd inputs (grayscale, RGBA, 16-bit, odd sizes) work; the output keeps the content's exact size."""
+
+import json
+import os
+import subprocess
+import sys
+
+import imageio.v3 as iio
+import numpy as np
+import pytest
+
+from jaxstyle import imaging
+from jaxstyle.io.images import read_image
+from jaxstyle.nets import weights
+from ..helpers import ROOT, assert_one_line_error, run_main
+
+FAST = ["--iterations", "2", "--coarse-iterations", "1", "--start-size", "0", "--chunk", "2", "--quiet"]
+
+
+@pytest.fixture()
+def images(tmp_path, media):
+    content = imaging.resize(read_image(media / "content" / "tubingen.jpg"), 27, 35)
+    style = imaging.resize(read_image(media / "styles" / "starry_night.jpg"), 30, 48)
+    paths = {"content": tmp_path / "content.png", "style": tmp_path / "style.jpg"}
+    iio.imwrite(paths["content"], imaging.to_uint8(content))
+    iio.imwrite(paths["style"], imaging.to_uint8(style))
+    return paths
+
+
+def test_missing_content(capsys, images, tmp_path):
+    code, err = run_main([tmp_path / "nope.jpg", "--style", images["style"], "-o", tmp_path / "o.png"], capsys)
+    assert_one_line_error(code, err, "nope.jpg", "does not exist")
+
+
+def test_missing_style(capsys, images, tmp_path):
+    code, err = run_main([images["content"], "--style", tmp_path / "nostyle.png", "-o", tmp_path / "o.png"], capsys)
+    assert_one_line_error(code, err, "nostyle.png")
+
+
+def test_unreadable_and_unsupported_inputs(capsys, images, tmp_path):
+    corrupt = tmp_path / "corrupt.png"
+    corrupt.write_bytes(b"\x89PNG\r\n\x1a\n" + os.urandom(200))
+    code, err = run_main([corrupt, "--style", images["style"], "-o", tmp_path / "o.png"], capsys)
+    assert_one_line_error(code, err, "corrupt.png")
+    text = tmp_path / "notes.txt"
+    text.write_text("hello")
+    code, err = run_main([images["content"], "--style", text, "-o", tmp_path / "o.png"], capsys)
+    assert_one_line_error(code, err, "notes.txt")
+    code, err = run_main([images["content"], "--style", tmp_path, "-o", tmp_path / "o.png"], capsys)
+    assert_one_line_error(code, err, "not a file")
+
+
+def test_unsupported_output_format(capsys, images, tmp_path):
+    code, err = run_main([images["content"], "--style", images["style"], "-o", tmp_path / "out.xyz"], capsys)
+    assert_one_line_error(code, err, "unsupported output format")
+
+
+def test_output_equal_to_input_is_refused_and_untouched(capsys, images):
+    before = images["content"].read_bytes()
+    code, err = run_main([images["content"], "--style", images["style"], "-o", images["content"]], capsys)
+    assert_one_line_error(code, err, "same file as the input")
+    assert images["content"].read_bytes() == before
+    before = images["style"].read_bytes()
+    code, err = run_main([images["content"], "--style", images["style"], "-o", images["style"]], capsys)
+    assert_one_line_error(code, err, "same file")
+    assert images["style"].read_bytes() == before
+
+
+def test_weights_checksum_mismatch(capsys, images, tmp_path, monkeypatch):
+
+    wdir = tmp_path / "w"
+    out = weights.save_params(weights.random_params("vgg16"), "vgg16", preprocessing="torch", source="t",
+                              source_sha256="0", directory=wdir)
+    data = bytearray(out.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    out.write_bytes(bytes(data))
+    monkeypatch.setenv("JAXSTYLE_WEIGHTS_DIR", str(wdir))
+    code, err = run_main([images["content"], "--style", images["style"], "-o", tmp_path / "o.png",
+                          "--network", "vgg16", *FAST], capsys)
+    assert_one_line_error(code, err, "checksum")
+    assert not (tmp_path / "o.png").exists()
+
+
+def test_bad_flag_values_are_one_line(capsys, images, tmp_path):
+    code, err = run_main([images["content"], "--style", images["style"], "--optimizer", "newton"], capsys)
+    assert_one_line_error(code, err, "optimizer")
+    code, err = run_main([images["content"], "--style", images["style"], "--size", "4"], capsys)
+    assert_one_line_error(code, err, "--size")
+    code, err = run_main([images["content"], "--style", images["style"], "--style", images["style"],
+                          "--style-weights", "1,2,3", "-o", tmp_path / "o.png", *FAST], capsys)
+    assert_one_line_error(code, err, "style weights")
+    code, err = run_main([images["content"], "--style", images["style"], "--tile-coarse-iterations", "-1"], capsys)
+    assert_one_line_error(code, err, "--tile-coarse-iterations")
+
+
+def test_nan_loss_keeps_last_finite_image(capsys, images, tmp_path):
+    out = tmp_path / "nan.png"
+    code, err = run_main([images["content"], "--style", images["style"], "-o", out, "--optimizer", "sgd",
+                          "--learning-rate", "1e30", *FAST], capsys)
+    assert_one_line_error(code, err, "NaN", "kept the last finite image")
+    img = iio.imread(out)
+    assert img.shape == (27, 35, 3)
+
+
+@pytest.mark.parametrize("kind", ["gray", "rgba", "16bit", "odd"])
+def test_odd_inputs_keep_exact_size(capsys, images, tmp_path, kind):
+    rng = np.random.default_rng(0)
+    base = iio.imread(images["content"])  # 27x35 RGB uint8
+    path = tmp_path / f"in_{kind}.png"
+    if kind == "gray":
+        iio.imwrite(path, base.mean(-1).astype(np.uint8))
+    elif kind == "rgba":
+        alpha = rng.integers(0, 256, base.shape[:2], dtype=np.uint8)
+        iio.imwrite(path, np.dstack([base, alpha]))
+    elif kind == "16bit":
+        iio.imwrite(path, (base.mean(-1) * 257).astype(np.uint16))  # 16-bit grayscale PNG
+        assert iio.imread(path).dtype == np.uint16
+    else:
+        iio.imwrite(path, base[:25, :33])
+    metrics = tmp_path / f"m_{kind}.json"
+    out = tmp_path / f"out_{kind}.png"
+    code, err = run_main([path, "--style", images["style"], "-o", out, "--metrics-json", metrics, *FAST], capsys)
+    assert code == 0, err
+    expected = (25, 33) if kind == "odd" else (27, 35)
+    assert iio.imread(out).shape == expected + (3,)
+    data = json.loads(metrics.read_text())
+    for key in ("initial", "final", "scales", "iterations", "wall_seconds", "compile_seconds", "network", "devices"):
+        assert key in data, key
+    assert data["iterations"] == 2 and "vgg16" in data["network"]
+
+
+def test_size_flag_and_subprocess_entry_points(images, tmp_path):
+    """`python cli.py` and `python -m jaxstyle` are the same CLI; errors there are one line too."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    for entry in (["cli.py"], ["-m", "jaxstyle"]):
+        proc = subprocess.run([sys.executable, *entry, str(tmp_path / "missing.png"), "--style",
+                               str(images["style"])], cwd=ROOT, env=env, capture_output=True, text=True)
+        assert proc.returncode == 2
+        assert proc.stderr.strip().count("\n") == 0 and "missing.png" in proc.stderr
+        assert "Traceback" not in proc.stderr
+    out = tmp_path / "sized.png"
+    proc = subprocess.run([sys.executable, "cli.py", str(images["content"]), "--style", str(images["style"]),
+                           "-o", str(out), "--size", "32", *FAST], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert iio.imread(out).shape == (25, 32, 3)
+    assert "network: vgg16" in proc.stderr
+
+
+def test_weights_commands(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("JAXSTYLE_WEIGHTS_DIR", str(tmp_path / "w"))
+    code, _ = run_main(["weights", "list"], capsys)
+    assert code == 0
+    monkeypatch.setenv("JAXSTYLE_VGG19_URL", "http://127.0.0.1:9/vgg19-dcbb9e9d.pth")
+    code, err = run_main(["weights", "fetch", "vgg19"], capsys)
+    assert_one_line_error(code, err, "weights port")
+    code, err = run_main(["weights", "port", tmp_path / "none.pth"], capsys)
+    assert_one_line_error(code, err, "does not exist")
+
+
+def test_tile_size_below_the_receptive_field(capsys, images, tmp_path):
+    """Coupled tiles need the receptive field on both sides of a block: one line naming the way out."""
+    out = tmp_path / "o.png"
+    code, err = run_main([images["content"], "--style", images["style"], "-o", out, "--size", "100",
+                          "--tile-size", "64", "--network", "vgg16", *FAST], capsys)
+    assert_one_line_error(code, err, "--tile-size 64", "at least 144 px", "--tile-mode independent")
+    assert not out.exists()

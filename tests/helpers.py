@@ -1,0 +1,69 @@
+"""Helpers shared by the test modules: paths, the CLI in-process, one-line error checks, float
+comparisons and packet checksums of media files."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from jaxstyle.cli import main
+from jaxstyle.io.ffmpeg import ffmpeg_exe
+from jaxstyle.objective import Objective, ScaleInputs
+
+ROOT = Path(__file__).resolve().parents[1]
+MEDIA = ROOT.parent / "shared" / "media"
+FF = ffmpeg_exe()
+
+
+def run_main(argv, capsys):
+    code = main([str(a) for a in argv])
+    captured = capsys.readouterr()
+    return code, captured.err
+
+
+def assert_one_line_error(code, err, *needles):
+    """Exit code 2, no traceback, and exactly one error line (the last line; info lines may precede it)."""
+    assert code == 2, err
+    assert "Traceback" not in err
+    lines = [line for line in err.strip().splitlines() if line.strip()]
+    errors = [line for line in lines if "error" in line.lower()]
+    assert len(errors) == 1 and lines[-1] == errors[0], err
+    assert errors[0].startswith("jaxstyle: error:"), err
+    for needle in needles:
+        assert needle in errors[0], (needle, errors[0])
+
+
+def one_frame_objective(config, network, content, styles, style_side, **inputs):
+    """(objective, targets without the frame axis, weights) of one content frame [H, W, 3] for a
+    resolved config, as a run builds them at a scale of that size."""
+    scale = ScaleInputs(network, np.asarray(content, np.float32)[None], np.asarray(content, np.float32)[None],
+                        [np.asarray(s, np.float32) for s in styles], np.full(len(styles), 1.0 / len(styles)),
+                        style_side=style_side, **inputs)
+    objective = Objective.select(config, scale)
+    targets = jax.tree.map(lambda a: a[0], objective.targets(scale, slice(0, 1)))
+    return objective, targets, objective.weights(config, scale)
+
+
+def rel_err(a, b) -> float:
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return float(np.max(np.abs(a - b)) / (np.max(np.abs(b)) + 1e-12))
+
+
+def packet_crcs(path: Path, spec: str) -> list[tuple[str, str]]:
+    """(size, crc) of every packet of one stream, read without decoding."""
+    res = subprocess.run(
+        [FF, "-hide_banner", "-nostdin", "-loglevel", "error", "-i", str(path),
+         "-map", spec, "-c", "copy", "-f", "framecrc", "-"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert res.returncode == 0, res.stderr.decode()
+    rows = []
+    for line in res.stdout.decode().splitlines():
+        if line and not line.startswith("#"):
+            parts = [p.strip() for p in line.split(",")]
+            rows.append((parts[4], parts[5]))
+    return rows

@@ -1,0 +1,509 @@
+"""Video engine end to end (jaxstyle.video through the CLI): real media with audio, odd sizes and
+NTSC rates, the lane schedule, sharded == unsharded, multi-process == single process,
+kill-and-resume == uninterrupted, one-line errors for bad input, and style videos.
+
+Everything is tiny (<= 48x36 working size, <= 12 frames, 2 iterations) so the file runs in a few
+minutes on two CPU cores. Runs that need a different number of (fake CPU) devices than the 8 of
+this process, or several processes, use the CLI in subprocesses.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from fractions import Fraction
+from pathlib import Path
+
+import imageio.v3 as iio
+import numpy as np
+import pytest
+
+from jaxstyle.cli import main
+from jaxstyle.io import video as vio
+from jaxstyle.video import MIN_LANE_FRAMES, blend_weight, plan_lanes
+
+from ..helpers import FF, ROOT, assert_one_line_error
+FAST = ["--iterations", "2", "--coarse-iterations", "1", "--video-iterations", "2", "--start-size", "0",
+        "--chunk", "2", "--quiet", "--network", "vgg16"]
+
+
+# ------------------------------------------------------------------------------------------------
+# helpers
+# ------------------------------------------------------------------------------------------------
+
+
+def ff(*args: str) -> None:
+    res = subprocess.run([FF, "-hide_banner", "-nostdin", "-loglevel", "error", "-y", *map(str, args)],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    assert res.returncode == 0, res.stderr.decode()
+
+
+def make_clip(path: Path, size: str = "32x24", rate: str = "25", frames: int = 8) -> Path:
+    """A moving testsrc2 clip without audio (H.264 4:4:4, so odd sizes work)."""
+    w, h = map(int, size.split("x"))
+    # testsrc2 rounds odd sizes down to even ones: make it larger, then crop in 4:4:4.
+    source = f"testsrc2=size={w + w % 2}x{h + h % 2}:rate={rate},format=yuv444p,crop={w}:{h}:0:0"
+    ff("-f", "lavfi", "-i", source, "-frames:v", frames,
+       "-c:v", "libx264", "-pix_fmt", "yuv444p", "-preset", "ultrafast", path)
+    return path
+
+
+def audio_seconds(path: Path) -> float:
+    """Decoded length of the first audio stream, by counting PCM samples."""
+    res = subprocess.run([FF, "-hide_banner", "-nostdin", "-loglevel", "error", "-i", str(path), "-map", "0:a:0",
+                          "-ac", "1", "-ar", "48000", "-f", "s16le", "-"], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE)
+    assert res.returncode == 0, res.stderr.decode()
+    return len(res.stdout) / 2 / 48000
+
+
+def run_main(argv, capsys) -> tuple[int, str]:
+    code = main([str(a) for a in argv])
+    return code, capsys.readouterr().err
+
+
+def pngs(directory: Path) -> dict[str, np.ndarray]:
+    return {p.name: iio.imread(p) for p in sorted(Path(directory).glob("*.png")) if not p.name.startswith(".")}
+
+
+def max_level_diff(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> int:
+    """Largest difference in 8-bit levels between two sets of frames with the same names."""
+    assert sorted(a) == sorted(b)
+    return max(int(np.abs(a[k].astype(np.int16) - b[k].astype(np.int16)).max()) for k in a)
+
+
+def cli_env(devices: int) -> dict[str, str]:
+    """This process's environment (weights dir included) with ``devices`` fake CPU devices."""
+    env = dict(os.environ)
+    flags = re.sub(r"--xla_force_host_platform_device_count=\d+", "", env.get("XLA_FLAGS", ""))
+    env["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={devices}".strip()
+    env["JAX_PLATFORMS"] = "cpu"
+    env["PYTHONPATH"] = str(ROOT)
+    return env
+
+
+def cli_start(argv, devices: int) -> subprocess.Popen:
+    """The CLI in a subprocess; its stderr goes to a temporary file (``stderr_text``), never a pipe."""
+    errfile = tempfile.TemporaryFile()
+    proc = subprocess.Popen([sys.executable, "-m", "jaxstyle", *map(str, argv)], cwd=ROOT, env=cli_env(devices),
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=errfile)
+    proc.errfile = errfile  # type: ignore[attr-defined]
+    return proc
+
+
+def stderr_text(proc: subprocess.Popen) -> str:
+    proc.errfile.seek(0)  # type: ignore[attr-defined]
+    return proc.errfile.read().decode("utf-8", "replace")  # type: ignore[attr-defined]
+
+
+def cli_wait(procs: list[subprocess.Popen], timeout: float = 400) -> list[str]:
+    """Wait for all; on a timeout SIGKILL the ones still running (only these, by pid) and fail."""
+    deadline = time.monotonic() + timeout
+    try:
+        for proc in procs:
+            proc.wait(timeout=max(1.0, deadline - time.monotonic()))
+    except subprocess.TimeoutExpired:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+        pytest.fail("CLI subprocess timed out:\n" + "\n---\n".join(stderr_text(p) for p in procs))
+    errs = [stderr_text(proc) for proc in procs]
+    for proc, err in zip(procs, errs):
+        assert proc.returncode == 0, err
+    return errs
+
+
+@pytest.fixture(scope="module")
+def style(media) -> Path:
+    return media / "styles" / "starry_night.jpg"
+
+
+@pytest.fixture(scope="module")
+def clip8(tmp_path_factory) -> Path:
+    """8 frames of 32x24 at 25 fps (the real clip's working size, so compiled programs are reused)."""
+    return make_clip(tmp_path_factory.mktemp("clip8") / "clip8.mp4")
+
+
+# ------------------------------------------------------------------------------------------------
+# 1. real clip end to end
+# ------------------------------------------------------------------------------------------------
+
+
+def test_real_clip_segment_end_to_end(capsys, media, style, tmp_path, vgg16):
+    real = media / "video" / "realshort.mp4"
+    before = real.read_bytes()
+    out = tmp_path / "real_out.mp4"
+    metrics_path = tmp_path / "metrics.json"
+    frames_dir = tmp_path / "frames"
+    code, err = run_main([real, "--style", style, "-o", out, "--size", "32", "--duration", "0.2",
+                          "--metrics-json", metrics_path, "--frames-dir", frames_dir, *FAST], capsys)
+    assert code == 0, err
+    assert "Traceback" not in err
+
+    info = vio.probe(out)
+    assert (info.width, info.height) == (320, 240)
+    assert info.fps == Fraction(1501, 50)
+    assert info.frame_count == 6
+    assert info.num_audio_streams == 1
+    frame_period = 1 / float(info.fps)
+    assert abs(audio_seconds(out) - 6 * frame_period) <= frame_period, audio_seconds(out)
+
+    metrics = json.loads(metrics_path.read_text())
+    assert metrics["frames"] == 6 and metrics["fps"] == "1501/50"
+    assert metrics["work_size"] == [24, 32] and metrics["output_size"] == [240, 320]
+    assert len(metrics["pair_temporal_errors"]) == 5
+    assert all(np.isfinite(e) and e >= 0 for e in metrics["pair_temporal_errors"])
+    assert np.isfinite(metrics["stability_error"]) and metrics["stability_error"] > 0
+    assert metrics["frames_per_second"] > 0
+    assert metrics["iterations_per_frame"] == 2
+
+    frames = pngs(frames_dir)
+    assert sorted(frames) == [f"frame_{t:06d}.png" for t in range(6)]
+    assert all(f.shape == (240, 320, 3) and f.dtype == np.uint8 for f in frames.values())
+    # The output really is stylized (not a copy of the content) and the video matches the PNGs.
+    content = np.stack(list(vio.iter_frames(real, vio.probe(real), duration=0.2)))
+    decoded = np.stack(list(vio.iter_frames(out, info)))
+    stacked = np.stack([frames[k] for k in sorted(frames)]).astype(np.float32) / 255
+    assert np.abs(decoded - stacked).mean() < 0.03
+    assert np.abs(stacked - content).mean() > 0.01
+
+    # The work directory (default: beside the output) is gone, no temporary files are left.
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["frames", "metrics.json", "real_out.mp4"]
+    assert real.read_bytes() == before
+
+    silent = tmp_path / "silent.mp4"
+    code, err = run_main([real, "--style", style, "-o", silent, "--size", "32", "--duration", "0.2",
+                          "--no-audio", *FAST], capsys)
+    assert code == 0, err
+    info = vio.probe(silent)
+    assert info.audio == () and info.frame_count == 6 and info.fps == Fraction(1501, 50)
+
+
+# ------------------------------------------------------------------------------------------------
+# 2. odd size, NTSC rate, no audio
+# ------------------------------------------------------------------------------------------------
+
+
+def test_odd_size_ntsc_clip_without_audio(capsys, style, tmp_path, vgg16):
+    clip = make_clip(tmp_path / "odd.mp4", size="35x27", rate="30000/1001", frames=8)
+    assert vio.probe(clip).audio == ()
+    out = tmp_path / "odd_out.mp4"
+    code, err = run_main([clip, "--style", style, "-o", out, *FAST], capsys)
+    assert code == 0, err
+    info = vio.probe(out)
+    assert (info.width, info.height) == (35, 27)
+    assert info.fps == Fraction(30000, 1001)
+    assert info.frame_count == 8
+    assert info.audio == ()
+    assert not info.variable_frame_rate
+
+
+# ------------------------------------------------------------------------------------------------
+# 3. lanes
+# ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("n_frames", [1, 2, 5, 8, 9, 12, 37, 100])
+@pytest.mark.parametrize("n_lanes", [1, 2, 3, 4, 8, 16, 200])
+@pytest.mark.parametrize("overlap", [0, 1, 6])
+def test_plan_lanes_cover_every_frame(n_frames, n_lanes, overlap):
+    lanes = plan_lanes(n_frames, n_lanes, overlap)
+    assert 1 <= len(lanes) <= max(1, min(n_lanes, n_frames // MIN_LANE_FRAMES))
+    if len(lanes) > 1:
+        assert all(lane.stop - lane.core_start >= MIN_LANE_FRAMES for lane in lanes[:-1])
+    assert [lane.index for lane in lanes] == list(range(len(lanes)))
+    # Core segments are contiguous, disjoint and cover 0..n-1 exactly.
+    assert lanes[0].start == lanes[0].core_start == 0
+    assert lanes[-1].stop == n_frames
+    for a, b in zip(lanes, lanes[1:]):
+        assert b.core_start == a.stop
+    owned = [t for lane in lanes for t in range(lane.core_start, lane.stop)]
+    assert owned == list(range(n_frames))
+    for lane in lanes:
+        assert 0 <= lane.start <= lane.core_start < lane.stop <= n_frames
+        assert lane.stop - lane.core_start >= min(n_frames, MIN_LANE_FRAMES)
+    # Every lane but the first warms up by the same overlap (at most the asked one).
+    warm = {lane.core_start - lane.start for lane in lanes[1:]}
+    assert len(warm) <= 1 and all(0 <= w <= overlap for w in warm)
+    if len(lanes) > 1 and overlap:
+        assert warm.pop() > 0
+    # Lock-step lanes are balanced: where every lane can own MIN_LANE_FRAMES, lengths differ by <= 1.
+    if len(lanes) > 1 and (n_frames - overlap) / len(lanes) >= MIN_LANE_FRAMES + 1:
+        assert max(lane.length for lane in lanes) - min(lane.length for lane in lanes) <= 1, lanes
+    # Each frame belongs to one lane, or to two neighbours in the later one's warm-up, where the
+    # cross-fade weight of the later lane rises strictly inside (0, 1).
+    for t in range(n_frames):
+        owners = [lane for lane in lanes if lane.start <= t < lane.stop]
+        assert len(owners) in (1, 2), (t, owners)
+        assert blend_weight(t, owners[0]) == 1.0
+        if len(owners) == 2:
+            a, b = owners
+            assert b.index == a.index + 1 and b.start <= t < b.core_start
+            assert 0.0 < blend_weight(t, b) < 1.0
+            if t > b.start:
+                assert blend_weight(t, b) > blend_weight(t - 1, b)
+
+
+def test_plan_lanes_examples():
+    lanes = plan_lanes(16, 4, 6)
+    assert [(lane.start, lane.core_start, lane.stop) for lane in lanes] == [(0, 0, 4), (1, 4, 8), (5, 8, 12), (9, 12, 16)]
+    assert len(plan_lanes(8, 4, 6)) == 2  # lanes keep at least MIN_LANE_FRAMES frames
+    lanes = plan_lanes(12, 2, 3)  # balanced: the first lane takes the second's warm-up length
+    assert [(lane.start, lane.core_start, lane.stop) for lane in lanes] == [(0, 0, 8), (5, 8, 12)]
+    lanes = plan_lanes(96, 8, 8)
+    assert {lane.length for lane in lanes} == {19} and lanes[1].start == 11
+    assert [(lane.start, lane.stop) for lane in plan_lanes(12, 1, 6)] == [(0, 12)]
+    assert len(plan_lanes(3, 8, 6)) == 1
+
+
+def test_sequential_is_one_lane(capsys, clip8, style, tmp_path, vgg16):
+    """--sequential: one lane walking all 8 frames (8 steps, temporal loss from frame 1 on).
+    (--frames-per-device 4 on one device runs in test_sharded_equals_unsharded.)"""
+    out, metrics = tmp_path / "seq.mp4", tmp_path / "seq.json"
+    code, err = run_main([clip8, "--style", style, "-o", out, "--metrics-json", metrics,
+                          "--frames-dir", tmp_path / "frames", "--sequential", *FAST], capsys)
+    assert code == 0, err
+    assert vio.probe(out).frame_count == 8
+    assert len(pngs(tmp_path / "frames")) == 8
+    data = json.loads(metrics.read_text())
+    assert data["lanes"] == [{"index": 0, "start": 0, "core_start": 0, "stop": 8}] and data["steps"] == 8
+    assert data["iterations_first"] == 2 and data["iterations_later"] == 2 and data["iterations_per_frame"] == 2
+    assert len(data["pair_temporal_errors"]) == 7 and np.isfinite(data["stability_error"])
+
+
+def test_sharded_equals_unsharded(clip8, style, tmp_path, vgg16):
+    """2 lanes as --frames-per-device 1 on 2 devices vs --frames-per-device 2 on 1 device."""
+    runs = {"sharded": (2, "1"), "single": (1, "2")}
+    procs = []
+    for name, (devices, fpd) in runs.items():
+        procs.append(cli_start([clip8, "--style", style, "-o", tmp_path / f"{name}.mp4", "--frames-per-device", fpd,
+                                "--work-dir", tmp_path / f"work_{name}", "--keep-work",
+                                "--frames-dir", tmp_path / f"frames_{name}",
+                                "--metrics-json", tmp_path / f"{name}.json", *FAST], devices))
+    cli_wait(procs)
+    m = {name: json.loads((tmp_path / f"{name}.json").read_text()) for name in runs}
+    assert m["sharded"]["devices"] == 2 and m["single"]["devices"] == 1
+    assert m["sharded"]["lanes"] == m["single"]["lanes"]
+    # 2 lanes of 4 frames, the second starting 3 frames early (overlap = a segment - 1)
+    assert [(x["start"], x["core_start"], x["stop"]) for x in m["single"]["lanes"]] == [(0, 0, 4), (1, 4, 8)]
+    assert m["single"]["steps"] == 7
+    # Per-lane frames in the work dirs (overlap frames of both lanes included), then the output frames.
+    work = {name: pngs(tmp_path / f"work_{name}" / "frames") for name in runs}
+    assert len(work["single"]) == 8 + 3
+    diff_work = max_level_diff(work["sharded"], work["single"])
+    final = {name: pngs(tmp_path / f"frames_{name}") for name in runs}
+    assert len(final["single"]) == 8
+    diff_final = max_level_diff(final["sharded"], final["single"])
+    print(f"sharded vs unsharded: max difference {diff_work} levels (lane frames), {diff_final} (output frames)")
+    assert diff_work <= 1 and diff_final <= 1
+
+
+# ------------------------------------------------------------------------------------------------
+# 4. multi-process (jax.distributed, two local processes)
+# ------------------------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_processes_equal_one_process(clip8, style, tmp_path, vgg16):
+    common = [clip8, "--style", style, "--frames-per-device", "1", *FAST]
+    port = free_port()
+    multi = [cli_start([*common, "-o", tmp_path / "multi.mp4", "--work-dir", tmp_path / "work_multi",
+                        "--frames-dir", tmp_path / "frames_multi", "--metrics-json", tmp_path / "multi.json",
+                        "--coordinator", f"127.0.0.1:{port}", "--num-processes", "2", "--process-id", str(i)], 1)
+             for i in range(2)]
+    single = cli_start([*common, "-o", tmp_path / "single.mp4", "--frames-dir", tmp_path / "frames_single",
+                        "--metrics-json", tmp_path / "single.json"], 2)
+    errs = cli_wait([*multi, single])
+    assert "process 1 of 2" in errs[0] and "process 2 of 2" in errs[1]
+    assert "2 lane(s) (1 here)" in errs[0] and "2 lane(s) (1 here)" in errs[1]
+    assert "wrote" in errs[0] and "wrote" not in errs[1]  # only process 0 assembles
+    m = {name: json.loads((tmp_path / f"{name}.json").read_text()) for name in ("multi", "single")}
+    assert m["multi"]["processes"] == 2 and m["multi"]["devices"] == 1
+    assert m["multi"]["lanes"] == m["single"]["lanes"] and len(m["single"]["lanes"]) == 2
+    assert vio.probe(tmp_path / "multi.mp4").frame_count == 8
+    assert not (tmp_path / "work_multi").exists()
+    frames = {name: pngs(tmp_path / f"frames_{name}") for name in ("multi", "single")}
+    assert len(frames["multi"]) == 8
+    diff = max_level_diff(frames["multi"], frames["single"])
+    print(f"two processes vs one: max difference {diff} levels")
+    assert diff <= 1
+
+
+# ------------------------------------------------------------------------------------------------
+# 5. kill and resume
+# ------------------------------------------------------------------------------------------------
+
+
+def test_kill_and_resume_matches_uninterrupted_run(capsys, style, tmp_path, vgg16):
+    clip = make_clip(tmp_path / "clip12.mp4", size="32x24", frames=12)
+    out = tmp_path / "resumed.mp4"
+    work = tmp_path / "work"
+    args = [clip, "--style", style, "-o", out, "--sequential", "--work-dir", work, "--keep-work", *FAST]
+    # Same 8 fake devices as this process, so the resumed (in-process) run computes exactly the same.
+    proc = cli_start(args, devices=8)
+    deadline = time.monotonic() + 300
+    try:
+        while True:
+            done = [p for p in (work / "frames").glob("*.png") if not p.name.startswith(".")] \
+                if (work / "frames").is_dir() else []
+            if len(done) >= 3:
+                break
+            assert proc.poll() is None, f"finished before it could be killed: {stderr_text(proc)}"
+            assert time.monotonic() < deadline, "no frames appeared"
+            time.sleep(0.02)
+    finally:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    assert not out.exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".resumed")]
+    before = {p.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in (work / "frames").glob("*.png")
+              if not p.name.startswith(".")}
+    assert 3 <= len(before) < 12, sorted(before)
+    checkpoints = [int(p.name) for p in (work / "ckpt").iterdir() if p.name.isdigit()]
+    assert checkpoints, "no finished checkpoint"
+    last_step = max(checkpoints)
+
+    code, err = run_main([*args, "--resume", "--frames-dir", tmp_path / "frames_resumed"], capsys)
+    assert code == 0, err
+    assert f"resuming at step {last_step + 1} of 12" in err
+    assert vio.probe(out).frame_count == 12
+    after = {p.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in (work / "frames").glob("*.png")
+             if not p.name.startswith(".")}
+    assert len(after) == 12
+    changed = sorted(name for name in before if after[name] != before[name])
+    # Frames up to the last checkpoint were kept; only an in-flight step (written, not yet
+    # checkpointed) may have been recomputed.
+    assert all(int(name[:6]) > last_step for name in changed), (changed, last_step)
+    assert len(changed) <= 1, changed
+
+    code, err = run_main([clip, "--style", style, "-o", tmp_path / "straight.mp4", "--sequential",
+                          "--work-dir", tmp_path / "work_straight", "--keep-work",
+                          "--frames-dir", tmp_path / "frames_straight", *FAST], capsys)
+    assert code == 0, err
+    assert "resuming" not in err
+    resumed, straight = pngs(tmp_path / "frames_resumed"), pngs(tmp_path / "frames_straight")
+    assert len(resumed) == 12
+    diff = max_level_diff(resumed, straight)
+    with capsys.disabled():
+        print(f"killed with {len(before)} frames written, last checkpoint step {last_step}, recomputed {changed}; "
+              f"resumed vs uninterrupted: max difference {diff} levels")
+    assert diff == 0
+    assert max_level_diff(pngs(work / "frames"), pngs(tmp_path / "work_straight" / "frames")) == 0
+
+
+# ------------------------------------------------------------------------------------------------
+# 6. bad input: one line, exit 2, nothing touched
+# ------------------------------------------------------------------------------------------------
+
+
+def test_bad_video_inputs_are_one_line_errors(capsys, style, clip8, tmp_path, vgg16):
+    out = tmp_path / "out.mp4"
+
+    corrupt = tmp_path / "corrupt.mp4"
+    data = np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes()
+    corrupt.write_bytes(data)
+    code, err = run_main([corrupt, "--style", style, "-o", out, *FAST], capsys)
+    assert_one_line_error(code, err, "corrupt.mp4")
+    assert corrupt.read_bytes() == data
+
+    audio_only = tmp_path / "audio_only.mp4"
+    ff("-f", "lavfi", "-i", "sine=duration=0.3", "-c:a", "aac", audio_only)
+    zero = tmp_path / "zero_frames.mp4"  # a video track with no frames
+    ff("-f", "lavfi", "-i", "testsrc2=size=32x24:rate=25", "-frames:v", "0", "-c:v", "libx264", zero)
+    for path in (audio_only, zero):
+        data = path.read_bytes()
+        code, err = run_main([path, "--style", style, "-o", out, *FAST], capsys)
+        assert_one_line_error(code, err, path.name)
+        assert path.read_bytes() == data
+
+    code, err = run_main([clip8, "--style", style, "-o", out, "--start", "5", *FAST], capsys)
+    assert_one_line_error(code, err, "5")
+
+    code, err = run_main([clip8, "--style", tmp_path / "missing.jpg", "-o", out, *FAST], capsys)
+    assert_one_line_error(code, err, "missing.jpg")
+    text = tmp_path / "style.txt"
+    text.write_text("not an image")
+    code, err = run_main([clip8, "--style", text, "-o", out, *FAST], capsys)
+    assert_one_line_error(code, err, "style.txt")
+    missing_video = tmp_path / "nope.mp4"
+    code, err = run_main([missing_video, "--style", style, "-o", out, *FAST], capsys)
+    assert_one_line_error(code, err, "nope.mp4")
+
+    data = clip8.read_bytes()
+    code, err = run_main([clip8, "--style", style, "-o", clip8, *FAST], capsys)
+    assert_one_line_error(code, err, "same file")
+    assert clip8.read_bytes() == data
+    code, err = run_main([clip8, "--style", style, "-o", tmp_path / "out.txt", *FAST], capsys)
+    assert_one_line_error(code, err, "unsupported output format")
+
+    assert not out.exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")], list(tmp_path.iterdir())
+
+
+# ------------------------------------------------------------------------------------------------
+# 7. style video
+# ------------------------------------------------------------------------------------------------
+
+
+def test_style_video(capsys, clip8, tmp_path, vgg16):
+    style_clip = tmp_path / "style.mp4"
+    ff("-f", "lavfi", "-i", "testsrc2=size=48x36:rate=10", "-frames:v", "4", "-c:v", "libx264",
+       "-pix_fmt", "yuv444p", "-preset", "ultrafast", style_clip)
+    assert vio.probe(style_clip).frame_count == 4
+    out = tmp_path / "styled.mp4"
+    metrics = tmp_path / "m.json"
+    code, err = run_main([clip8, "--style", style_clip, "-o", out, "--frames-per-device", "1",
+                          "--style-window", "3", "--metrics-json", metrics, *FAST], capsys)
+    assert code == 0, err
+    info = vio.probe(out)
+    assert (info.width, info.height, info.frame_count) == (32, 24, 8)
+    data = json.loads(metrics.read_text())
+    assert data["styles"] == [str(style_clip)] and len(data["pair_temporal_errors"]) == 7
+
+    # A style video cannot be blended with a still style.
+    code, err = run_main([clip8, "--style", style_clip, "--style", style_clip, "-o", tmp_path / "x.mp4", *FAST],
+                         capsys)
+    assert_one_line_error(code, err, "style video")
+
+
+def test_mask_video(capsys, clip8, style, tmp_path, vgg16):
+    """A content mask video (left half red, right half blue; H.264, so colours are snapped) and a
+    style mask with only red: the style goes to the left half of every frame."""
+    mask_clip = tmp_path / "mask.mp4"
+    ff("-f", "lavfi", "-i", "color=c=red:s=16x24:r=25", "-f", "lavfi", "-i", "color=c=blue:s=16x24:r=25",
+       "-filter_complex", "hstack", "-frames:v", "6", "-c:v", "libx264", "-pix_fmt", "yuv444p",
+       "-preset", "ultrafast", mask_clip)
+    style_img = iio.imread(style)
+    style_mask = tmp_path / "style_mask.png"
+    iio.imwrite(style_mask, np.broadcast_to(np.array([255, 0, 0], np.uint8), style_img.shape[:2] + (3,)).copy())
+    out, frames_dir, plain_dir = tmp_path / "masked.mp4", tmp_path / "masked", tmp_path / "plain"
+    args = [clip8, "--style", style, "--frames-per-device", "2", *FAST, "--iterations", "12", "--chunk", "6",
+            "--video-iterations", "6", "--style-weight", "100"]
+    code, err = run_main([*args, "-o", out, "--frames-dir", frames_dir, "--content-mask", mask_clip,
+                          "--style-mask", style_mask], capsys)
+    assert code == 0, err
+    assert vio.probe(out).frame_count == 8
+    code, err = run_main([*args, "-o", tmp_path / "plain.mp4", "--frames-dir", plain_dir], capsys)
+    assert code == 0, err
+    contents = np.stack([f for f in vio.iter_frames(clip8)])
+    masked = np.stack([v for _, v in sorted(pngs(frames_dir).items())]).astype(np.float32) / 255
+    plain = np.stack([v for _, v in sorted(pngs(plain_dir).items())]).astype(np.float32) / 255
+    left, right = slice(0, 13), slice(19, 32)
+    change = lambda x, cols: float(np.abs(x[:, :, cols] - contents[:, :, cols]).mean())  # noqa: E731
+    assert change(masked, right) < 0.6 * change(masked, left), (change(masked, right), change(masked, left))
+    assert change(masked, right) < 0.6 * change(plain, right), (change(masked, right), change(plain, right))
