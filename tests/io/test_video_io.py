@@ -16,9 +16,9 @@ import pytest
 from jaxstyle.errors import UserError
 from jaxstyle.io import video as vio
 
-from ..helpers import FF, packet_crcs
+from ..helpers import FF, MEDIA, packet_crcs
 
-REAL = Path(__file__).resolve().parents[1].parent / "shared/media/video/realshort.mp4"
+REAL = MEDIA / "video" / "realshort.mp4"
 
 
 # ------------------------------------------------------------------------------------------------
