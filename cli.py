@@ -3,7 +3,10 @@
 
 import sys
 
-from jaxstyle.cli import main
+from jaxstyle import interrupts  # light: importing the package itself loads nothing heavy
+
+interrupts.hold()  # an interrupt during the imports is acted on when they are done
+from jaxstyle.cli import main  # noqa: E402
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(interrupts.finish(main()))

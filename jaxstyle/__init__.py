@@ -10,26 +10,43 @@ The package is layered; imports only point down this list:
 - ``schedules`` (coarse to fine, coupled and independent tiles)
 - ``video`` (lanes, flow, temporal inputs, the work directory, the job), ``audio`` (spectrograms)
 - ``api`` (this module's functions), ``cli`` (the command line, one module per job)
+
+The names below load on first use (PEP 562), so ``python -m jaxstyle`` can answer an interrupt
+during its start-up with one line: importing the package itself imports nothing heavy.
 """
 
-from .api import Result, Temporal, stylize_frames, stylize_image
-from .audio import clear_caches as _clear_audio
-from .config import PRESETS, StyleConfig
-from .errors import NonFiniteLoss, UserError
-from .nets import Network, load_network
-from .nets import clear_caches as _clear_nets
-from .optim import clear_caches as _clear_optim
+import importlib
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "PRESETS", "StyleConfig", "UserError", "NonFiniteLoss", "Result", "Temporal", "Network",
-    "load_network", "stylize_frames", "stylize_image", "clear_caches", "__version__",
-]
+# public name -> the module that defines it
+_EXPORTS = {
+    "stylize_frames": "api", "stylize_image": "api", "Result": "api", "Temporal": "api",
+    "StyleConfig": "config", "PRESETS": "config", "UserError": "errors", "NonFiniteLoss": "errors",
+    "Network": "nets", "load_network": "nets",
+}
+_SUBMODULES = {"api", "audio", "cli", "config", "errors", "imaging", "io", "nets", "objective", "optim",
+               "schedules", "video"}
+
+__all__ = [*_EXPORTS, "clear_caches", "__version__"]
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    elif name in _SUBMODULES:
+        value = importlib.import_module(f".{name}", __name__)
+    else:
+        raise AttributeError(f"module 'jaxstyle' has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted({*globals(), *_EXPORTS, *_SUBMODULES})
 
 
 def clear_caches() -> None:
     """Drop every compiled program and cached statistic (networks, solver, audio)."""
-    _clear_nets()
-    _clear_optim()
-    _clear_audio()
+    for module in ("nets", "optim", "audio"):
+        importlib.import_module(f".{module}", __name__).clear_caches()

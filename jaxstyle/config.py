@@ -18,10 +18,12 @@ from typing import Any
 
 from .errors import UserError
 from .imaging import scaled_size
+from .nets.vgg import check_layers
 from .objective.distances import DISTANCES
 from .optim.optimizers import OPTIMIZERS
 
 PRESERVE_COLORS = ("none", "luminance", "histogram")
+MAX_STYLE_SCALE = 8.0  # the style image at 8x the frame's size already holds more than any stroke needs
 TILE_MODES = ("coupled", "independent")
 AUDIO_VARIANTS = ("ulyanov", "mel-multi", "mel-stats", "mel-gain")
 AUDIO_STEREO = ("per-channel", "mid-side")
@@ -49,6 +51,24 @@ def setting(default, help: str, *, choices=None, flag: str | None = None, metava
 def section(cls, title: str, prefix: str):
     """A config section: a nested dataclass whose flags are ``--{prefix}{field}``."""
     return field(default_factory=cls, metadata={"section": title, "prefix": prefix})
+
+
+def _flag(field, prefix: str = "") -> str:
+    return field.metadata.get("flag") or "--" + prefix + field.name.replace("_", "-")
+
+
+def check_finite(obj, prefix: str = "") -> None:
+    """Every float of a config (and of its sections) is a finite number: NaN and infinity are refused
+    here, before any work, whatever the field."""
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if "section" in f.metadata:
+            check_finite(value, f.metadata["prefix"])
+            continue
+        values = value if isinstance(value, tuple) else (value,)
+        for v in values:
+            if isinstance(v, float) and not math.isfinite(v):
+                raise UserError(f"{_flag(f, prefix)} must be a finite number, not {v}")
 
 
 def _at_least(value, low, flag: str) -> None:
@@ -213,6 +233,7 @@ class StyleConfig:
         return out
 
     def check(self) -> None:
+        check_finite(self)
         if self.optimizer not in OPTIMIZERS:
             raise UserError(f"unknown optimizer {self.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
         if self.distance not in DISTANCES:
@@ -231,8 +252,21 @@ class StyleConfig:
             raise UserError(
                 f"{len(self.style_layer_weights)} style layer weights given for {len(self.style_layers)} style layers"
             )
+        check_layers(None, self.content_layers, "--content-layers")
+        check_layers(None, self.style_layers, "--style-layers")
         if self.photoreal < 0:
             raise UserError(f"--photoreal must be >= 0, not {self.photoreal}")
+        for name in ("content_weight", "style_weight", "tv_weight"):
+            if getattr(self, name) < 0:
+                raise UserError(f"--{name.replace('_', '-')} must be >= 0, not {getattr(self, name)}")
+        if not 0 < self.style_scale <= MAX_STYLE_SCALE:
+            raise UserError(f"--style-scale must be in (0, {MAX_STYLE_SCALE:g}], not {self.style_scale}")
+        if not 0 <= self.seed < 2 ** 32:
+            raise UserError(f"--seed must be in [0, 2**32), not {self.seed}")
+        if self.style_layer_weights is not None and min(self.style_layer_weights) < 0:
+            raise UserError("--style-layer-weights must be >= 0")
+        if self.style_weights is not None and (min(self.style_weights) < 0 or sum(self.style_weights) <= 0):
+            raise UserError("--style-weights must be >= 0 and not all zero")
         if (self.content_mask is None) != (self.style_mask is None):
             raise UserError("--content-mask and --style-mask go together")
         if self.learning_rate is not None and not self.learning_rate > 0:

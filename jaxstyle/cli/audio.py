@@ -13,8 +13,8 @@ from ..config import StyleConfig
 from ..errors import UserError
 from ..io.audio import AUDIO_EXTENSIONS, read_audio, write_audio
 from ..io.images import check_output_path
-from ..io.jsonfile import write_json_atomic
-from .common import check_metrics_path, default_output, log
+from ..io.files import write_json_atomic
+from .common import check_metrics_path, check_output_file, claimed, default_output, log
 
 
 def stylize_sound(content, sr: int, style_path, config: StyleConfig, what: str, quiet: bool):
@@ -43,13 +43,15 @@ def audio_main(args, config: StyleConfig) -> int:
     style_path = Path(args.style_audio)
     output = Path(args.output) if args.output else default_output(content_path, style_path, ".wav")
     check_output_path(output, [content_path, style_path], AUDIO_EXTENSIONS)
+    check_output_file(output, "output")
     check_metrics_path(args.metrics_json, [content_path, style_path, output])
     content, sr = read_audio(content_path, what="Content audio")
-    style, out, info = stylize_sound(content, sr, style_path, config, f"content audio {content_path}", args.quiet)
-    write_audio(output, out, sr)
-    if args.metrics_json:
-        metrics = sound_metrics(content, style, out, sr, config, info, t0)
-        write_json_atomic(args.metrics_json, {**metrics, "content": str(content_path), "style_audio": str(style_path),
-                                              "output": str(output)})
+    with claimed(output):
+        style, out, info = stylize_sound(content, sr, style_path, config, f"content audio {content_path}", args.quiet)
+        write_audio(output, out, sr)
+        if args.metrics_json:
+            metrics = sound_metrics(content, style, out, sr, config, info, t0)
+            write_json_atomic(args.metrics_json, {**metrics, "content": str(content_path),
+                                                  "style_audio": str(style_path), "output": str(output)})
     log(f"wrote {output} ({out.shape[0]} samples, {sr} Hz, {out.shape[1]} channel(s)) in {info['seconds']:.1f} s")
     return 0

@@ -4,12 +4,20 @@ paths a run writes."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
+import time
+import traceback
 import typing
 from pathlib import Path
 
 from ..errors import UserError
+from ..io.files import OutputLock, check_output_file, remove_stale_temps
+from ..schedules.memory import check_memory
+
+__all__ = ["PROG", "Parser", "log", "default_output", "check_metrics_path", "check_output_file", "check_memory",
+           "claimed", "one_line", "crash_log"]
 
 PROG = "jaxstyle"
 
@@ -38,5 +46,45 @@ def check_metrics_path(metrics_json: str | None, paths) -> None:
     for item in paths:
         if os.path.abspath(item) == os.path.abspath(metrics_json):
             raise UserError(f"--metrics-json {metrics_json} is the same path as {item}")
-    if not Path(metrics_json).resolve().parent.is_dir():
-        raise UserError(f"directory of --metrics-json {metrics_json} does not exist")
+    check_output_file(metrics_json, "--metrics-json")
+
+
+@contextlib.contextmanager
+def claimed(*paths):
+    """Hold the lock of every path a job writes (its output, its work directory) for the job's
+    duration, after removing what killed runs to them left behind. A path another job holds: one
+    line, and nothing of that job is touched."""
+    locks = []
+    try:
+        for path in paths:
+            locks.append(OutputLock(path).acquire())
+            if locks[-1].took_over:
+                log(f"took over the lock of {path} from a job that was killed (pid {locks[-1].took_over})")
+            for stale in remove_stale_temps(path):
+                log(f"removed {stale.name}, left by a killed run")
+        yield
+    finally:
+        for lock in reversed(locks):
+            lock.release()
+
+
+def one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def crash_log(exc: BaseException) -> Path:
+    """Write the traceback of an unexpected error to a log file; returns its path
+    (``$XDG_CACHE_HOME/jaxstyle/logs``, or the temporary directory when that cannot be written)."""
+    root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "jaxstyle" / "logs"
+    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    name = f"crash-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
+    for folder in (root, Path(os.environ.get("TMPDIR", "/tmp"))):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            path = folder / name
+            path.write_text(f"jaxstyle {' '.join(sys.argv)}\n{text}")
+            return path
+        except OSError:
+            continue
+    return Path("(no writable log folder)")

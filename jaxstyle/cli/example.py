@@ -16,7 +16,7 @@ from .. import imaging, schedules
 from ..config import StyleConfig
 from ..imaging import target_size
 from ..io.images import write_image
-from ..io.jsonfile import write_json_atomic
+from ..io.files import write_json_atomic
 from ..nets.weights import load_network
 from .common import Parser, log
 

@@ -11,11 +11,11 @@ from ..config import StyleConfig
 from ..errors import NonFiniteLoss, UserError
 from ..imaging import target_size
 from ..io.images import check_output_path, read_image, write_image
-from ..io.jsonfile import write_json_atomic
+from ..io.files import write_json_atomic
 from ..io.labels import palette, read_style_masks, snap_labels
 from ..nets.weights import load_network
 from ..objective import build_regions
-from .common import PROG, check_metrics_path, default_output, log
+from .common import check_memory, check_metrics_path, check_output_file, claimed, default_output, log
 
 
 def load_regions(config: StyleConfig, content_hw, styles, frame_hw):
@@ -41,6 +41,16 @@ def describe_scales(config: StyleConfig, h: int, w: int) -> str:
     return " -> ".join(f"{sw}x{sh}" for sh, sw in scales) + tiled
 
 
+def last_finite_path(output: Path) -> Path:
+    """Where a run whose loss stopped being finite keeps its last finite image: beside the output,
+    never over an existing file."""
+    for i in range(1, 1000):
+        path = output.with_name(f"{output.stem}.last-finite{'' if i == 1 else f'-{i}'}{output.suffix}")
+        if not path.exists():
+            return path
+    raise UserError(f"too many {output.stem}.last-finite-N files beside {output}")
+
+
 def image_main(args, config: StyleConfig) -> int:
     content_path = Path(args.content)
     style_paths = [Path(s) for s in args.style]
@@ -51,6 +61,7 @@ def image_main(args, config: StyleConfig) -> int:
     if config.content_mask is not None:
         inputs += [Path(config.content_mask), *map(Path, config.style_mask)]
     check_output_path(output, inputs)
+    check_output_file(output, "output")
     check_metrics_path(args.metrics_json, [*inputs, output])
     if config.style_weights is not None and len(config.style_weights) != len(style_paths):
         raise UserError(f"{len(config.style_weights)} style weights given for {len(style_paths)} style images")
@@ -58,30 +69,28 @@ def image_main(args, config: StyleConfig) -> int:
     styles = [read_image(p) for p in style_paths]
     if config.init not in ("content", "noise", "style"):
         read_image(config.init)  # fail early on a bad init image
-
-    network = load_network(config.network, pooling=config.pooling)
-    log(f"network: {network.describe()}; devices: {len(jax.devices())} x {jax.devices()[0].platform}")
     h, w = target_size(content.shape[0], content.shape[1], config.size)
-    log(f"content {content.shape[1]}x{content.shape[0]} -> {w}x{h}, scales {describe_scales(config, h, w)}")
+    check_memory(config, h, w, frames=1)
     regions = load_regions(config, content.shape[:2], styles, (h, w))
-    frames = schedules.prepare(imaging.resize(content, h, w)[None], styles, config, regions=regions)
-    status, message = 0, None
-    try:
-        result = schedules.stylize(frames, config, network, progress=not args.quiet)
-    except NonFiniteLoss as exc:
-        result = getattr(exc, "result", None)
-        if result is None:
-            raise
-        message, status = f"{exc}; wrote it to {output}", 2
-    write_image(output, result.images[0])
-    metrics = result.metrics
-    if args.metrics_json:
-        metrics = {**metrics, "content": str(content_path), "styles": [str(p) for p in style_paths],
-                   "output": str(output)}
-        write_json_atomic(args.metrics_json, metrics)
-    if message:
-        log(f"{PROG}: error: {message}")
-        return status
+    with claimed(output):
+        network = load_network(config.network, pooling=config.pooling)
+        log(f"network: {network.describe()}; devices: {len(jax.devices())} x {jax.devices()[0].platform}")
+        log(f"content {content.shape[1]}x{content.shape[0]} -> {w}x{h}, scales {describe_scales(config, h, w)}")
+        frames = schedules.prepare(imaging.resize(content, h, w)[None], styles, config, regions=regions)
+        try:
+            result = schedules.stylize(frames, config, network, progress=not args.quiet)
+        except NonFiniteLoss as exc:
+            result = getattr(exc, "result", None)
+            if result is None:
+                raise
+            kept = write_image(last_finite_path(output), result.images[0])
+            raise NonFiniteLoss(f"{exc} in {kept} ({output} was not written)") from None
+        write_image(output, result.images[0])
+        metrics = result.metrics
+        if args.metrics_json:
+            metrics = {**metrics, "content": str(content_path), "styles": [str(p) for p in style_paths],
+                       "output": str(output)}
+            write_json_atomic(args.metrics_json, metrics)
     total = metrics.get("final", {}).get("total", [float("nan")])[0]
     log(f"wrote {output} ({w}x{h}) in {metrics['wall_seconds']:.1f} s "
         f"(compile {metrics['compile_seconds']:.1f} s, {metrics['iterations']} iterations, final loss {total:.4g})")

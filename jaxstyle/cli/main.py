@@ -10,15 +10,18 @@ reported as one line on stderr with exit code 2, never a traceback.
 from __future__ import annotations
 
 import sys
+import threading
 from typing import Sequence
 
+from .. import interrupts
 from ..config import StyleConfig
 from ..errors import UserError
 from ..io.audio import is_audio
+from ..io.files import WRITE_ERRNOS, write_failure
 from ..io.video import is_video
 from ..video import Processes, VideoOptions
 from .audio import audio_main
-from .common import PROG, Parser
+from .common import PROG, Parser, crash_log, one_line
 from .example import example_main
 from .flags import add_flags, from_flags
 from .image import image_main
@@ -63,22 +66,43 @@ def stylize_main(argv: Sequence[str]) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; every failure is one line on stderr: exit 2 for the user's input, 130 for an
+    interrupt, 1 for an internal error (its traceback goes to a log file that the line names)."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = interrupts.install() if main_thread else None  # signals reach the main thread only
     try:
         if argv and argv[0] == "weights":
-            return weights_main(argv[1:])
-        if argv and argv[0] == "example":
-            return example_main(argv[1:])
-        return stylize_main(argv)
+            code = weights_main(argv[1:])
+        elif argv and argv[0] == "example":
+            code = example_main(argv[1:])
+        else:
+            code = stylize_main(argv)
     except UserError as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return exc.exit_code
+        code = _fail(f"{PROG}: error: {exc}", exc.exit_code)
     except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr)
-        return 130
+        code = _fail(f"{PROG}: interrupted", 130)
+    except OSError as exc:
+        if exc.errno not in WRITE_ERRNOS:
+            code = _fail(f"{PROG}: internal error: {one_line(exc)}; the traceback is in {crash_log(exc)}", 1)
+        else:  # a full disk, a file-size limit or a quota, wherever the write was
+            code = _fail(f"{PROG}: error: {write_failure(exc.filename or 'a file', exc)}", 2)
     except MemoryError:
-        print(f"{PROG}: error: out of memory; try a smaller --size or --frames-per-device", file=sys.stderr)
-        return 1
+        code = _fail(f"{PROG}: error: out of memory; try a smaller --size, --frames-per-device or --tile-size", 1)
+    except Exception as exc:  # a bug: one line here, the whole story in the log
+        code = _fail(f"{PROG}: internal error: {one_line(exc)}; the traceback is in {crash_log(exc)}", 1)
+    finally:
+        if previous is not None:
+            # the entry points' own handler only notes an interrupt from here on (exit handlers)
+            interrupts.restore(previous)
+    return code
+
+
+def _fail(line: str, code: int) -> int:
+    if threading.current_thread() is threading.main_thread():
+        interrupts.hold()  # a second Ctrl-C must not interrupt the one line
+    print(line, file=sys.stderr, flush=True)
+    return code
 
 
 if __name__ == "__main__":

@@ -10,23 +10,26 @@ from pathlib import Path
 
 import jax
 
+from .. import schedules
 from ..audio import check_signal
 from ..config import StyleConfig
 from ..errors import UserError
+from ..imaging import target_size
 from ..io.audio import read_audio, write_audio
-from ..io.ffmpeg import audio_streams, temp_name
+from ..io.ffmpeg import audio_streams
+from ..io.files import check_output_dir, temp_path, write_json_atomic
 from ..io.images import check_output_path, read_image
-from ..io.jsonfile import write_json_atomic
 from ..io.video import VIDEO_OUTPUT_EXTENSIONS, is_video, mux_audio, probe
 from ..nets.weights import load_network
 from ..video import Processes, VideoJob, VideoOptions, stylize_video
 from .audio import sound_metrics, stylize_sound
-from .common import check_metrics_path, default_output, log
+from .common import check_memory, check_metrics_path, check_output_file, claimed, default_output, log
 from .flags import from_flags
 
 
 def check_video_style_audio(args, content_path: Path, output: Path, options: VideoOptions) -> None:
-    """Fail early: --style-audio on a video needs a sound track and a readable style sound."""
+    """Fail early: --style-audio on a video needs a sound track long enough in the segment, and a
+    readable style sound."""
     if not options.audio:
         raise UserError("--style-audio and --no-audio contradict each other")
     if output.suffix.lower() == ".gif":
@@ -38,13 +41,15 @@ def check_video_style_audio(args, content_path: Path, output: Path, options: Vid
         raise UserError(f"output {output} is the same file as the input {style_path}; choose another output path")
     style, sr = read_audio(style_path, channels=1, what="Style audio")
     check_signal(style, sr, f"style audio {style_path}")
+    sound, sr = read_audio(content_path, start=options.start, duration=options.duration, what="Video")
+    check_signal(sound, sr, f"the audio of {content_path} in the selected segment")
 
 
 def stylize_video_and_audio(job: VideoJob, network, args) -> dict:
     """Stylize the frames into a hidden file, the first audio stream into a wav, then mux (video copied)."""
     output = job.output
-    frames_tmp = Path(temp_name(str(output), "frames"))
-    sound_tmp = Path(temp_name(str(output), "audio")).with_suffix(".wav")
+    frames_tmp = temp_path(output, "frames")
+    sound_tmp = temp_path(output, "audio", suffix=".wav")
     frames_job = dataclasses.replace(job, output=frames_tmp,
                                      options=dataclasses.replace(job.options, audio=False, work_dir=str(job.work_path)))
     try:
@@ -84,32 +89,48 @@ def init_distributed(processes: Processes) -> Processes:
 
 def video_main(args, config: StyleConfig) -> int:
     options, processes = from_flags(VideoOptions, args), from_flags(Processes, args)
+    options.check()
     content_path = Path(args.content)
     style_paths = [Path(s) for s in args.style]
     output = Path(args.output) if args.output else default_output(content_path, style_paths[0], ".mp4")
     masks = [Path(config.content_mask), *map(Path, config.style_mask)] if config.content_mask else []
     check_output_path(output, [content_path, *style_paths, *masks], VIDEO_OUTPUT_EXTENSIONS)
+    check_output_file(output, "output")
     if not content_path.is_file():
         raise UserError(f"{content_path} does not exist" if not content_path.exists() else f"{content_path} is not a file")
+    info = probe(content_path)
     for style in style_paths:
         if is_video(style):
             probe(style)
         else:
             read_image(style)
     if options.frames_dir:
-        Path(options.frames_dir).mkdir(parents=True, exist_ok=True)
+        check_output_dir(options.frames_dir, "--frames-dir")
     check_metrics_path(args.metrics_json, [content_path, *style_paths, output])
+    job = VideoJob(content_path, style_paths, output, config, options, processes, progress=not args.quiet)
+    check_output_dir(job.work_path, "--work-dir")
     if args.style_audio:
         check_video_style_audio(args, content_path, output, options)
-    processes = init_distributed(processes)
-    network = load_network(config.network, pooling=config.pooling)
-    log(f"network: {network.describe()}; devices: {len(jax.local_devices())} x {jax.devices()[0].platform}"
-        f" (process {processes.process_id + 1} of {processes.num_processes})")
-    job = VideoJob(content_path, style_paths, output, config, options, processes, progress=not args.quiet)
-    metrics = stylize_video_and_audio(job, network, args) if args.style_audio else stylize_video(job, network, log=log)
-    if args.metrics_json and processes.process_id == 0:
-        write_json_atomic(args.metrics_json, {**metrics, "content": str(content_path),
-                                              "styles": [str(p) for p in style_paths], "output": str(output)})
+    elif options.audio and output.suffix.lower() == ".gif" and audio_streams(content_path):
+        log(f"note: a GIF has no sound track; the audio of {content_path} is not in {output}")
+    # jax.distributed starts before anything asks JAX for its devices
+    job = dataclasses.replace(job, processes=init_distributed(processes))
+    processes = job.processes
+    h, w = target_size(info.height, info.width, config.size)
+    check_memory(config, h, w, frames=config.frames_per_device * len(jax.local_devices()))
+    # process 0 writes the output; every process shares the work directory
+    with claimed(*((output, job.work_path) if processes.process_id == 0 else ())):
+        if options.frames_dir:
+            Path(options.frames_dir).mkdir(parents=True, exist_ok=True)
+        network = load_network(config.network, pooling=config.pooling)
+        schedules.check_network(config, network)
+        log(f"network: {network.describe()}; devices: {len(jax.local_devices())} x {jax.devices()[0].platform}"
+            f" (process {processes.process_id + 1} of {processes.num_processes})")
+        metrics = stylize_video_and_audio(job, network, args) if args.style_audio else \
+            stylize_video(job, network, log=log)
+        if args.metrics_json and processes.process_id == 0:
+            write_json_atomic(args.metrics_json, {**metrics, "content": str(content_path),
+                                                  "styles": [str(p) for p in style_paths], "output": str(output)})
     if processes.process_id == 0:
         log(f"wrote {output}: {metrics['frames']} frames in {metrics['wall_seconds']:.1f} s "
             f"({metrics['frames_per_second']:.2f} frames/s), stability error {metrics['stability_error']:.4f}")

@@ -18,7 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import UserError
-from .ffmpeg import dump, ff_path, ffmpeg_exe, last_error_line, remove_quietly, temp_name
+from .ffmpeg import dump, failure_reason, ff_path, ffmpeg_exe, last_error_line, remove_quietly
+from .files import replace_into, temp_path
 
 PathLike = str | os.PathLike[str]
 
@@ -113,7 +114,7 @@ def write_audio(path: PathLike, samples: np.ndarray, sample_rate: int) -> None:
         y = y[:, None]
     y = np.ascontiguousarray(np.clip(y, -1.0, 1.0)).astype("<f4")
     muxer, codec = AUDIO_FORMATS[ext]
-    tmp = temp_name(p, "partial")
+    tmp = str(temp_path(p, "partial"))
     cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-nostats", "-loglevel", "error", "-y",
            "-f", "f32le", "-ar", str(int(sample_rate)), "-ac", str(y.shape[1]), "-i", "pipe:0",
            *codec, "-f", muxer, ff_path(tmp)]
@@ -123,7 +124,7 @@ def write_audio(path: PathLike, samples: np.ndarray, sample_rate: int) -> None:
             errf.seek(0)
             err = errf.read().decode("utf-8", "replace")
         if proc.returncode != 0:
-            raise UserError(f"ffmpeg failed while writing {p}: {last_error_line(err)}")
-        os.replace(tmp, p)
+            raise UserError(f"ffmpeg failed while writing {p}: {failure_reason(proc.returncode, err)}")
+        replace_into(tmp, p)
     finally:
         remove_quietly(tmp if os.path.exists(tmp) else None)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 import re
-import secrets
+import signal
 import subprocess
 from dataclasses import dataclass
 from fractions import Fraction
@@ -98,6 +98,16 @@ def _layout_channels(layout: str) -> int:
     if m:
         return int(m.group(1)) + int(m.group(2))
     return 0
+
+
+def failure_reason(returncode: int, stderr: str) -> str:
+    """Why an ffmpeg run failed: its most informative error line, or the signal that killed it
+    (SIGXFSZ: the file-size limit, as a full disk)."""
+    if returncode < 0:
+        if returncode == -signal.SIGXFSZ:
+            return "the file is larger than allowed"
+        return f"ffmpeg was killed by {signal.Signals(-returncode).name}"
+    return last_error_line(stderr)
 
 
 def last_error_line(stderr: str, fallback: str = "ffmpeg failed") -> str:
@@ -224,13 +234,6 @@ def audio_streams(path: PathLike) -> tuple[AudioStreamInfo, ...]:
     return dump(path, "Media file").audio
 
 
-def temp_name(path: str, tag: str) -> str:
-    """Hidden temp file next to ``path`` keeping its extension, e.g. ``.out.ab12.partial.mp4``."""
-    d, name = os.path.split(os.path.abspath(path))
-    stem, ext = os.path.splitext(name)
-    return os.path.join(d, f".{stem}.{secrets.token_hex(4)}.{tag}{ext}")
-
-
 def remove_quietly(path: str | None) -> None:
     if path:
         try:
@@ -242,7 +245,6 @@ def remove_quietly(path: str | None) -> None:
 def run_ffmpeg(cmd: list[str], what: str) -> None:
     res = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     if res.returncode != 0:
-        err = res.stderr.decode("utf-8", "replace")
-        raise UserError(f"{what}: {last_error_line(err)}")
+        raise UserError(f"{what}: {failure_reason(res.returncode, res.stderr.decode('utf-8', 'replace'))}")
 
 

@@ -1,18 +1,21 @@
-"""Image files: reading any common format into float32 RGB, checking output paths, and writing
-atomically (a temporary file in the same folder, then a rename).
+"""Image files: reading any common format into float32 RGB (16-bit, CMYK and EXIF-rotated photos
+included), checking output paths, and writing atomically.
 """
 
 from __future__ import annotations
 
+import io
 import os
-import tempfile
 from pathlib import Path
 
+import cv2
 import imageio.v3 as iio
 import numpy as np
+from PIL import Image, ImageCms, ImageOps
 
 from ..errors import UserError
 from ..imaging import to_uint8
+from .files import replace_into, temp_path, write_failure
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
@@ -21,7 +24,9 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     """Read an image as float32 RGB in [0, 1], shape [H, W, 3].
 
     Grayscale is replicated to RGB, alpha is composited over white, 16-bit images keep their
-    precision. Any failure is a one-line :class:`UserError`.
+    precision (RGB too), CMYK and YCCK JPEGs are converted to RGB (through their ICC profile where
+    they carry one), and a photo's EXIF orientation is applied. Any failure is a one-line
+    :class:`UserError`.
     """
     path = Path(path)
     if not path.exists():
@@ -31,11 +36,52 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     if not os.access(path, os.R_OK):
         raise UserError(f"{path} is not readable")
     try:
-        data = iio.imread(path)
-    except Exception as exc:  # imageio raises many exception types for unknown or corrupt files
+        data = _decode(path)
+    except UserError:
+        raise
+    except Exception as exc:  # the decoders raise many exception types for unknown or corrupt files
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UserError(f"cannot read {path} as an image (unsupported or corrupt file: {first})") from None
     return to_rgb_float(np.asarray(data), str(path))
+
+
+def _decode(path: Path) -> np.ndarray:
+    with Image.open(path) as image:
+        if image.mode in ("RGB", "RGBA") and any(";16" in str(tile[3]) for tile in image.tile):
+            return _read_16bit(path)  # Pillow would truncate 16-bit colour to 8 bits
+        image = ImageOps.exif_transpose(image)  # phone photos store their orientation in EXIF
+        if image.mode == "CMYK":
+            return np.asarray(_cmyk_to_rgb(image))
+        if image.mode in ("P", "PA"):
+            return np.asarray(image.convert("RGBA"))
+        if image.mode in ("1", "YCbCr", "LAB", "HSV"):
+            return np.asarray(image.convert("L" if image.mode == "1" else "RGB"))
+        if image.mode == "I":  # 16-bit grey in some Pillow versions, 32-bit integers otherwise
+            data = np.asarray(image)
+            return data.astype(np.uint16) if data.min() >= 0 and data.max() <= 65535 else data
+        return np.asarray(image)
+
+
+def _read_16bit(path: Path) -> np.ndarray:
+    data = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if data is None:
+        raise UserError(f"cannot read {path} as an image (a corrupt 16-bit file)")
+    if data.ndim == 3:  # OpenCV's channel order is BGR(A)
+        data = data[..., [2, 1, 0, 3][: data.shape[-1]]]
+    return data
+
+
+def _cmyk_to_rgb(image: Image.Image) -> Image.Image:
+    """CMYK (and YCCK, which the JPEG decoder gives as CMYK) to sRGB: through the file's ICC
+    profile when it has one, else the naive (1 - C)(1 - K) conversion."""
+    profile = image.info.get("icc_profile")
+    if profile:
+        try:
+            return ImageCms.profileToProfile(image, io.BytesIO(profile), ImageCms.createProfile("sRGB"),
+                                             outputMode="RGB")
+        except (ImageCms.PyCMSError, OSError, ValueError):
+            pass
+    return image.convert("RGB")
 
 
 def to_rgb_float(data: np.ndarray, what: str = "image") -> np.ndarray:
@@ -88,20 +134,19 @@ def check_output_path(output: str | os.PathLike, inputs: list[str | os.PathLike]
 
 
 def write_image(path: str | os.PathLike, image: np.ndarray) -> Path:
-    """Write float RGB [0, 1] atomically: a temporary file in the same folder, then a rename."""
+    """Write float RGB [0, 1] atomically (a temporary file in the same folder, then a rename), with
+    the permissions an ordinary write gives."""
     path = Path(path)
-    directory = path.parent if str(path.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{path.stem}.", suffix=path.suffix)
-    os.close(fd)
+    tmp = temp_path(path)
     try:
         extra = {"quality": 95} if path.suffix.lower() in (".jpg", ".jpeg") else {}
         iio.imwrite(tmp, to_uint8(image), extension=path.suffix.lower(), **extra)
-        os.replace(tmp, path)
-    except Exception as exc:
+        replace_into(tmp, path)
+    except OSError as exc:
+        raise write_failure(path, exc) from None
+    except Exception as exc:  # the encoders raise many exception types
         raise UserError(f"cannot write {path}: {exc}") from None
     finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        if tmp.exists():
+            tmp.unlink()
     return path
-
-

@@ -63,8 +63,9 @@ from typing import IO, Any
 import numpy as np
 
 from ..errors import UserError
-from .ffmpeg import (AudioStreamInfo, audio_streams, dump, ff_path, ffmpeg_exe, fraction_str, last_error_line,
-                     remove_quietly, run_ffmpeg, temp_name)
+from .ffmpeg import (AudioStreamInfo, audio_streams, dump, failure_reason, ff_path, ffmpeg_exe, fraction_str, last_error_line,
+                     remove_quietly, run_ffmpeg)
+from .files import replace_into, temp_path
 
 __all__ = [
     "VideoInfo",
@@ -606,7 +607,7 @@ class VideoWriter:
 
         self.codec, self.pix_fmt, codec_args, vf = self._codec_settings(codec, pix_fmt, quality, preset)
         self.frames_written = 0
-        self._video_tmp = temp_name(self.path, "video" if self._audio else "partial")
+        self._video_tmp = str(temp_path(self.path, "video" if self._audio else "partial"))
         self._final_tmp: str | None = None
         self._closed = False
         self._errf = tempfile.TemporaryFile()
@@ -720,18 +721,18 @@ class VideoWriter:
             if self.frames_written == 0:
                 raise ValueError(f"No frames were written to {self.path}")
             if proc.returncode != 0:
-                err = last_error_line(self._stderr())
+                err = failure_reason(proc.returncode, self._stderr())
                 raise UserError(f"ffmpeg failed while writing {self.path}: {err}")
             if self._audio and self.audio_from is not None:
-                self._final_tmp = temp_name(self.path, "partial")
+                self._final_tmp = str(temp_path(self.path, "partial"))
                 _mux(
                     self._video_tmp, self.audio_from, self._final_tmp, self.container,
                     self._audio, self.audio_start, self.audio_duration,
                 )
                 remove_quietly(self._video_tmp)
-                os.replace(self._final_tmp, self.path)
+                replace_into(self._final_tmp, self.path)
             else:
-                os.replace(self._video_tmp, self.path)
+                replace_into(self._video_tmp, self.path)
         except BaseException:
             self.abort()
             raise
@@ -801,12 +802,12 @@ def mux_audio(
         raise UserError(f"Audio start must be >= 0, got {audio_start}")
     if audio_duration is not None and audio_duration <= 0:
         raise UserError(f"Audio duration must be > 0, got {audio_duration}")
-    tmp = temp_name(op, "partial")
+    tmp = str(temp_path(op, "partial"))
     try:
         _mux(vp, ap, tmp, container, streams, float(audio_start),
              None if audio_duration is None else float(audio_duration),
              keep_video_audio=vd.audio if keep_original_audio else ())
-        os.replace(tmp, op)
+        replace_into(tmp, op)
     except BaseException:
         remove_quietly(tmp)
         raise

@@ -20,6 +20,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ..errors import UserError
+
 # Channel counts per block; 'M' marks a pooling layer.
 ARCHS: dict[str, list[list[int]]] = {
     "vgg16": [[64, 64], [128, 128], [256, 256, 256], [512, 512, 512], [512, 512, 512]],
@@ -46,6 +48,17 @@ def layer_names(arch: str) -> list[str]:
             names += [f"conv{b + 1}_{i + 1}", f"relu{b + 1}_{i + 1}"]
         names.append(f"pool{b + 1}")
     return names
+
+
+def check_layers(arch: str | None, layers: Sequence[str], what: str = "layers") -> None:
+    """Raise a one-line UserError naming any tap that ``arch`` (or, with None, neither VGG) lacks."""
+    known = set(layer_names(arch)) if arch else {n for a in ARCHS for n in layer_names(a)}
+    unknown = [name for name in layers if name not in known]
+    if unknown:
+        raise UserError(f"unknown {arch or 'VGG'} {what} {', '.join(unknown)}; the taps are conv1_1, relu1_1, ..., "
+                        f"pool1, ... up to {layer_names(arch or 'vgg19')[-2]}")
+    if not layers:
+        raise UserError(f"no {what} given")
 
 
 def preprocess(images: jax.Array, mode: str) -> jax.Array:

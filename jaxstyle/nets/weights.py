@@ -36,6 +36,7 @@ from typing import Callable
 import numpy as np
 
 from ..errors import UserError
+from ..io.files import replace_into, temp_path, write_failure
 from .vgg import ARCHS, Network, conv_names
 
 FORMAT_VERSION = 1
@@ -100,9 +101,9 @@ def save_params(params: Params, arch: str, *, preprocessing: str, source: str, s
     stem = name or arch
     npz_path, meta_path = directory / f"{stem}.npz", directory / f"{stem}.json"
     flat = {f"{layer}/{kind}": arr for layer, d in params.items() for kind, arr in d.items()}
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{stem}.", suffix=".npz")
+    tmp, tmp_meta = temp_path(npz_path), temp_path(meta_path)
     try:
-        with os.fdopen(fd, "wb") as handle:
+        with open(tmp, "wb") as handle:
             np.savez(handle, **flat)
         digest = sha256_file(tmp)
         meta = {
@@ -113,15 +114,15 @@ def save_params(params: Params, arch: str, *, preprocessing: str, source: str, s
             "source_sha256": source_sha256,
             "sha256": digest,
         }
-        fd2, tmp_meta = tempfile.mkstemp(dir=directory, prefix=f".{stem}.", suffix=".json")
-        with os.fdopen(fd2, "w") as handle:
+        with open(tmp_meta, "w") as handle:
             json.dump(meta, handle, indent=2)
-        os.replace(tmp, npz_path)
-        os.replace(tmp_meta, meta_path)
+        replace_into(tmp, npz_path)
+        replace_into(tmp_meta, meta_path)
+    except OSError as exc:
+        raise write_failure(npz_path, exc) from None
     finally:
-        for leftover in (tmp,):
-            if os.path.exists(leftover):
-                os.unlink(leftover)
+        for leftover in (tmp, tmp_meta):
+            leftover.unlink(missing_ok=True)
     return npz_path
 
 

@@ -19,13 +19,13 @@ import numpy as np
 
 from .. import imaging
 from ..errors import NonFiniteLoss
-from ..nets.vgg import Network
+from ..nets.vgg import Network, check_layers
 from .inputs import Frames, Result, prepare, restore_colours
 from .multiscale import run_scales
 from .tile_plan import is_tiled, tiled_scales
 from .tiled import stylize_tiled
 
-__all__ = ["Frames", "Result", "prepare", "stylize", "is_tiled", "tiled_scales", "run_scales"]
+__all__ = ["Frames", "Result", "prepare", "stylize", "check_network", "is_tiled", "tiled_scales", "run_scales"]
 
 
 def stylize(frames: Frames, cfg, network: Network, *, devices=None, progress=False, on_chunk=None) -> Result:
@@ -33,6 +33,7 @@ def stylize(frames: Frames, cfg, network: Network, *, devices=None, progress=Fal
     schedule, or the tiled one for frames larger than ``cfg.tiles.size``; colours are put back
     afterwards. ``network`` must have the config's pooling. A non-finite loss raises NonFiniteLoss with the last finite result as ``.result``."""
     t_start = time.perf_counter()
+    check_network(cfg, network)
     tiled = is_tiled(cfg, *frames.size)
     run = stylize_tiled if tiled else run_scales
     try:
@@ -42,6 +43,12 @@ def stylize(frames: Frames, cfg, network: Network, *, devices=None, progress=Fal
             _finish(err.result, frames, cfg, t_start)
         raise
     return _finish(result, frames, cfg, t_start)
+
+
+def check_network(cfg, network: Network) -> None:
+    """The config's layers are taps of this network (VGG16 has no relu5_4, ...)."""
+    check_layers(network.arch, cfg.content_layers, "--content-layers")
+    check_layers(network.arch, cfg.style_layers, "--style-layers")
 
 
 def _finish(result: Result, frames: Frames, cfg, t_start: float) -> Result:

@@ -49,6 +49,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..errors import UserError
+from ..io.files import write_failure
 
 ArrayLike = np.ndarray | jax.Array
 
@@ -264,9 +265,11 @@ class FlowCache:
             with os.fdopen(fd, "wb") as f:
                 np.savez(f, forward=forward.astype(np.float32), backward=backward.astype(np.float32))
             os.replace(tmp, path)
-        except BaseException:
+        except BaseException as exc:
             if os.path.exists(tmp):
                 os.unlink(tmp)
+            if isinstance(exc, OSError):
+                raise write_failure(path, exc) from None
             raise
 
 

@@ -27,6 +27,7 @@ from typing import Any
 import jax
 
 from ..config import StyleConfig, setting
+from ..errors import UserError
 from ..nets.vgg import Network
 from .assemble import assemble
 from .flow import FlowCache
@@ -49,6 +50,14 @@ class VideoOptions:
     work_dir: str | None = setting(None, "where finished frames and checkpoints go (default: beside the output)",
                                    metavar="DIR")
     keep_work: bool = setting(False, "keep the work directory after success")
+
+    def check(self) -> None:
+        if not (math.isfinite(self.start) and self.start >= 0):
+            raise UserError(f"--start must be a time >= 0 in seconds, not {self.start}")
+        if self.duration is not None and not (math.isfinite(self.duration) and self.duration > 0):
+            raise UserError(f"--duration must be a time > 0 in seconds, not {self.duration}")
+        if not 0 <= self.quality <= 51:
+            raise UserError(f"--quality must be an H.264 CRF from 0 (lossless) to 51, not {self.quality}")
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from ..errors import UserError
+from ..io.files import write_failure
 
 
 class WorkDir:
@@ -94,10 +95,14 @@ class WorkDir:
 
     @staticmethod
     def save_png(path: Path, image_u8: np.ndarray) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.tmp.png")
-        iio.imwrite(tmp, image_u8)
-        os.replace(tmp, path)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            iio.imwrite(tmp, image_u8)
+            os.replace(tmp, path)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise write_failure(path, exc) from None
 
     @staticmethod
     def load_png(path: Path) -> np.ndarray:

@@ -94,12 +94,14 @@ def test_bad_flag_values_are_one_line(capsys, images, tmp_path):
     assert_one_line_error(code, err, "--tile-coarse-iterations")
 
 
-def test_nan_loss_keeps_last_finite_image(capsys, images, tmp_path):
+def test_nan_loss_keeps_last_finite_image_beside_the_output(capsys, images, tmp_path):
     out = tmp_path / "nan.png"
+    out.write_bytes(b"an earlier result")
     code, err = run_main([images["content"], "--style", images["style"], "-o", out, "--optimizer", "sgd",
                           "--learning-rate", "1e30", *FAST], capsys)
-    assert_one_line_error(code, err, "NaN", "kept the last finite image")
-    img = iio.imread(out)
+    assert_one_line_error(code, err, "NaN", "kept the last finite image", "nan.last-finite.png")
+    assert out.read_bytes() == b"an earlier result"  # a failed run changes no existing file
+    img = iio.imread(tmp_path / "nan.last-finite.png")
     assert img.shape == (27, 35, 3)
 
 

@@ -370,7 +370,8 @@ def test_kill_and_resume_matches_uninterrupted_run(capsys, style, tmp_path, vgg1
         proc.wait()
     assert proc.returncode == -signal.SIGKILL
     assert not out.exists()
-    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".resumed")]
+    # only the killed job's lock is left (taken over by the next run), no temporary file
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".resumed")] == [".resumed.mp4.jaxstyle-lock"]
     before = {p.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in (work / "frames").glob("*.png")
               if not p.name.startswith(".")}
     assert 3 <= len(before) < 12, sorted(before)
@@ -380,7 +381,8 @@ def test_kill_and_resume_matches_uninterrupted_run(capsys, style, tmp_path, vgg1
 
     code, err = run_main([*args, "--resume", "--frames-dir", tmp_path / "frames_resumed"], capsys)
     assert code == 0, err
-    assert f"resuming at step {last_step + 1} of 12" in err
+    assert f"resuming at step {last_step + 1} of 12" in err and "took over the lock" in err
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".resumed")]
     assert vio.probe(out).frame_count == 12
     after = {p.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in (work / "frames").glob("*.png")
              if not p.name.startswith(".")}

@@ -1,0 +1,87 @@
+"""Ctrl-C at any moment gives one line and exit 130.
+
+Python turns SIGINT into a KeyboardInterrupt wherever the interpreter happens to be, which goes
+wrong in three places. During the start-up imports an extension module that is interrupted while it
+initializes turns it into an ImportError (NumPy does), or crashes; so the entry points first
+:func:`hold` interrupts (the signal is only noted) and act on one after the imports
+(:func:`install`). Inside a garbage-collector callback (JAX registers one) or an object's finalizer
+the exception is "ignored": a traceback is printed and the interrupt is lost; so the handler that
+:func:`install` sets defers the signal by a few milliseconds (a timer) until the interpreter is back
+in ordinary code, where it is raised as usual.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import signal
+import sys
+
+RETRY_SECONDS = 0.02
+_held = False
+
+
+def hold() -> None:
+    """Note an interrupt without acting on it (while the CLI's modules are imported)."""
+    signal.signal(signal.SIGINT, _note)
+
+
+def install():
+    """Interrupts raise KeyboardInterrupt (deferred out of finalizers); one held before ends the
+    process now. Returns the handlers it replaced, for :func:`restore`."""
+    previous = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGALRM)
+    signal.signal(signal.SIGINT, _on_interrupt)
+    signal.signal(signal.SIGALRM, _on_interrupt)  # the deferred retry
+    if _held:
+        exit_interrupted()
+    return previous
+
+
+def restore(previous) -> None:
+    signal.setitimer(signal.ITIMER_REAL, 0)
+    signal.signal(signal.SIGINT, previous[0])
+    signal.signal(signal.SIGALRM, previous[1])
+
+
+def exit_interrupted() -> None:
+    """End the process at once with the one line (for an interrupt during start-up, when modules
+    are half imported and their exit handlers would only add noise)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    sys.stderr.write("jaxstyle: interrupted\n")
+    sys.stderr.flush()
+    os._exit(130)
+
+
+def finish(code: int) -> int:
+    """The process's exit: after a failure (an interrupt above all) end it at once, once the one line
+    is out. Interpreter tear-down with XLA work still in flight (an interrupted compile or step) can
+    crash, turning exit 130 into a segmentation fault; every output is already complete or removed
+    (atomic writes), so nothing is lost by skipping it."""
+    if code:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
+
+
+def _note(signum, frame) -> None:
+    global _held
+    _held = True
+
+
+def _on_interrupt(signum, frame) -> None:
+    if _swallowing(frame):
+        signal.setitimer(signal.ITIMER_REAL, RETRY_SECONDS)
+        return
+    raise KeyboardInterrupt
+
+
+def _swallowing(frame) -> bool:
+    """Whether an exception raised in ``frame`` would be ignored: it runs inside a garbage-collector
+    callback or a finalizer."""
+    callbacks = {getattr(cb, "__code__", None) for cb in gc.callbacks}
+    while frame is not None:
+        if frame.f_code in callbacks or frame.f_code.co_name == "__del__":
+            return True
+        frame = frame.f_back
+    return False

@@ -1,0 +1,196 @@
+"""Hardening: every bad input, busy output, odd photo and failing write gives one line and a non-zero
+exit, before any work where it can be known, and no existing file changes."""
+
+import os
+import stat
+import subprocess
+import sys
+
+import cv2
+import imageio.v3 as iio
+import numpy as np
+import pytest
+from PIL import Image
+
+import jaxstyle.cli.image as image_job
+from jaxstyle import imaging
+from jaxstyle.io.files import OutputLock, temp_path
+from jaxstyle.io.images import read_image, write_image
+
+from ..helpers import MEDIA, ROOT, assert_one_line_error, run_main
+
+FAST = ["--iterations", "1", "--coarse-iterations", "1", "--start-size", "0", "--chunk", "1", "--quiet",
+        "--network", "vgg16"]
+VFAST = [*FAST, "--video-iterations", "1", "--size", "24"]
+
+
+@pytest.fixture()
+def images(tmp_path):
+    content = imaging.resize(read_image(MEDIA / "content" / "tubingen.jpg"), 27, 35)
+    style = imaging.resize(read_image(MEDIA / "styles" / "starry_night.jpg"), 30, 48)
+    paths = {"content": tmp_path / "content.png", "style": tmp_path / "style.jpg"}
+    iio.imwrite(paths["content"], imaging.to_uint8(content))
+    iio.imwrite(paths["style"], imaging.to_uint8(style))
+    return paths
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def test_a_second_job_to_the_same_output_refuses(capsys, images, tmp_path):
+    out = tmp_path / "busy.png"
+    out.write_bytes(b"the first job's")
+    with OutputLock(out):  # a job that is writing it
+        leftover = temp_path(out)
+        leftover.write_bytes(b"the first job's temporary file")
+        code, err = run_main([images["content"], "--style", images["style"], "-o", out, *FAST], capsys)
+        assert_one_line_error(code, err, "another jaxstyle job", f"(pid {os.getpid()})", "busy.png")
+        assert out.read_bytes() == b"the first job's" and leftover.exists()  # nothing of it touched
+    leftover.unlink()
+
+
+def test_a_killed_jobs_lock_and_temporary_files_are_taken_over(capsys, images, tmp_path):
+    out = tmp_path / "o.png"
+    (tmp_path / ".o.png.jaxstyle-lock").write_text("999999999\n")  # no such process
+    stale = [temp_path(out), temp_path(temp_path(out, "frames"))]
+    for path in stale:
+        path.write_bytes(b"left by a killed run")
+    unrelated = tmp_path / ".o.png.notes"
+    unrelated.write_text("mine")
+    code, err = run_main([images["content"], "--style", images["style"], "-o", out, *FAST], capsys)
+    assert code == 0, err
+    assert "took over the lock" in err and "999999999" in err
+    assert not any(p.exists() for p in stale) and unrelated.read_text() == "mine"
+    assert not (tmp_path / ".o.png.jaxstyle-lock").exists()  # released
+
+
+def test_outputs_get_ordinary_permissions(capsys, images, tmp_path):
+    out, metrics = tmp_path / "o.png", tmp_path / "m.json"
+    code, err = run_main([images["content"], "--style", images["style"], "-o", out, "--metrics-json", metrics, *FAST],
+                         capsys)
+    assert code == 0, err
+    for path in (out, metrics):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~_umask(), path
+    os.chmod(out, 0o640)  # an overwrite keeps the file's own mode, as an ordinary write does
+    write_image(out, np.zeros((4, 4, 3), np.float32))
+    assert stat.S_IMODE(out.stat().st_mode) == 0o640
+
+
+@pytest.mark.parametrize("extra,needle", [
+    (["-o", "/proc/x.png"], "cannot write into /proc"),
+    (["--metrics-json", "/proc/m.json"], "--metrics-json"),
+    (["--size", "100000"], "largest --size that fits"),
+    (["--content-weight", "nan"], "--content-weight must be a finite number"),
+    (["--style-weight", "-1"], "--style-weight must be >= 0"),
+    (["--scale-factor", "nan"], "--scale-factor must be a finite number"),
+    (["--temporal-weight", "inf"], "--temporal-weight must be a finite number"),
+    (["--learning-rate", "-0.5"], "--learning-rate must be > 0"),
+])
+def test_bad_values_and_paths_fail_before_any_work(capsys, images, tmp_path, monkeypatch, extra, needle):
+    def no_work(*a, **k):
+        raise AssertionError("the work started")
+
+    monkeypatch.setattr(image_job.schedules, "stylize", no_work)
+    argv = [images["content"], "--style", images["style"], *FAST]
+    if "-o" not in extra:
+        argv += ["-o", tmp_path / "o.png"]
+    assert_one_line_error(*run_main([*argv, *extra], capsys), needle)
+
+
+def test_video_paths_and_values_fail_before_any_work(capsys, images, tmp_path):
+    clip = MEDIA / "video" / "realshort.mp4"
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    for extra, needle in [(["-o", "/proc/x.mp4"], "cannot write into /proc"),
+                          (["--frames-dir", a_file], "--frames-dir"), (["--work-dir", a_file], "--work-dir"),
+                          (["--quality", "99"], "--quality"), (["--start", "nan"], "--start"),
+                          (["--duration", "-1"], "--duration"),
+                          (["--style-audio", MEDIA / "audio" / "rain_texture.wav", "--duration", "0.1"], "too short")]:
+        argv = [clip, "--style", images["style"], *VFAST, *extra]
+        if "-o" not in extra:
+            argv += ["-o", tmp_path / "v.mp4"]
+        assert_one_line_error(*run_main(argv, capsys), needle)
+        assert not (tmp_path / "v.mp4").exists() and not (tmp_path / ".v.mp4.jaxstyle-work").exists()
+    assert a_file.read_text() == "x"
+
+
+def test_gif_output_says_the_sound_is_dropped(capsys, images, tmp_path):
+    out = tmp_path / "v.gif"
+    code, err = run_main([MEDIA / "video" / "realshort.mp4", "--style", images["style"], "-o", out, "--duration", "0.2",
+                          *VFAST], capsys)
+    assert code == 0, err
+    assert "GIF has no sound track" in err and out.exists()
+
+
+def test_an_internal_error_is_one_line_naming_its_log(capsys, images, tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+
+    def broken(*a, **k):
+        raise RuntimeError("something inside went wrong")
+
+    monkeypatch.setattr(image_job.schedules, "stylize", broken)
+    code, err = run_main([images["content"], "--style", images["style"], "-o", tmp_path / "o.png", *FAST], capsys)
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 1 and "Traceback" not in err
+    assert lines[-1].startswith("jaxstyle: internal error: RuntimeError: something inside went wrong")
+    log = lines[-1].rsplit("the traceback is in ", 1)[1]
+    assert log.startswith(str(tmp_path / "cache")) and "Traceback" in open(log).read()
+
+
+def test_photos_cmyk_16bit_and_exif(tmp_path):
+    Image.new("CMYK", (8, 6), (0, 255, 255, 0)).save(tmp_path / "cmyk.jpg", quality=95)  # red in CMYK
+    np.testing.assert_allclose(read_image(tmp_path / "cmyk.jpg")[2, 3], [1, 0, 0], atol=0.02)
+    deep = np.zeros((6, 8, 3), np.uint16)
+    deep[..., 0], deep[..., 1], deep[..., 2] = 1000, 40000, 65535
+    cv2.imwrite(str(tmp_path / "rgb16.png"), deep[..., ::-1])
+    np.testing.assert_allclose(read_image(tmp_path / "rgb16.png")[0, 0] * 65535, [1000, 40000, 65535], atol=0.5)
+    photo = Image.new("RGB", (8, 4), (255, 0, 0))
+    photo.paste((0, 0, 255), (0, 0, 2, 4))   # blue on the left of the stored pixels
+    exif = Image.Exif()
+    exif[0x0112] = 6                          # "rotate 90 degrees clockwise to display"
+    photo.save(tmp_path / "phone.jpg", exif=exif.tobytes(), quality=95)
+    shown = read_image(tmp_path / "phone.jpg")
+    assert shown.shape == (8, 4, 3)
+    assert shown[0, 1, 2] > 0.8 and shown[0, 1, 0] < 0.2  # the left edge is now the top
+
+
+def _cli(args, limit_kib=None, timeout=300):
+    """The CLI in a child process; ``limit_kib`` caps the size of every file it writes (``ulimit -f``,
+    as a full disk: a write past it fails with EFBIG, SIGXFSZ being ignored)."""
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=1", "JAX_PLATFORMS": "cpu"}
+    cmd = [sys.executable, str(ROOT / "cli.py"), *map(str, args)]
+    if limit_kib:
+        cmd = ["bash", "-c", f"ulimit -f {limit_kib}; trap '' XFSZ; exec \"$@\"", "bash", *cmd]
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=timeout)
+
+
+def test_a_full_disk_during_the_writes(images, tmp_path, vgg16):  # (the weights are converted beforehand)
+    """A file-size limit (as a full disk): one line, no partial output, an existing file kept; a
+    video's work directory stays resumable and the resumed run finishes the same video."""
+    out = tmp_path / "o.png"
+    out.write_bytes(b"an earlier result")
+    run = _cli([images["content"], "--style", images["style"], "-o", out, "--size", "160", *FAST], limit_kib=2)
+    assert_one_line_error(run.returncode, run.stderr, "cannot write", "larger than allowed")
+    assert out.read_bytes() == b"an earlier result" and not list(tmp_path.glob(".o.png.*"))
+    clip = MEDIA / "video" / "realshort.mp4"
+    video = [clip, "--style", images["style"], "--duration", "0.4", *VFAST, "--keep-work"]
+    full = _cli([*video, "-o", tmp_path / "full.mp4", "--frames-dir", tmp_path / "full"])
+    assert full.returncode == 0, full.stderr
+    broken = _cli([*video, "-o", tmp_path / "v.mp4"], limit_kib=6)
+    assert_one_line_error(broken.returncode, broken.stderr, "cannot write")
+    assert not (tmp_path / "v.mp4").exists() and (tmp_path / ".v.mp4.jaxstyle-work" / "manifest.json").is_file()
+    resumed = _cli([*video, "-o", tmp_path / "v.mp4", "--resume", "--frames-dir", tmp_path / "resumed"])
+    assert resumed.returncode == 0, resumed.stderr
+    for a, b in zip(sorted((tmp_path / "full").glob("*.png")), sorted((tmp_path / "resumed").glob("*.png"))):
+        assert np.array_equal(iio.imread(a), iio.imread(b)), a.name
+    # the final encode itself fails (the frames, flows and checkpoints fit under the limit)
+    out = tmp_path / "w.mp4"
+    out.write_bytes(b"an earlier video")
+    broken = _cli([*video, "-o", out], limit_kib=12)
+    assert_one_line_error(broken.returncode, broken.stderr, "w.mp4", "larger than allowed")
+    assert out.read_bytes() == b"an earlier video" and not list(tmp_path.glob(".w.mp4.*.mp4"))
+    resumed = _cli([*video, "-o", out, "--resume"])
+    assert resumed.returncode == 0 and "resuming at step" in resumed.stderr, resumed.stderr
