@@ -70,8 +70,6 @@ def run_video(out_dir: Path, name: str, extra: list[str], size: int) -> dict:
 
 def independent_stability(out_dir: Path, size: int, preset: str) -> dict:
     """Per-frame independent stylization (content init, no temporal term, full preset per frame)."""
-
-
     info = video_io.probe(CLIP)
     h, w = target_size(info.height, info.width, size)
     frames = np.stack(list(video_io.iter_frames(CLIP, info, size=(w, h))))
@@ -120,8 +118,6 @@ def part_stability(out_dir: Path, size: int, preset: str, fpd: int, extra: list[
 
 def part_warm(size: int, iterations: int) -> dict:
     """Frame 0 from the content (single scale) vs frame 1 from frame 0's output warped."""
-
-
     info = video_io.probe(CLIP)
     h, w = target_size(info.height, info.width, size)
     frames = list(video_io.iter_frames(CLIP, info, size=(w, h), duration=float(3 / info.fps)))

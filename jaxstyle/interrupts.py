@@ -61,6 +61,9 @@ def finish(code: int) -> int:
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)
+    # a success: an interrupt during the interpreter's own tear-down is ignored (SIG_IGN survives
+    # it, where a Python-level handler is reset to the default, which would kill the process)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     return code
 
 

@@ -7,11 +7,13 @@ import argparse
 import contextlib
 import os
 import sys
+import threading
 import time
 import traceback
 import typing
 from pathlib import Path
 
+from .. import interrupts
 from ..errors import UserError
 from ..io.files import OutputLock, check_output_file, remove_stale_temps
 from ..schedules.memory import check_memory
@@ -64,6 +66,8 @@ def claimed(*paths):
                 log(f"removed {stale.name}, left by a killed run")
         yield
     finally:
+        if threading.current_thread() is threading.main_thread():
+            interrupts.hold()  # the outputs are written (or removed): from here on an interrupt changes nothing
         for lock in reversed(locks):
             lock.release()
 
