@@ -10,22 +10,10 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 
-from jaxstyle import imaging
-from jaxstyle.io.images import read_image
 from jaxstyle.nets import weights
 from ..helpers import ROOT, assert_one_line_error, run_main
 
 FAST = ["--iterations", "2", "--coarse-iterations", "1", "--start-size", "0", "--chunk", "2", "--quiet"]
-
-
-@pytest.fixture()
-def images(tmp_path, media):
-    content = imaging.resize(read_image(media / "content" / "tubingen.jpg"), 27, 35)
-    style = imaging.resize(read_image(media / "styles" / "starry_night.jpg"), 30, 48)
-    paths = {"content": tmp_path / "content.png", "style": tmp_path / "style.jpg"}
-    iio.imwrite(paths["content"], imaging.to_uint8(content))
-    iio.imwrite(paths["style"], imaging.to_uint8(style))
-    return paths
 
 
 def test_missing_content(capsys, images, tmp_path):

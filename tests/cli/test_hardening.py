@@ -7,13 +7,11 @@ import subprocess
 import sys
 
 import cv2
-import imageio.v3 as iio
 import numpy as np
 import pytest
 from PIL import Image
 
 import jaxstyle.cli.image as image_job
-from jaxstyle import imaging
 from jaxstyle.io.files import OutputLock, temp_path
 from jaxstyle.io.images import read_image, write_image
 from jaxstyle.io.video import probe
@@ -23,16 +21,6 @@ from ..helpers import MEDIA, ROOT, assert_one_line_error, run_main
 FAST = ["--iterations", "1", "--coarse-iterations", "1", "--start-size", "0", "--chunk", "1", "--quiet",
         "--network", "vgg16"]
 VFAST = [*FAST, "--video-iterations", "1", "--size", "24"]
-
-
-@pytest.fixture()
-def images(tmp_path):
-    content = imaging.resize(read_image(MEDIA / "content" / "tubingen.jpg"), 27, 35)
-    style = imaging.resize(read_image(MEDIA / "styles" / "starry_night.jpg"), 30, 48)
-    paths = {"content": tmp_path / "content.png", "style": tmp_path / "style.jpg"}
-    iio.imwrite(paths["content"], imaging.to_uint8(content))
-    iio.imwrite(paths["style"], imaging.to_uint8(style))
-    return paths
 
 
 def _umask() -> int:
