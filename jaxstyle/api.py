@@ -34,8 +34,9 @@ def _as_image(item, what: str) -> np.ndarray:
 
 
 def network_for(config: StyleConfig, network: Network | None = None) -> Network:
-    """``network``, or the one the config names, with the config's pooling."""
-    return (network or load_network(config.network, pooling=config.pooling)).with_pooling(config.pooling)
+    """``network``, or the one the config names, with the config's pooling and precision."""
+    return (network or load_network(config.network, pooling=config.pooling)).configured(config.pooling,
+                                                                                        config.precision)
 
 
 def stylize_frames(contents: np.ndarray, styles: Sequence[np.ndarray], config: StyleConfig | None = None, *,

@@ -18,7 +18,7 @@ from typing import Any
 
 from .errors import UserError
 from .imaging import scaled_size
-from .nets.vgg import check_layers
+from .nets.vgg import PRECISIONS, check_layers
 from .objective.distances import DISTANCES
 from .optim.optimizers import OPTIMIZERS
 
@@ -186,6 +186,7 @@ class StyleConfig:
     init: str = setting("content", "initial image: content, noise, style, or a path to an image", metavar="INIT")
     network: str = setting("auto", "vgg19, vgg16, random (benchmarks only), a weights file, or auto (VGG19 if ported, else VGG16)", metavar="NET")
     pooling: str = setting("avg", "pooling in the network (Gatys used average)", choices=("avg", "max"))
+    precision: str = setting("float32", "the network's convolutions: float32; tf32, the accelerator's fast float32 (NVIDIA TF32; CPUs compute float32); bfloat16 operands with float32 accumulation. The image and the optimizer state stay float32", choices=PRECISIONS)
     preserve_colors: str = setting("none", "keep the content's colours: luminance-only transfer or histogram matching",
                                    choices=PRESERVE_COLORS)
     seed: int = setting(0, "random seed (noise init)")
@@ -238,6 +239,8 @@ class StyleConfig:
             raise UserError(f"unknown optimizer {self.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
         if self.distance not in DISTANCES:
             raise UserError(f"unknown distance {self.distance!r}; choose one of {', '.join(DISTANCES)}")
+        if self.precision not in PRECISIONS:
+            raise UserError(f"--precision must be one of {', '.join(PRECISIONS)}, not {self.precision!r}")
         if self.preserve_colors not in PRESERVE_COLORS:
             raise UserError(f"--preserve-colors must be one of {', '.join(PRESERVE_COLORS)}")
         for name in ("iterations", "coarse_iterations"):

@@ -17,7 +17,7 @@ from ..config import StyleConfig
 from ..imaging import target_size
 from ..io.images import write_image
 from ..io.files import write_json_atomic
-from ..nets.weights import load_network
+from ..api import network_for
 from .common import Parser, log
 
 
@@ -57,7 +57,7 @@ def run(out_dir: str = "outputs", size: int = 256, preset: str = "balanced", qui
     write_image(out / "example_content.png", content)
     write_image(out / "example_style.png", style)
     config = StyleConfig(size=size, preset=preset).resolved()
-    network = load_network(config.network, pooling=config.pooling)
+    network = network_for(config)
     log(f"network: {network.describe()}")
     h, w = target_size(content.shape[0], content.shape[1], size)
     frames = schedules.prepare(imaging.resize(content, h, w)[None], [style], config)

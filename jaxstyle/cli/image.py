@@ -13,7 +13,7 @@ from ..imaging import target_size
 from ..io.images import check_output_path, read_image, write_image
 from ..io.files import write_json_atomic
 from ..io.labels import palette, read_style_masks, snap_labels
-from ..nets.weights import load_network
+from ..api import network_for
 from ..objective import build_regions
 from .common import check_memory, check_metrics_path, check_output_file, claimed, default_output, log
 
@@ -73,7 +73,7 @@ def image_main(args, config: StyleConfig) -> int:
     check_memory(config, h, w, frames=1)
     regions = load_regions(config, content.shape[:2], styles, (h, w))
     with claimed(output):
-        network = load_network(config.network, pooling=config.pooling)
+        network = network_for(config)
         log(f"network: {network.describe()}; devices: {len(jax.devices())} x {jax.devices()[0].platform}")
         log(f"content {content.shape[1]}x{content.shape[0]} -> {w}x{h}, scales {describe_scales(config, h, w)}")
         frames = schedules.prepare(imaging.resize(content, h, w)[None], styles, config, regions=regions)

@@ -20,7 +20,7 @@ from ..io.ffmpeg import audio_streams
 from ..io.files import check_output_dir, temp_path, write_json_atomic
 from ..io.images import check_output_path, read_image
 from ..io.video import VIDEO_OUTPUT_EXTENSIONS, is_video, mux_audio, probe
-from ..nets.weights import load_network
+from ..api import network_for
 from ..video import Processes, VideoJob, VideoOptions, stylize_video
 from .audio import sound_metrics, stylize_sound
 from .common import check_memory, check_metrics_path, check_output_file, claimed, default_output, log
@@ -122,7 +122,7 @@ def video_main(args, config: StyleConfig) -> int:
     with claimed(*((output, job.work_path) if processes.process_id == 0 else ())):
         if options.frames_dir:
             Path(options.frames_dir).mkdir(parents=True, exist_ok=True)
-        network = load_network(config.network, pooling=config.pooling)
+        network = network_for(config)
         schedules.check_network(config, network)
         log(f"network: {network.describe()}; devices: {len(jax.local_devices())} x {jax.devices()[0].platform}"
             f" (process {processes.process_id + 1} of {processes.num_processes})")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import math
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, partial
 from typing import Mapping, Sequence
 
 import flax.linen as nn
@@ -70,15 +70,25 @@ def preprocess(images: jax.Array, mode: str) -> jax.Array:
 
 
 _DIMS = ("NHWC", "HWIO", "NHWC")
+PRECISIONS = ("float32", "tf32", "bfloat16")
+# float32: full precision everywhere (on GPUs XLA's default would be TF32); tf32: the accelerator's
+# default (TF32 on NVIDIA GPUs from Ampere on, bfloat16 passes on TPUs; CPUs compute float32 anyway);
+# bfloat16: operands in bfloat16, products accumulated in float32
+_LAX_PRECISION = {"float32": jax.lax.Precision.HIGHEST, "tf32": jax.lax.Precision.DEFAULT}
 
 
-def _conv(x: jax.Array, kernel: jax.Array) -> jax.Array:
-    return jax.lax.conv_general_dilated(x, kernel, (1, 1), ((1, 1), (1, 1)), dimension_numbers=_DIMS)
+def _conv(x: jax.Array, kernel: jax.Array, precision: str = "float32") -> jax.Array:
+    if precision == "bfloat16":
+        return jax.lax.conv_general_dilated(x.astype(jnp.bfloat16), kernel.astype(jnp.bfloat16), (1, 1),
+                                            ((1, 1), (1, 1)), dimension_numbers=_DIMS,
+                                            preferred_element_type=jnp.float32)
+    return jax.lax.conv_general_dilated(x, kernel, (1, 1), ((1, 1), (1, 1)), dimension_numbers=_DIMS,
+                                        precision=_LAX_PRECISION[precision])
 
 
-@jax.custom_vjp
-def conv3x3(x: jax.Array, kernel: jax.Array) -> jax.Array:
-    """3x3 'same' convolution, NHWC x HWIO.
+@partial(jax.custom_vjp, nondiff_argnums=(2,))
+def conv3x3(x: jax.Array, kernel: jax.Array, precision: str = "float32") -> jax.Array:
+    """3x3 'same' convolution, NHWC x HWIO, at ``precision`` (one of :data:`PRECISIONS`).
 
     Its gradient with respect to the input is written as a plain convolution with the flipped,
     transposed kernel. XLA's own transpose rule folds that transposition into the convolution's
@@ -89,16 +99,16 @@ def conv3x3(x: jax.Array, kernel: jax.Array) -> jax.Array:
     The weights are frozen in style transfer: this convolution is differentiable with respect to
     its input only, and reports a zero gradient for the kernel.
     """
-    return _conv(x, kernel)
+    return _conv(x, kernel, precision)
 
 
-def _conv3x3_fwd(x, kernel):
-    return _conv(x, kernel), kernel
+def _conv3x3_fwd(x, kernel, precision):
+    return _conv(x, kernel, precision), kernel
 
 
-def _conv3x3_bwd(kernel, g):
+def _conv3x3_bwd(precision, kernel, g):
     flipped = jnp.flip(kernel, (0, 1)).swapaxes(2, 3)
-    return _conv(g, flipped), jnp.zeros_like(kernel)
+    return _conv(g, flipped, precision), jnp.zeros_like(kernel)
 
 
 conv3x3.defvjp(_conv3x3_fwd, _conv3x3_bwd)
@@ -109,20 +119,20 @@ def flip_kernel(kernel: jax.Array) -> jax.Array:
     return jnp.flip(kernel, (0, 1)).swapaxes(2, 3)
 
 
-@jax.custom_vjp
-def conv3x3_flipped(x: jax.Array, kernel: jax.Array, flipped: jax.Array) -> jax.Array:
+@partial(jax.custom_vjp, nondiff_argnums=(3,))
+def conv3x3_flipped(x: jax.Array, kernel: jax.Array, flipped: jax.Array, precision: str = "float32") -> jax.Array:
     """:func:`conv3x3` with the flipped kernel precomputed once (a loop-invariant argument), so the
     backward pass does not transpose every kernel again on each iteration."""
-    return _conv(x, kernel)
+    return _conv(x, kernel, precision)
 
 
-def _conv3x3_flipped_fwd(x, kernel, flipped):
-    return _conv(x, kernel), (kernel, flipped)
+def _conv3x3_flipped_fwd(x, kernel, flipped, precision):
+    return _conv(x, kernel, precision), (kernel, flipped)
 
 
-def _conv3x3_flipped_bwd(residuals, g):
+def _conv3x3_flipped_bwd(precision, residuals, g):
     kernel, flipped = residuals
-    return _conv(g, flipped), jnp.zeros_like(kernel), jnp.zeros_like(flipped)
+    return _conv(g, flipped, precision), jnp.zeros_like(kernel), jnp.zeros_like(flipped)
 
 
 conv3x3_flipped.defvjp(_conv3x3_flipped_fwd, _conv3x3_flipped_bwd)
@@ -130,14 +140,15 @@ conv3x3_flipped.defvjp(_conv3x3_flipped_fwd, _conv3x3_flipped_bwd)
 
 class Conv3x3(nn.Module):
     features: int
+    precision: str = "float32"
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         kernel = self.param("kernel", nn.initializers.he_normal(), (3, 3, x.shape[-1], self.features))
         bias = self.param("bias", nn.initializers.zeros, (self.features,))
         if self.has_variable("flipped", "kernel"):
-            return conv3x3_flipped(x, kernel, self.get_variable("flipped", "kernel")) + bias
-        return conv3x3(x, kernel) + bias
+            return conv3x3_flipped(x, kernel, self.get_variable("flipped", "kernel"), self.precision) + bias
+        return conv3x3(x, kernel, self.precision) + bias
 
 
 def _pool(x: jax.Array, kind: str) -> jax.Array:
@@ -152,6 +163,7 @@ class VGGFeatures(nn.Module):
     arch: str = "vgg19"
     pooling: str = "avg"
     preprocessing: str = "torch"
+    precision: str = "float32"
 
     @nn.compact
     def __call__(self, images: jax.Array, layers: Sequence[str]) -> dict[str, jax.Array]:
@@ -167,7 +179,7 @@ class VGGFeatures(nn.Module):
         for b, block in enumerate(ARCHS[self.arch]):
             for i, channels in enumerate(block):
                 name = f"conv{b + 1}_{i + 1}"
-                x = Conv3x3(channels, name=name)(x)
+                x = Conv3x3(channels, self.precision, name=name)(x)
                 if name in wanted:
                     out[name] = x
                 x = jax.nn.relu(x)
@@ -199,10 +211,13 @@ class Network:
     pooling: str = "avg"
     source: str = ""
     sha256: str = ""
+    precision: str = "float32"   # of the convolutions (:data:`PRECISIONS`); images and states stay float32
     module: VGGFeatures = field(init=False)
 
     def __post_init__(self) -> None:
-        self.module = VGGFeatures(self.arch, self.pooling, self.preprocessing)
+        if self.precision not in PRECISIONS:
+            raise UserError(f"--precision must be one of {', '.join(PRECISIONS)}, not {self.precision!r}")
+        self.module = VGGFeatures(self.arch, self.pooling, self.preprocessing, self.precision)
         self.params = {k: {kk: jnp.asarray(vv, jnp.float32) for kk, vv in v.items()} for k, v in self.params.items()}
         flipped = {k: {"kernel": flip_kernel(v["kernel"])} for k, v in self.params.items()}
         # Everything ``module.apply`` takes: the weights and their precomputed flipped kernels.
@@ -226,9 +241,14 @@ class Network:
 
     def with_pooling(self, pooling: str) -> "Network":
         """This network with another pooling (itself when it already has it)."""
-        if pooling == self.pooling:
+        return self.configured(pooling, self.precision)
+
+    def configured(self, pooling: str, precision: str) -> "Network":
+        """This network (the same weights) with another pooling and convolution precision; itself
+        when both are unchanged."""
+        if (pooling, precision) == (self.pooling, self.precision):
             return self
-        return Network(self.arch, self.params, self.preprocessing, pooling, self.source, self.sha256)
+        return Network(self.arch, self.params, self.preprocessing, pooling, self.source, self.sha256, precision)
 
     def features(self, images: jax.Array, layers: Sequence[str]) -> dict[str, jax.Array]:
         images = jnp.asarray(images, jnp.float32)
@@ -237,7 +257,8 @@ class Network:
         return self.module.apply(self.variables, images, tuple(layers))
 
     def describe(self) -> str:
-        return f"{self.arch} ({self.source or 'unknown source'}, {self.pooling} pooling)"
+        precision = "" if self.precision == "float32" else f", {self.precision} convolutions"
+        return f"{self.arch} ({self.source or 'unknown source'}, {self.pooling} pooling{precision})"
 
 
 def layer_stride(name: str) -> int:

@@ -31,7 +31,7 @@ __all__ = ["Frames", "Result", "prepare", "stylize", "check_network", "is_tiled"
 def stylize(frames: Frames, cfg, network: Network, *, devices=None, progress=False, on_chunk=None) -> Result:
     """Stylize ``frames`` (from :func:`prepare`) with a resolved config: the untiled coarse-to-fine
     schedule, or the tiled one for frames larger than ``cfg.tiles.size``; colours are put back
-    afterwards. ``network`` must have the config's pooling. A non-finite loss raises NonFiniteLoss with the last finite result as ``.result``."""
+    afterwards. ``network`` must have the config's pooling and precision. A non-finite loss raises NonFiniteLoss with the last finite result as ``.result``."""
     t_start = time.perf_counter()
     check_network(cfg, network)
     tiled = is_tiled(cfg, *frames.size)

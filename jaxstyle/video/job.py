@@ -98,7 +98,7 @@ def _fingerprint(job: VideoJob, source: VideoSource, network: Network, lanes) ->
 def stylize_video(job: VideoJob, network: Network, log=print) -> dict:
     """Run ``job`` (a resolved config) and return its metrics; process 0 writes the output."""
     cfg = job.config
-    network = network.with_pooling(cfg.pooling)
+    network = network.configured(cfg.pooling, cfg.precision)
     source = VideoSource(job.input, job.styles, cfg, job.options.start, job.options.duration)
     devices = jax.local_devices()
     procs = job.processes
