@@ -112,6 +112,7 @@ class VideoConfig:
     sequential: bool = setting(False, "one frame at a time in order (Ruder et al.), for comparison")
     overlap: int = setting(8, "frames by which neighbouring lanes overlap and are cross-faded (at most a lane's length - 1)", metavar="N")
     style_window: int = setting(5, "with a style video, Gram targets are averaged over this many style frames", metavar="N")
+    scene_cuts: bool = setting(True, "do not detect scene cuts (at a detected cut a lane restarts as a first frame: no warp, no temporal term, no cross-fade across it)", flag="--no-scene-cuts")
 
     def check(self) -> None:
         _at_least(self.passes, 1, "--passes")

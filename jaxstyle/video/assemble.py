@@ -12,6 +12,7 @@ import numpy as np
 from .. import imaging
 from ..io.video import VideoWriter
 from . import flow as flowlib
+from .cuts import Cuts
 from .flow import FlowCache
 from .lanes import Lane
 from .refine import assembled_frame
@@ -21,8 +22,9 @@ from .workdir import WorkDir
 
 
 def assemble(source: VideoSource, work: WorkDir, flows: FlowCache, config, lanes: list[Lane], last_pass: int, *,
-             output: Path, options) -> dict:
-    """Write ``output`` (atomically) and return the per-pair temporal errors and e_stab."""
+             output: Path, options, cuts: Cuts | None = None) -> dict:
+    """Write ``output`` (atomically) and return the per-pair temporal errors and e_stab (the pairs
+    across a scene cut left out)."""
     errors: list[float] = []
     prev = prev_content = None
     reader = source.reader(0, source.n_frames)
@@ -33,9 +35,9 @@ def assemble(source: VideoSource, work: WorkDir, flows: FlowCache, config, lanes
     with VideoWriter(output, source.info.width, source.info.height, source.fps, quality=options.quality,
                      audio_from=audio_from, audio_start=audio_start, audio_duration=audio_duration) as writer:
         for t in range(source.n_frames):
-            frame = from_u8(assembled_frame(work, lanes, t, last_pass))
+            frame = from_u8(assembled_frame(work, lanes, t, last_pass, cuts))
             content = next(reader)
-            if prev is not None:
+            if prev is not None and (cuts is None or t not in cuts):
                 warped, mask = warped_pair(flows, config.video.flow, prev_content, content, prev)
                 errors.append(float(flowlib.temporal_loss(jnp.asarray(frame), warped, mask)))
             full = imaging.resize(frame, *out_size) if frame.shape[:2] != out_size else frame

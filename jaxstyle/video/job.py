@@ -30,6 +30,7 @@ from ..config import StyleConfig, setting
 from ..errors import UserError
 from ..nets.vgg import Network
 from .assemble import assemble
+from .cuts import Cuts, detect_cuts
 from .flow import FlowCache
 from .lanes import plan_lanes, run_lanes
 from .refine import refine
@@ -114,31 +115,35 @@ def stylize_video(job: VideoJob, network: Network, log=print) -> dict:
     if procs.process_id == 0:
         source.prepare_masks(work.masks)
     work.barrier("masks")
+    cuts = detect_cuts(source, flows, cfg.video.flow) if cfg.video.scene_cuts else Cuts()
     log(f"video {source.info.width}x{source.info.height} @ {float(source.fps):.3f} fps, {source.n_frames} frames "
         f"-> working size {source.width}x{source.height}; {len(lanes)} lane(s) "
-        f"({len(my_lanes)} here), {max(lane.length for lane in lanes)} steps")
+        f"({len(my_lanes)} here), {max(lane.length for lane in lanes)} steps"
+        + (f"; scene cuts before frames {', '.join(map(str, cuts.frames))}" if cuts.frames else ""))
     stats = run_lanes(source, work, flows, cfg, network, devices, lanes, my_lanes, resume=job.options.resume,
-                      progress=job.progress, log=log) if my_lanes else \
+                      progress=job.progress, log=log, cuts=cuts) if my_lanes else \
         {"iterations_first": 0, "iterations_later": 0, "steps": 0, "compile_seconds": 0.0}
     work.barrier("pass1")
     for p in range(2, cfg.video.passes + 1):
-        refine(source, work, flows, cfg, network, devices, lanes, p)
+        refine(source, work, flows, cfg, network, devices, lanes, p, cuts)
         work.barrier(f"pass{p}")
-    metrics: dict[str, Any] = {"lanes": [dataclasses.asdict(lane) for lane in lanes], **stats}
+    metrics: dict[str, Any] = {"lanes": [dataclasses.asdict(lane) for lane in lanes], **stats, **cuts.metrics()}
     if procs.process_id == 0:
         metrics.update(assemble(source, work, flows, cfg, lanes, cfg.video.passes, output=job.output,
-                                options=job.options))
+                                options=job.options, cuts=cuts))
         if not job.options.keep_work:
             work.remove()
     wall = time.perf_counter() - t0
+    # lanes that restarted at a cut (a lane's first frame is one already)
+    restarts = sum(1 for lane in lanes for c in cuts.frames if lane.start < c < lane.stop)
     metrics.update({
         "frames": source.n_frames, "fps": str(source.fps), "work_size": [source.height, source.width],
         "output_size": [source.info.height, source.info.width], "wall_seconds": wall,
         "frames_per_second": source.n_frames / wall, "network": network.describe(),
         "devices": len(devices), "processes": procs.num_processes,
         # the optimizer iterations actually spent, overlap frames included, per output frame
-        "iterations_per_frame": (stats["iterations_first"] * len(lanes) + stats["iterations_later"]
-                                 * (sum(lane.length for lane in lanes) - len(lanes))) / source.n_frames
+        "iterations_per_frame": (stats["iterations_first"] * (len(lanes) + restarts) + stats["iterations_later"]
+                                 * (sum(lane.length for lane in lanes) - len(lanes) - restarts)) / source.n_frames
         + (cfg.video.passes - 1) * cfg.video.iterations,
         "lane_frames_computed": sum(lane.length for lane in lanes),
         "config": dataclasses.asdict(cfg),

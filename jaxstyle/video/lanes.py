@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 from ..errors import UserError
 from ..nets.vgg import Network
 from ..objective import Temporal
+from .cuts import Cuts
 from .flow import FlowCache
 from .source import VideoSource
 from .step import stylize_step
@@ -81,10 +82,18 @@ def _trace(metrics: dict) -> list[float]:
     return [float(np.mean(s["final"]["total"])) for s in metrics["scales"]]
 
 
+def _padded(indices: list[int], size: int) -> list[int]:
+    """``indices`` repeated up to ``size`` (the last one again), so every step's batch has one shape."""
+    return indices + [indices[-1]] * (size - len(indices))
+
+
 def run_lanes(source: VideoSource, work: WorkDir, flows: FlowCache, config, network: Network, devices,
-              lanes: list[Lane], my_lanes: list[Lane], *, resume: bool, progress: bool, log) -> dict:
-    """Pass 1: this process's lanes, step by step; finished frames go to the work directory."""
+              lanes: list[Lane], my_lanes: list[Lane], *, resume: bool, progress: bool, log,
+              cuts: Cuts | None = None) -> dict:
+    """Pass 1: this process's lanes, step by step; finished frames go to the work directory. A lane
+    whose next frame starts a new shot (``cuts``) restarts there as a first frame."""
     video = config.video
+    cuts = cuts or Cuts()
     history = max(video.long_term)
     steps = max(lane.length for lane in lanes)
     start_step = 0
@@ -106,48 +115,64 @@ def run_lanes(source: VideoSource, work: WorkDir, flows: FlowCache, config, netw
                if start_step < lane.length else iter(()) for lane in my_lanes]
     later = dataclasses.replace(config, start_size=0, iterations=video.iterations)
     stats = {"iterations_first": 0, "iterations_later": 0, "steps": steps, "first_frame_losses": [],
-             "later_frame_losses": [], "compile_seconds": 0.0}
+             "later_frame_losses": [], "compile_seconds": 0.0, "restarts": 0}
     bar = tqdm(total=steps, initial=start_step, unit="step", desc=f"lanes x{len(lanes)}", dynamic_ncols=True) \
         if progress else None
     t0 = time.perf_counter()
+    size = len(my_lanes)
     for k in range(start_step, steps):
-        batch, inits, targets, masks, frames_t = [], [], [], [], []
+        batch, frames_t, temporal_inputs, fresh = [], [], [], []
         for i, lane in enumerate(my_lanes):
             t = lane.start + min(k, lane.length - 1)
-            if k < lane.length:
+            active = k < lane.length
+            if active:
                 frame = next(readers[i], None)
                 if frame is None:
                     raise UserError(f"{source.path} ended early (frame {t} of {source.n_frames})")
                 contents[i][t] = frame
             frames_t.append(t)
             batch.append(contents[i][t])
-            if k > 0:
-                if k < lane.length:
-                    init, target, mask = lane_inputs(t, video.long_term, contents[i], outputs[i], flows, video.flow)
-                else:  # a finished lane idles on its last frame (nothing of it is kept)
-                    init = target = from_u8(outputs[i][t])
-                    mask = np.zeros(batch[-1].shape[:2], np.float32)
-                inits.append(init)
-                targets.append(target)
-                masks.append(mask)
+            restart = k == 0 or (active and t in cuts)
+            fresh.append(restart)
+            if restart:  # a first frame: the lane forgets the shot before
+                outputs[i] = {}
+                contents[i] = {t: contents[i][t]}
+                temporal_inputs.append(None)
+            elif active:
+                temporal_inputs.append(lane_inputs(t, video.long_term, contents[i], outputs[i], flows, video.flow))
+            else:  # a finished lane idles on its last frame (nothing of it is kept)
+                still = from_u8(outputs[i][t])
+                temporal_inputs.append((still, still, np.zeros(batch[-1].shape[:2], np.float32)))
         frames = np.stack(batch)
-        if k == 0:
-            result = stylize_step(source, work, config, network, devices, frames, frames_t)
+        images: dict[int, np.ndarray] = {}
+        first = [i for i in range(size) if fresh[i]]
+        if first:  # first frames: the whole preset, coarse to fine
+            idx = _padded(first, size)
+            result = stylize_step(source, work, config, network, devices, frames[idx], [frames_t[j] for j in idx])
+            images.update({i: result.images[pos] for pos, i in enumerate(first)})
+            stats["compile_seconds"] += result.metrics["compile_seconds"]
             stats["iterations_first"] = result.metrics["iterations"]
-            stats["first_frame_losses"] = result.metrics["final"]["total"]
-            stats["first_frame_trace"] = _trace(result.metrics)
-        else:
-            temporal = Temporal(np.stack(targets), np.stack(masks), video.temporal_weight)
-            result = stylize_step(source, work, later, network, devices, frames, frames_t, init=np.stack(inits),
-                                  temporal=temporal)
+            if k == 0:
+                stats["first_frame_losses"] = result.metrics["final"]["total"]
+                stats["first_frame_trace"] = _trace(result.metrics)
+            else:
+                stats["restarts"] += len(first)
+        rest = [i for i in range(size) if not fresh[i]]
+        if any(k < my_lanes[i].length for i in rest):  # later frames: from the warped previous output
+            idx = _padded(rest, size)
+            inits, targets, masks = (np.stack([temporal_inputs[j][n] for j in idx]) for n in range(3))
+            temporal = Temporal(targets, masks, video.temporal_weight)
+            result = stylize_step(source, work, later, network, devices, frames[idx], [frames_t[j] for j in idx],
+                                  init=inits, temporal=temporal)
+            images.update({i: result.images[pos] for pos, i in enumerate(rest)})
+            stats["compile_seconds"] += result.metrics["compile_seconds"]
             stats["iterations_later"] = result.metrics["iterations"]
             if k == 1:
                 stats["second_frame_trace"] = _trace(result.metrics)
-        stats["compile_seconds"] += result.metrics["compile_seconds"]
         for i, lane in enumerate(my_lanes):
             if k < lane.length:
                 t = frames_t[i]
-                out = to_u8(result.images[i])
+                out = to_u8(images[i])
                 outputs[i][t] = out
                 work.save_png(work.frame_path(t, lane.index), out)
                 for old in [x for x in outputs[i] if x <= t - history]:

@@ -70,6 +70,8 @@ def neighbour_inputs(t: int, contents: dict[int, np.ndarray], previous: dict[int
             w_, m_ = warped_pair(flows, method, contents[u], contents[t], previous[u])
             warped.append(np.asarray(w_))
             masks.append(np.asarray(m_))
+    if not masks:  # no neighbour in the same shot: no temporal pull
+        return previous[t], np.zeros(previous[t].shape[:2], np.float32)
     total = np.sum(masks, axis=0)
     target = np.sum([m[..., None] * w for m, w in zip(masks, warped)], axis=0) / np.maximum(total, 1e-6)[..., None]
     return target, total

@@ -1,0 +1,78 @@
+"""Scene cuts: found at the join of two real clips and nowhere in the clips themselves; at a cut a
+lane restarts as a first frame (the same picture as stylizing that frame alone), and the stability
+measure leaves the pair across it out."""
+
+import json
+import subprocess
+
+import imageio.v3 as iio
+import numpy as np
+import pytest
+
+import jaxstyle
+from jaxstyle.config import StyleConfig
+from jaxstyle.imaging import target_size, to_uint8
+from jaxstyle.io import video as vio
+from jaxstyle.io.images import read_image
+from jaxstyle.video.cuts import Cuts, detect_cuts, is_cut
+from jaxstyle.video.flow import FlowCache
+from jaxstyle.video.source import VideoSource
+
+from ..helpers import FF, MEDIA, run_main
+
+FAST = ["--iterations", "2", "--coarse-iterations", "1", "--video-iterations", "2", "--start-size", "0",
+        "--chunk", "2", "--quiet", "--network", "vgg16"]
+
+
+@pytest.fixture(scope="module")
+def joined(tmp_path_factory):
+    """8 frames of realshort.mp4, then 8 of carphone.mp4 (scaled to the same size): one cut, at 8."""
+    path = tmp_path_factory.mktemp("cuts") / "joined.mp4"
+    graph = ("[0:v]trim=end_frame=8,setpts=PTS-STARTPTS,fps=30[a];"
+             "[1:v]trim=end_frame=8,setpts=PTS-STARTPTS,scale=320:240,setsar=1,fps=30[b];[a][b]concat=n=2:v=1[v]")
+    subprocess.run([FF, "-hide_banner", "-loglevel", "error", "-y", "-i", str(MEDIA / "video" / "realshort.mp4"),
+                    "-i", str(MEDIA / "video" / "carphone.mp4"), "-filter_complex", graph, "-map", "[v]",
+                    "-c:v", "libx264", "-pix_fmt", "yuv444p", "-preset", "ultrafast", str(path)], check=True)
+    return path
+
+
+def _cuts(path, tmp_path, size=64):
+    source = VideoSource(path, [MEDIA / "styles" / "starry_night.jpg"], StyleConfig(size=size).resolved())
+    return detect_cuts(source, FlowCache(tmp_path / "flows"), "dis"), source
+
+
+def test_the_join_is_the_only_cut(joined, tmp_path):
+    cuts, _ = _cuts(joined, tmp_path)
+    assert cuts.frames == [8], (cuts.reliable, cuts.histogram)
+    assert cuts.reliable[7] < 0.1 and len(cuts.reliable) == 15
+    for name in ("realshort", "carphone", "bigbuckbunny"):
+        found, _ = _cuts(MEDIA / "video" / f"{name}.mp4", tmp_path)
+        assert found.frames == [], (name, min(found.reliable), min(found.histogram))
+    assert not is_cut(0.84, 0.957) and is_cut(0.02, 0.5) and is_cut(0.45, 0.6) and not is_cut(0.45, 0.9)
+    assert Cuts([12]).between(11, 12) and not Cuts([12]).between(12, 13) and Cuts([12]).between(13, 10)
+
+
+def test_a_lane_restarts_at_the_cut(capsys, joined, tmp_path, vgg16):
+    style = MEDIA / "styles" / "starry_night.jpg"
+    base = [joined, "--style", style, "--size", "48", "--sequential", "--keep-work", *FAST]
+    code, err = run_main([*base, "--passes", "2", "--work-dir", tmp_path / "work", "--metrics-json",
+                          tmp_path / "m.json", "-o", tmp_path / "out.mp4"], capsys)
+    assert code == 0, err
+    assert "scene cuts before frames 8" in err
+    metrics = json.loads((tmp_path / "m.json").read_text())
+    assert metrics["scene_cuts"] == [8] and metrics["restarts"] == 1
+    assert len(metrics["pair_temporal_errors"]) == 14  # 15 pairs, less the one across the cut
+    # the frame after the cut is a first frame: the same as that content frame stylized alone
+    info = vio.probe(joined)
+    h, w = target_size(info.height, info.width, 48)
+    frame = list(vio.iter_frames(joined, info, size=(w, h)))[8]
+    cfg = StyleConfig(size=48, iterations=2, coarse_iterations=1, start_size=0, chunk=2, network="vgg16")
+    alone = jaxstyle.stylize_frames(frame[None], [read_image(style)], cfg, network=vgg16)
+    lane = iio.imread(tmp_path / "work" / "frames" / "000008_000.png")
+    assert np.abs(lane.astype(int) - to_uint8(alone.images[0]).astype(int)).max() <= 1
+    # without detection the lane warps across it: frame 8 starts from frame 7's output
+    code, err = run_main([*base, "--no-scene-cuts", "--duration", "0.32", "--work-dir", tmp_path / "plain",
+                          "-o", tmp_path / "plain.mp4"], capsys)
+    assert code == 0, err
+    plain = iio.imread(tmp_path / "plain" / "frames" / "000008_000.png")
+    assert np.abs(plain.astype(int) - lane.astype(int)).mean() > 1.0
