@@ -111,7 +111,10 @@ def stylize_video(job: VideoJob, network: Network, log=print) -> dict:
     flows = FlowCache(work.flows)
 
     t0 = time.perf_counter()
-    work.prepare(_fingerprint(job, source, network, lanes), job.options.resume)
+    if work.prepare(_fingerprint(job, source, network, lanes), job.options.resume):
+        # the flows it cached are reused (scene-cut detection computes them all before the first step)
+        cached = len(list(work.flows.glob("*.npz"))) if work.flows.is_dir() else 0
+        log(f"resuming the work directory {work.path} ({cached} cached flow file(s))")
     if procs.process_id == 0:
         source.prepare_masks(work.masks)
     work.barrier("masks")

@@ -42,14 +42,15 @@ class WorkDir:
         return self.path / "masks"
 
     # ---- the run it belongs to -----------------------------------------------------------------
-    def prepare(self, fingerprint: dict, resume: bool) -> None:
+    def prepare(self, fingerprint: dict, resume: bool) -> bool:
         """Make the directory this run's: keep it when resuming the same run, else start afresh.
-        Process 0 writes the manifest; the other processes wait until it matches their run."""
+        Process 0 writes the manifest; the other processes wait until it matches their run.
+        Returns whether an earlier run's directory was kept."""
         fp = json.loads(json.dumps(fingerprint, default=str))
         if resume and self.manifest.is_file():
             if json.loads(self.manifest.read_text()) != fp:
                 raise UserError(f"cannot resume: {self.path} belongs to a run with other inputs or settings")
-            return
+            return True
         if self.process_id == 0:
             if self.path.exists() and not self.manifest.is_file() and any(self.path.iterdir()):
                 raise UserError(f"work directory {self.path} is not empty and is not a jaxstyle work directory; "
@@ -60,12 +61,12 @@ class WorkDir:
             tmp = self.manifest.with_suffix(".tmp")
             tmp.write_text(json.dumps(fp, indent=1))
             os.replace(tmp, self.manifest)
-            return
+            return False
         deadline = time.time() + 600  # wait until process 0 has prepared it for these very settings
         while True:
             try:
                 if json.loads(self.manifest.read_text()) == fp:
-                    return
+                    return False
             except (OSError, ValueError):
                 pass
             if time.time() > deadline:
