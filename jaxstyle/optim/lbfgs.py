@@ -12,6 +12,11 @@ The line search is the classic bracketing/zoom search for the strong Wolfe condi
 (Nocedal & Wright, Algorithms 3.5/3.6) with safeguarded cubic interpolation. If it fails to meet
 them within ``max_linesearch_steps``, the best point with sufficient decrease is taken; if there is
 none, the frame does not move and its L-BFGS memory is reset.
+
+A frame whose loss has not measurably decreased (by more than ``rtol`` of its value, a few float32
+ulps) for ``patience`` iterations in a row is converged: it stops, and its line search makes no
+more evaluations. Without this, a frame at the precision floor runs the whole capped line search on
+every iteration, and the batch with it (the batched search runs while any frame searches).
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ class LBFGSState(NamedTuple):
     value: jax.Array         # [N] loss at the current images
     grad: jax.Array          # [N, ...] gradient at the current images
     evaluations: jax.Array   # [N] number of loss evaluations so far (for diagnostics)
+    stalls: jax.Array        # [N] consecutive iterations without a measurable decrease
 
 
 def _dot(a: jax.Array, b: jax.Array) -> jax.Array:
@@ -55,7 +61,9 @@ class BatchedLBFGS:
     """L-BFGS over a leading frame axis. ``value_and_grad(x) -> ([N], [N, ...])`` is batched."""
 
     def __init__(self, memory_size: int = 10, max_linesearch_steps: int = 20, c1: float = 1e-4,
-                 c2: float = 0.9, max_stepsize: float = 1e3, learning_rate: float = 1.0):
+                 c2: float = 0.9, max_stepsize: float = 1e3, learning_rate: float = 1.0,
+                 rtol: float = 1e-7, patience: int = 2):
+        self.rtol, self.patience = rtol, patience
         self.memory_size = memory_size
         self.max_ls = max_linesearch_steps
         self.c1, self.c2 = c1, c2
@@ -66,7 +74,11 @@ class BatchedLBFGS:
     def init(self, x: jax.Array, value_and_grad: Callable) -> LBFGSState:
         value, grad = value_and_grad(x)
         memory = jax.vmap(self.tx.init)(x)
-        return LBFGSState(memory, value, grad, jnp.ones_like(value, dtype=jnp.int32))
+        return LBFGSState(memory, value, grad, jnp.ones_like(value, dtype=jnp.int32), jnp.zeros_like(value, jnp.int32))
+
+    def converged(self, state: LBFGSState) -> jax.Array:
+        """[N] frames that have stopped (no measurable decrease for ``patience`` iterations)."""
+        return state.stalls >= self.patience
 
     def step(self, x: jax.Array, state: LBFGSState, value_and_grad: Callable) -> tuple[jax.Array, LBFGSState]:
         f0, g0 = state.value, state.grad
@@ -86,7 +98,7 @@ class BatchedLBFGS:
             k=jnp.int32(0), t=jnp.full_like(f0, self.initial_step),
             a=zeros, fa=f0, sa=s0, b=inf, fb=inf, sb=zeros,
             t_best=zeros, f_best=f0, g_best=g0,
-            done=jnp.zeros((n,), bool), t_acc=zeros, f_acc=f0, g_acc=g0,
+            done=self.converged(state), t_acc=zeros, f_acc=f0, g_acc=g0,  # converged frames do not search
             evals=jnp.zeros((n,), jnp.int32),
         )
 
@@ -137,4 +149,7 @@ class BatchedLBFGS:
         # A frame that could not move restarts its L-BFGS memory (steepest descent next time).
         fresh = jax.vmap(self.tx.init)(x_new)
         memory = jax.tree.map(lambda m, f: jnp.where(_bcast(moved, m), m, f), memory, fresh)
-        return x_new, LBFGSState(memory, value, grad, state.evaluations + c["evals"])
+        # no measurable decrease (a failed search included) counts toward convergence
+        flat = ~(f0 - value > self.rtol * jnp.abs(f0))
+        stalls = jnp.where(self.converged(state), state.stalls, jnp.where(flat, state.stalls + 1, 0))
+        return x_new, LBFGSState(memory, value, grad, state.evaluations + c["evals"], stalls)

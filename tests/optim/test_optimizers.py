@@ -46,10 +46,25 @@ def test_lbfgs_solves_quadratics_of_different_conditioning():
     vg, solution = _quadratics()
     x, _ = _run(BatchedLBFGS(), jnp.zeros(solution.shape, jnp.float32), vg, 40)
     assert np.abs(np.asarray(x) - solution).max() < 1e-3
-    # before convergence a step takes about one evaluation (the unit step is mostly accepted)
+    # before convergence a step takes about one evaluation (the unit step is mostly accepted); item
+    # 0 (condition number 1) is solved by its first step and stops after two more without decrease
     _, state = _run(BatchedLBFGS(), jnp.zeros(solution.shape, jnp.float32), vg, 8)
     evaluations = np.asarray(state.evaluations)
-    assert evaluations.min() >= 8 + 1 and evaluations.max() <= 8 + 3, evaluations
+    assert evaluations[1:].min() >= 8 + 1 and evaluations.max() <= 8 + 3, evaluations
+    assert evaluations[0] < 8 and np.asarray(BatchedLBFGS().converged(state)).tolist() == [True, False, False]
+
+
+def test_lbfgs_converged_items_stop_evaluating():
+    """At the float32 floor a line search finds no decrease and would run to its cap (20
+    evaluations) on every iteration; a frame without a measurable decrease twice in a row stops."""
+    vg, solution = _quadratics()
+    x0 = jnp.zeros(solution.shape, jnp.float32)
+    x, state = _run(BatchedLBFGS(), x0, vg, 60)
+    assert np.abs(np.asarray(x) - solution).max() < 1e-3
+    assert np.asarray(BatchedLBFGS().converged(state)).all()
+    assert np.asarray(state.evaluations).max() <= 30, state.evaluations
+    _, burning = _run(BatchedLBFGS(patience=10**9), x0, vg, 60)  # the same without stopping
+    assert np.asarray(burning.evaluations).max() > 300
 
 
 def test_lbfgs_items_do_not_couple():
