@@ -115,25 +115,38 @@ class TorchContender:
     search couples the frames. max_eval is raised (and the tolerances set to 0) so N iterations
     really run; closure calls are counted."""
 
-    def __init__(self, network, cfg, floats, optimizer: str, lr: float, frames: np.ndarray, style: np.ndarray):
-        self.loss = common.torch_loss(network, cfg, floats, frames, style)
+    def __init__(self, network, cfg, floats, optimizer: str, lr: float, frames: np.ndarray, style: np.ndarray,
+                 *, device: str = "cpu", precision: str = "float32", compiled: bool = False):
+        """``compiled``: the loss (forward and backward) through ``torch.compile`` (one graph per
+        shape); otherwise eager. ``precision`` as in reference_torch.TorchVGG."""
+        self.loss = common.torch_loss(network, cfg, floats, frames, style, device, precision)
+        self.value = self.loss
+        if compiled:
+            loss = self.loss
+            self.value = torch.compile(lambda x: loss(x), dynamic=False)
         self.optimizer = optimizer
         self.lr = lr
-        self.x0 = common.to_nchw(frames)
+        self.device = device
+        self.x0 = common.to_nchw(frames).to(device)
 
     def losses(self, x) -> np.ndarray:
         with torch.no_grad():
-            return self.loss.parts(x)["total"].numpy()
+            return self.loss.parts(x)["total"].cpu().numpy()
+
+    def _sync(self) -> None:
+        if self.device != "cpu":
+            torch.cuda.synchronize()
 
     def run(self, iterations: int) -> dict:
         x = self.x0.clone().requires_grad_(True)
         count = [0]
+        self._sync()
         t0 = time.perf_counter()
         if self.optimizer == "adam":
             opt = torch.optim.Adam([x], lr=self.lr)
             for _ in range(iterations):
                 opt.zero_grad(set_to_none=True)
-                self.loss(x).backward()
+                self.value(x).backward()
                 opt.step()
             count[0] = done = iterations
         else:
@@ -143,13 +156,14 @@ class TorchContender:
 
             def closure():
                 opt.zero_grad(set_to_none=True)
-                value = self.loss(x)
+                value = self.value(x)
                 value.backward()
                 count[0] += 1
                 return value
 
             opt.step(closure)
             done = int(opt.state[x]["n_iter"])
+        self._sync()
         seconds = time.perf_counter() - t0
         return {"seconds": seconds, "iterations": done, "evaluations": count[0], "x": x.detach()}
 

@@ -82,13 +82,14 @@ def from_nchw(tensor) -> np.ndarray:
     return tensor.detach().cpu().numpy().transpose(0, 2, 3, 1)
 
 
-def torch_loss(network, cfg: StyleConfig, floats: dict[str, float], frames: np.ndarray, style: np.ndarray):
+def torch_loss(network, cfg: StyleConfig, floats: dict[str, float], frames: np.ndarray, style: np.ndarray,
+               device: str = "cpu", precision: str = "float32"):
     """TorchGatysLoss with targets from the same frames and the same resized style image."""
-    loss = TorchGatysLoss(TorchVGG(network), cfg.content_layers, cfg.style_layers, cfg.style_layer_weights,
-                          floats["content"], floats["style"], floats["tv"])
+    loss = TorchGatysLoss(TorchVGG(network, device, precision), cfg.content_layers, cfg.style_layers,
+                          cfg.style_layer_weights, floats["content"], floats["style"], floats["tv"])
     h, w = frames.shape[1:3]
     sh, sw = style_image_size(style.shape[0], style.shape[1], max(h, w))
-    loss.set_targets(to_nchw(frames), loss.style_grams(to_nchw(imaging.resize(style, sh, sw))))
+    loss.set_targets(to_nchw(frames).to(device), loss.style_grams(to_nchw(imaging.resize(style, sh, sw)).to(device)))
     return loss
 
 

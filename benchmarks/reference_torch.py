@@ -25,10 +25,18 @@ def _torch():
 class TorchVGG:
     """VGG features in PyTorch (NCHW inside; NHWC numpy in and out for comparisons)."""
 
-    def __init__(self, network: Network, device: str = "cpu"):
+    def __init__(self, network: Network, device: str = "cpu", precision: str = "float32"):
+        """``precision`` bfloat16 runs the network under autocast (convolutions in bfloat16, the taps
+        returned as float32, as jaxstyle's ``--precision bfloat16``); TF32 is a global switch of
+        PyTorch (``torch.backends``), set by the caller."""
         torch = _torch()
         self.arch, self.pooling, self.preprocessing = network.arch, network.pooling, network.preprocessing
         self.device = device
+        self.precision = precision
+        # the preprocessing constants, on the device once (not copied from the host on every call)
+        self.mean = torch.tensor(TORCH_MEAN, dtype=torch.float32, device=device).view(1, 3, 1, 1)
+        self.std = torch.tensor(TORCH_STD, dtype=torch.float32, device=device).view(1, 3, 1, 1)
+        self.caffe_mean = torch.tensor(CAFFE_MEAN_BGR, dtype=torch.float32, device=device).view(1, 3, 1, 1)
         self.convs = []
         for block_index, block in enumerate(ARCHS[self.arch]):
             for i in range(len(block)):
@@ -42,14 +50,20 @@ class TorchVGG:
                 self.convs.append(conv.to(device))
 
     def features(self, x, layers: Sequence[str]) -> dict:
-        """x: torch NCHW RGB in [0, 1]. Returns NCHW tensors for the requested taps."""
+        """x: torch NCHW RGB in [0, 1]. Returns NCHW float32 tensors for the requested taps."""
+        torch = _torch()
+        if self.precision == "bfloat16":
+            with torch.autocast(device_type=x.device.type, dtype=torch.bfloat16):
+                feats = self._features(x, layers)
+            return {k: v.float() for k, v in feats.items()}
+        return self._features(x, layers)
+
+    def _features(self, x, layers: Sequence[str]) -> dict:
         torch = _torch()
         if self.preprocessing == "torch":
-            mean = torch.tensor(TORCH_MEAN, device=x.device).view(1, 3, 1, 1)
-            std = torch.tensor(TORCH_STD, device=x.device).view(1, 3, 1, 1)
-            h = (x - mean) / std
+            h = (x - self.mean) / self.std
         else:
-            h = x.flip(1) * 255.0 - torch.tensor(CAFFE_MEAN_BGR, device=x.device).view(1, 3, 1, 1)
+            h = x.flip(1) * 255.0 - self.caffe_mean
         wanted, out, k = set(layers), {}, 0
         for b, block in enumerate(ARCHS[self.arch]):
             for i in range(len(block)):
@@ -123,11 +137,10 @@ class TorchGatysLoss:
         content = torch.zeros(n, device=x.device)
         for name in self.content_layers:
             target = self.content_targets[name]
-            per_frame = []
-            for i in range(n):
-                d = (feats[name][i] - target[i]) / _rms(target[i])
-                per_frame.append((d * d).mean())
-            content = content + torch.stack(per_frame)
+            # each frame's difference over its own target's RMS (as _rms, per frame, in one op)
+            rms = torch.sqrt((target * target).mean(dim=(1, 2, 3), keepdim=True) + EPS)
+            d = (feats[name] - target) / rms
+            content = content + (d * d).mean(dim=(1, 2, 3))
         style = torch.zeros(n, device=x.device)
         for name, weight in zip(self.style_layers, self.layer_weights):
             g = gram(feats[name])

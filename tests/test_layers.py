@@ -13,7 +13,8 @@ LAYERS = [("errors", "imaging", "interrupts"), ("io",), ("nets",), ("objective",
           ("video", "audio"), ("api",), ("cli",), ("__init__", "__main__")]
 RANK = {name: i for i, names in enumerate(LAYERS) for name in names}
 # optional dependencies imported where they are needed, so the package works without them
-LAZY = {("nets/weights.py", "torch"), ("nets/weights.py", "h5py"), ("nets/weights.py", "numpy._core.multiarray")}
+LAZY = {("nets/weights.py", "torch"), ("nets/weights.py", "h5py"), ("nets/weights.py", "numpy._core.multiarray"),
+        ("io/ffmpeg.py", "imageio_ffmpeg")}
 
 
 def _modules():

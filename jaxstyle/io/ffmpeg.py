@@ -13,15 +13,16 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
-import imageio_ffmpeg
-
 from ..errors import UserError
 
 PathLike = str | os.PathLike[str]
 
 
 def ffmpeg_exe() -> str:
-    """Path of imageio-ffmpeg's bundled ffmpeg binary."""
+    """Path of imageio-ffmpeg's bundled ffmpeg binary (imported here, where ffmpeg is needed: the
+    rest of the package runs without it, as on the accelerator machine of benchmarks/device_check.sh)."""
+    import imageio_ffmpeg
+
     return imageio_ffmpeg.get_ffmpeg_exe()
 
 

@@ -21,12 +21,43 @@ from .temporal import from_u8, to_u8, warped_pair
 from .workdir import WorkDir
 
 
+class StabilityMeter:
+    """The temporal error of each consecutive pair of output frames (the previous output warped by the
+    content's flow, occlusions masked), pairs across a scene cut left out; e_stab is their RMS."""
+
+    def __init__(self, flows: FlowCache, method: str, cuts: Cuts | None = None):
+        self.flows, self.method, self.cuts = flows, method, cuts
+        self.errors: list[float] = []
+        self._prev = self._prev_content = None
+
+    def add(self, t: int, frame: np.ndarray, content: np.ndarray) -> None:
+        if self._prev is not None and (self.cuts is None or t not in self.cuts):
+            warped, mask = warped_pair(self.flows, self.method, self._prev_content, content, self._prev)
+            self.errors.append(float(flowlib.temporal_loss(jnp.asarray(frame), warped, mask)))
+        self._prev, self._prev_content = frame, content
+
+    def metrics(self) -> dict:
+        errs = np.asarray(self.errors)
+        return {"pair_temporal_errors": errs.tolist(),
+                "stability_error": float(np.sqrt(errs.mean())) if len(errs) else 0.0,
+                "max_pair_over_median": float(errs.max() / max(np.median(errs), 1e-12)) if len(errs) else 0.0}
+
+
+def measure_stability(source: VideoSource, work: WorkDir, flows: FlowCache, config, lanes: list[Lane],
+                      last_pass: int, cuts: Cuts | None = None) -> dict:
+    """The stability measures of the frames :func:`assemble` would write, without writing a video
+    (the benchmarks; a machine without ffmpeg)."""
+    meter = StabilityMeter(flows, config.video.flow, cuts)
+    for t, content in zip(range(source.n_frames), source.reader(0, source.n_frames)):
+        meter.add(t, from_u8(assembled_frame(work, lanes, t, last_pass, cuts)), content)
+    return meter.metrics()
+
+
 def assemble(source: VideoSource, work: WorkDir, flows: FlowCache, config, lanes: list[Lane], last_pass: int, *,
              output: Path, options, cuts: Cuts | None = None) -> dict:
     """Write ``output`` (atomically) and return the per-pair temporal errors and e_stab (the pairs
     across a scene cut left out)."""
-    errors: list[float] = []
-    prev = prev_content = None
+    meter = StabilityMeter(flows, config.video.flow, cuts)
     reader = source.reader(0, source.n_frames)
     audio_from = source.path if options.audio else None
     audio_start = options.start if options.start else 0.0
@@ -36,16 +67,9 @@ def assemble(source: VideoSource, work: WorkDir, flows: FlowCache, config, lanes
                      audio_from=audio_from, audio_start=audio_start, audio_duration=audio_duration) as writer:
         for t in range(source.n_frames):
             frame = from_u8(assembled_frame(work, lanes, t, last_pass, cuts))
-            content = next(reader)
-            if prev is not None and (cuts is None or t not in cuts):
-                warped, mask = warped_pair(flows, config.video.flow, prev_content, content, prev)
-                errors.append(float(flowlib.temporal_loss(jnp.asarray(frame), warped, mask)))
+            meter.add(t, frame, next(reader))
             full = imaging.resize(frame, *out_size) if frame.shape[:2] != out_size else frame
             writer.write(full)
             if options.frames_dir is not None:
                 work.save_png(Path(options.frames_dir) / f"frame_{t:06d}.png", to_u8(full))
-            prev, prev_content = frame, content
-    errs = np.asarray(errors)
-    return {"pair_temporal_errors": errs.tolist(),
-            "stability_error": float(np.sqrt(errs.mean())) if len(errs) else 0.0,
-            "max_pair_over_median": float(errs.max() / max(np.median(errs), 1e-12)) if len(errs) else 0.0}
+    return meter.metrics()

@@ -32,7 +32,7 @@ from ..nets.vgg import Network
 from .assemble import assemble
 from .cuts import Cuts, detect_cuts
 from .flow import FlowCache
-from .lanes import plan_lanes, run_lanes
+from .lanes import Lane, plan_lanes, run_lanes
 from .refine import refine
 from .source import VideoSource
 from .workdir import WorkDir
@@ -96,6 +96,37 @@ def _fingerprint(job: VideoJob, source: VideoSource, network: Network, lanes) ->
             "work_size": [source.height, source.width], "processes": job.processes.num_processes}
 
 
+def plan_job_lanes(n_frames: int, cfg, n_devices: int, procs: Processes) -> tuple[list[Lane], list[Lane]]:
+    """All lanes of a job, and this process's share of them."""
+    n_lanes = 1 if cfg.video.sequential else cfg.frames_per_device * n_devices * procs.num_processes
+    lanes = plan_lanes(n_frames, n_lanes, cfg.video.overlap)
+    per_process = math.ceil(len(lanes) / procs.num_processes)
+    return lanes, lanes[procs.process_id * per_process:(procs.process_id + 1) * per_process]
+
+
+def run_passes(source: VideoSource, work: WorkDir, flows: FlowCache, cfg, network: Network, devices,
+               lanes: list[Lane], my_lanes: list[Lane], cuts: Cuts, *, resume: bool = False,
+               progress: bool = False, log=print) -> dict:
+    """Pass 1 (this process's lanes) and the refinement passes; the frames go to ``work``, the
+    statistics of the lanes are returned."""
+    stats = run_lanes(source, work, flows, cfg, network, devices, lanes, my_lanes, resume=resume,
+                      progress=progress, log=log, cuts=cuts) if my_lanes else \
+        {"iterations_first": 0, "iterations_later": 0, "steps": 0, "compile_seconds": 0.0}
+    work.barrier("pass1")
+    for p in range(2, cfg.video.passes + 1):
+        refine(source, work, flows, cfg, network, devices, lanes, p, cuts)
+        work.barrier(f"pass{p}")
+    return stats
+
+
+def iterations_per_frame(stats: dict, lanes: list[Lane], cuts: Cuts, n_frames: int, cfg) -> float:
+    """The optimizer iterations actually spent, overlap frames included, per output frame."""
+    restarts = sum(1 for lane in lanes for c in cuts.frames if lane.start < c < lane.stop)  # lanes restarted at a cut
+    firsts = len(lanes) + restarts
+    return (stats["iterations_first"] * firsts + stats["iterations_later"]
+            * (sum(lane.length for lane in lanes) - firsts)) / n_frames + (cfg.video.passes - 1) * cfg.video.iterations
+
+
 def stylize_video(job: VideoJob, network: Network, log=print) -> dict:
     """Run ``job`` (a resolved config) and return its metrics; process 0 writes the output."""
     cfg = job.config
@@ -103,10 +134,7 @@ def stylize_video(job: VideoJob, network: Network, log=print) -> dict:
     source = VideoSource(job.input, job.styles, cfg, job.options.start, job.options.duration)
     devices = jax.local_devices()
     procs = job.processes
-    n_lanes = 1 if cfg.video.sequential else cfg.frames_per_device * len(devices) * procs.num_processes
-    lanes = plan_lanes(source.n_frames, n_lanes, cfg.video.overlap)
-    per_process = math.ceil(len(lanes) / procs.num_processes)
-    my_lanes = lanes[procs.process_id * per_process:(procs.process_id + 1) * per_process]
+    lanes, my_lanes = plan_job_lanes(source.n_frames, cfg, len(devices), procs)
     work = WorkDir(job.work_path, procs.process_id, procs.num_processes)
     flows = FlowCache(work.flows)
 
@@ -123,13 +151,8 @@ def stylize_video(job: VideoJob, network: Network, log=print) -> dict:
         f"-> working size {source.width}x{source.height}; {len(lanes)} lane(s) "
         f"({len(my_lanes)} here), {max(lane.length for lane in lanes)} steps"
         + (f"; scene cuts before frames {', '.join(map(str, cuts.frames))}" if cuts.frames else ""))
-    stats = run_lanes(source, work, flows, cfg, network, devices, lanes, my_lanes, resume=job.options.resume,
-                      progress=job.progress, log=log, cuts=cuts) if my_lanes else \
-        {"iterations_first": 0, "iterations_later": 0, "steps": 0, "compile_seconds": 0.0}
-    work.barrier("pass1")
-    for p in range(2, cfg.video.passes + 1):
-        refine(source, work, flows, cfg, network, devices, lanes, p, cuts)
-        work.barrier(f"pass{p}")
+    stats = run_passes(source, work, flows, cfg, network, devices, lanes, my_lanes, cuts,
+                       resume=job.options.resume, progress=job.progress, log=log)
     metrics: dict[str, Any] = {"lanes": [dataclasses.asdict(lane) for lane in lanes], **stats, **cuts.metrics()}
     if procs.process_id == 0:
         metrics.update(assemble(source, work, flows, cfg, lanes, cfg.video.passes, output=job.output,
@@ -137,17 +160,12 @@ def stylize_video(job: VideoJob, network: Network, log=print) -> dict:
         if not job.options.keep_work:
             work.remove()
     wall = time.perf_counter() - t0
-    # lanes that restarted at a cut (a lane's first frame is one already)
-    restarts = sum(1 for lane in lanes for c in cuts.frames if lane.start < c < lane.stop)
     metrics.update({
         "frames": source.n_frames, "fps": str(source.fps), "work_size": [source.height, source.width],
         "output_size": [source.info.height, source.info.width], "wall_seconds": wall,
         "frames_per_second": source.n_frames / wall, "network": network.describe(),
         "devices": len(devices), "processes": procs.num_processes,
-        # the optimizer iterations actually spent, overlap frames included, per output frame
-        "iterations_per_frame": (stats["iterations_first"] * (len(lanes) + restarts) + stats["iterations_later"]
-                                 * (sum(lane.length for lane in lanes) - len(lanes) - restarts)) / source.n_frames
-        + (cfg.video.passes - 1) * cfg.video.iterations,
+        "iterations_per_frame": iterations_per_frame(stats, lanes, cuts, source.n_frames, cfg),
         "lane_frames_computed": sum(lane.length for lane in lanes),
         "config": dataclasses.asdict(cfg),
     })

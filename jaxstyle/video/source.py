@@ -19,7 +19,9 @@ from ..objective import Regions, build_regions
 
 
 class VideoSource:
-    """The content video of a job at its working size, with its styles and masks."""
+    """The content video of a job at its working size, with its styles and masks. (The lanes,
+    refinement and assembly read only :meth:`reader`, ``n_frames``, ``fps``, the working size, the
+    styles and the masks: :class:`FramesSource` gives the same from frames in memory.)"""
 
     def __init__(self, path: Path, style_paths: Sequence[Path], config, start: float = 0.0,
                  duration: float | None = None):
@@ -125,3 +127,25 @@ class VideoSource:
             stack = np.stack([np.load(folder / f"{min(t, last):06d}.npy") for t in frames])
         return build_regions(stack, self.style_labels, (self.height, self.width),
                              [s.shape[:2] for s in self.style_images])
+
+
+class FramesSource(VideoSource):
+    """A clip already in memory (frames at their working size, style images as arrays): the same
+    interface as :class:`VideoSource` for the lanes and refinement passes, with no file and no
+    ffmpeg (a generated clip in benchmarks/device_check.py, tests)."""
+
+    def __init__(self, frames: np.ndarray, style_images: Sequence[np.ndarray], config, fps: float = 30.0):
+        self.frames = np.asarray(frames, np.float32)
+        self.path = Path("(frames in memory)")
+        self.config = config
+        self.n_frames = len(self.frames)
+        self.fps = Fraction(fps).limit_denominator(1001)
+        self.start, self.duration, self.first_frame = 0.0, None, 0
+        self.height, self.width = self.frames.shape[1:3]
+        self.style_paths, self.style_video, self.style_fps = [], None, None
+        self.style_images = [np.asarray(s, np.float32) for s in style_images]
+        self.style_labels = None
+        self.info = None
+
+    def reader(self, first: int, count: int):
+        return iter(self.frames[first:first + count])
