@@ -1,8 +1,8 @@
-"""Command line: ``python cli.py CONTENT --style STYLE -o OUT``, ``python cli.py weights ...`` and
-``python cli.py example``.
+"""Command line: ``python cli.py CONTENT --style STYLE -o OUT``, ``python cli.py batch ...``,
+``python cli.py weights ...`` and ``python cli.py example``.
 
 The flags are derived from :class:`jaxstyle.config.StyleConfig` and the video job's option classes
-(:mod:`.flags`); the config is resolved once here and handed to the job for the CONTENT's kind:
+(:mod:`.flags`, :mod:`.parser`); the config is resolved once here and handed to the job for the CONTENT's kind:
 an image (:mod:`.image`), a video (:mod:`.video`) or a sound file (:mod:`.audio`). Bad input is
 reported as one line on stderr with exit code 2, never a traceback.
 """
@@ -19,36 +19,15 @@ from ..errors import UserError
 from ..io.audio import is_audio
 from ..io.files import WRITE_ERRNOS, write_failure
 from ..io.video import is_video
-from ..video import Processes, VideoOptions
 from .audio import audio_main
-from .common import PROG, Parser, crash_log, one_line
+from .batch import batch_main
+from .common import PROG, crash_log, one_line
 from .example import example_main
-from .flags import add_flags, from_flags
+from .flags import from_flags
 from .image import image_main
+from .parser import build_parser
 from .video import video_main
 from .weights import weights_main
-
-
-def build_parser() -> Parser:
-    parser = Parser(
-        prog="python cli.py",
-        description="Neural style transfer in JAX. Stylize CONTENT with one or more --style images.",
-        epilog="Also: 'python cli.py example' (a generated example) and "
-               "'python cli.py weights list | port FILE | fetch vgg19'.",
-    )
-    parser.add_argument("content", metavar="CONTENT", help="content image, video or sound file")
-    parser.add_argument("--style", "-s", action="append", metavar="STYLE",
-                        help="style image (repeat for a blend, weighted by --style-weights); not for an audio CONTENT")
-    parser.add_argument("--style-audio", metavar="STYLE",
-                        help="style sound (wav, flac, mp3, ogg, m4a, or a video's audio): stylizes an audio CONTENT, "
-                             "or a video's sound track (muxed into the output in place of the original audio)")
-    parser.add_argument("--output", "-o", metavar="OUT", help="output image (default: outputs/CONTENT_STYLE.png)")
-    parser.add_argument("--metrics-json", metavar="PATH", help="write losses, iterations and timings as JSON")
-    parser.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
-    add_flags(parser, VideoOptions, "video input and output (VideoOptions)")
-    add_flags(parser, Processes, "multi-host (Processes)")
-    add_flags(parser, StyleConfig, "stylization (StyleConfig)")
-    return parser
 
 
 def stylize_main(argv: Sequence[str]) -> int:
@@ -72,7 +51,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     main_thread = threading.current_thread() is threading.main_thread()
     previous = interrupts.install() if main_thread else None  # signals reach the main thread only
     try:
-        if argv and argv[0] == "weights":
+        if argv and argv[0] == "batch":
+            code = batch_main(argv[1:])
+        elif argv and argv[0] == "weights":
             code = weights_main(argv[1:])
         elif argv and argv[0] == "example":
             code = example_main(argv[1:])

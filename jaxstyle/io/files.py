@@ -134,7 +134,7 @@ def write_json_atomic(path: str | os.PathLike, data: dict, what: str = "--metric
     tmp = temp_path(path)
     try:
         with open(tmp, "w") as handle:
-            json.dump(data, handle, indent=2, default=_json_default)
+            json.dump(data, handle, indent=2, default=json_default)
         replace_into(tmp, path)
     except OSError as exc:
         raise write_failure(path, exc) from None
@@ -143,7 +143,22 @@ def write_json_atomic(path: str | os.PathLike, data: dict, what: str = "--metric
             tmp.unlink()
 
 
-def _json_default(value):
+def write_text_atomic(path: str | os.PathLike, text: str, what: str = "output") -> None:
+    """Replace ``path`` with ``text`` atomically (a temporary file beside it, then a rename)."""
+    path = Path(path)
+    tmp = temp_path(path)
+    try:
+        tmp.write_text(text)
+        replace_into(tmp, path)
+    except OSError as exc:
+        raise write_failure(path, exc) from None
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def json_default(value):
+    """JSON for numpy scalars and arrays (and anything else as its string)."""
     if isinstance(value, np.generic):
         return value.item()
     if isinstance(value, np.ndarray):

@@ -45,6 +45,24 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     return to_rgb_float(np.asarray(data), str(path))
 
 
+def image_size(path: str | os.PathLike) -> tuple[int, int]:
+    """(height, width) of an image as :func:`read_image` would return it (EXIF orientation
+    applied), from its header alone; any failure is a one-line :class:`UserError`."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path} does not exist" if not path.exists() else f"{path} is not a file")
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+            # orientations 5-8 turn the picture by 90 degrees
+            if image.getexif().get(0x0112, 1) in (5, 6, 7, 8):
+                width, height = height, width
+    except Exception as exc:  # the decoders raise many exception types for unknown or corrupt files
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"cannot read {path} as an image (unsupported or corrupt file: {first})") from None
+    return height, width
+
+
 def _decode(path: Path) -> np.ndarray:
     with Image.open(path) as image:
         if image.mode in ("RGB", "RGBA") and any(";16" in str(tile[3]) for tile in image.tile):

@@ -33,6 +33,12 @@ from .optimizers import make
 # shape and devices (the weights are arguments, not constants, so they need no recompile).
 _COMPILED: dict[tuple, tuple] = {}
 _EVALUATORS: dict[tuple, Callable] = {}
+_COMPILES = [0]  # optimization problems compiled by this process (batch jobs report it)
+
+
+def compile_count() -> int:
+    """How many optimization problems (one per shape and objective) this process has compiled."""
+    return _COMPILES[0]
 
 
 def clear_caches() -> None:
@@ -106,6 +112,7 @@ class Problem:
                 variables, images, state, targets, weights, jnp.int32(1)).compile()
             eval_c = jax.jit(evaluate).lower(variables, images, targets, weights).compile()
             _COMPILED[key] = (init_c, chunk_c, eval_c)
+            _COMPILES[0] += 1
             seconds = time.perf_counter() - t0
         else:
             seconds = 0.0

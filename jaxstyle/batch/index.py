@@ -1,0 +1,61 @@
+"""The results index of a batch job: ``OUT_DIR/index.jsonl``, one JSON object per item (its
+inputs, output, status ``ok`` or ``failed``, the one-line reason, metrics).
+
+Records are appended (and flushed to disk) as items finish, so a killed job loses nothing it
+finished; the last record of an item wins. At the end of a job the file is rewritten atomically
+with one line per item, in the job's order. A rerun skips the items whose last record is ``ok``
+with the same key (same inputs, output and flags) and whose output still exists.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from ..io.files import json_default, write_failure, write_text_atomic
+
+
+class ResultsIndex:
+    def __init__(self, out_dir: str | os.PathLike):
+        self.path = Path(out_dir) / "index.jsonl"
+        self.records = self.load()  # item -> its last record (kept up to date by append)
+
+    def load(self) -> dict[int, dict]:
+        """The last record of every item (an unreadable line, e.g. cut by a kill, is ignored)."""
+        records: dict[int, dict] = {}
+        if not self.path.is_file():
+            return records
+        for line in self.path.read_text(errors="replace").splitlines():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(record, dict) and isinstance(record.get("item"), int):
+                records[record["item"]] = record
+        return records
+
+    def finished(self, item: int, key: str) -> dict | None:
+        """The item's ``ok`` record when the same item already finished and its output still exists."""
+        record = self.records.get(item)
+        if record and record.get("status") == "ok" and record.get("key") == key and \
+                record.get("output") and Path(record["output"]).is_file():
+            return record
+        return None
+
+    def append(self, record: dict) -> None:
+        line = json.dumps(record, default=json_default) + "\n"
+        try:
+            with open(self.path, "a") as handle:
+                handle.write(line)
+                handle.flush()
+                os.fsync(handle.fileno())
+        except OSError as exc:
+            raise write_failure(self.path, exc) from None
+        self.records[record["item"]] = record
+
+    def compact(self, order: list[int]) -> list[dict]:
+        """Rewrite the index with one line per item of ``order`` (those that have a record)."""
+        kept = [self.records[i] for i in order if i in self.records]
+        write_text_atomic(self.path, "".join(json.dumps(r, default=json_default) + "\n" for r in kept), "index")
+        return kept

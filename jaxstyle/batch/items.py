@@ -1,0 +1,163 @@
+"""The items of a batch job, from a JSONL file or a folder of contents times a list of styles.
+
+A JSONL line is an object::
+
+    {"content": "photos/a.jpg", "style": "styles/wave.jpg", "output": "a_wave.png", "options": "--size 256"}
+
+``style`` may be a list (a blend, weighted by ``--style-weights`` in the options); ``output`` and
+``options`` are optional (``options``: a string or a list of CLI flags, applied after the job's
+own flags). Relative paths are relative to the JSONL file's folder; a relative ``output`` to the
+job's ``--out-dir``. Blank lines and lines starting with ``#`` are skipped. A malformed line is an
+item that fails (with its reason in the index), not a failed job.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import glob
+import hashlib
+import json
+import shlex
+from pathlib import Path
+from typing import Sequence
+
+from ..errors import UserError
+from ..io.audio import AUDIO_EXTENSIONS, is_audio
+from ..io.images import IMAGE_EXTENSIONS
+from ..io.video import INPUT_VIDEO_EXTENSIONS, is_video
+
+CONTENT_EXTENSIONS = tuple(IMAGE_EXTENSIONS) + tuple(INPUT_VIDEO_EXTENSIONS) + tuple(AUDIO_EXTENSIONS)
+
+
+@dataclasses.dataclass(frozen=True)
+class BatchItem:
+    """One input of a job. ``problem`` is set when the item could not even be read from the job
+    (it is recorded as failed without running)."""
+
+    index: int
+    content: Path | None
+    styles: tuple[Path, ...] = ()
+    output: Path | None = None
+    options: tuple[str, ...] = ()
+    problem: str | None = None
+    where: str = ""  # "jobs.jsonl:12" or "folder"
+
+    @property
+    def kind(self) -> str:
+        if self.content is None:
+            return "invalid"
+        return "audio" if is_audio(self.content) else "video" if is_video(self.content) else "image"
+
+    def argv(self, job_flags: Sequence[str]) -> list[str]:
+        """The item as the arguments of one ``python cli.py`` call (job flags, then the item's)."""
+        args = [str(self.content)]
+        for style in self.styles:
+            args += ["--style-audio" if self.kind == "audio" else "--style", str(style)]
+        return [*args, "--output", str(self.output), "--quiet", *job_flags, *self.options]
+
+    def key(self, job_flags: Sequence[str]) -> str:
+        """The item's identity for resuming: its inputs, output and every flag it runs with."""
+        text = json.dumps([str(Path(a).resolve()) if i == 0 else a for i, a in enumerate(self.argv(job_flags))])
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def record(self) -> dict:
+        return {"item": self.index, "where": self.where, "content": None if self.content is None else str(self.content),
+                "styles": [str(s) for s in self.styles], "output": None if self.output is None else str(self.output)}
+
+
+def _options(value, where: str) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        return tuple(shlex.split(value))
+    if isinstance(value, list) and all(isinstance(v, (str, int, float)) for v in value):
+        return tuple(str(v) for v in value)
+    raise ValueError(f"{where}: \"options\" must be a string or a list of flags")
+
+
+def _item(index: int, data, base: Path, where: str) -> BatchItem:
+    if not isinstance(data, dict):
+        raise ValueError(f"{where}: expected a JSON object")
+    unknown = set(data) - {"content", "style", "output", "options"}
+    if unknown:
+        raise ValueError(f"{where}: unknown key(s) {', '.join(sorted(unknown))} (content, style, output, options)")
+    if not isinstance(data.get("content"), str) or not data["content"]:
+        raise ValueError(f"{where}: \"content\" (a path) is required")
+    style = data.get("style")
+    styles = [style] if isinstance(style, str) else style
+    if not styles or not all(isinstance(s, str) and s for s in styles):
+        raise ValueError(f"{where}: \"style\" must be a path or a list of paths")
+    output = data.get("output")
+    if output is not None and (not isinstance(output, str) or not output):
+        raise ValueError(f"{where}: \"output\" must be a path")
+    return BatchItem(index, base / data["content"], tuple(base / s for s in styles),
+                     Path(output) if output else None, _options(data.get("options"), where), where=where)
+
+
+def read_jobs(path: str | Path) -> list[BatchItem]:
+    """The items of a JSONL jobs file; a malformed line becomes an item with a ``problem``."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"jobs file {path} does not exist" if not path.exists() else f"jobs file {path} is not a file")
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"cannot read the jobs file {path}: {exc}") from None
+    items: list[BatchItem] = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        where = f"{path.name}:{number}"
+        try:
+            items.append(_item(len(items), json.loads(line), path.parent, where))
+        except json.JSONDecodeError as exc:
+            items.append(BatchItem(len(items), None, problem=f"{where}: not valid JSON ({exc.msg})", where=where))
+        except ValueError as exc:
+            items.append(BatchItem(len(items), None, problem=str(exc), where=where))
+    if not items:
+        raise UserError(f"the jobs file {path} lists no items")
+    return items
+
+
+def expand_folder(contents: str, styles: Sequence[str]) -> list[BatchItem]:
+    """Every content file of a folder (or matching a glob pattern) times every style, content-major."""
+    if not styles:
+        raise UserError("--contents needs --styles STYLE[,STYLE...]")
+    folder = Path(contents)
+    if folder.is_dir():
+        files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in CONTENT_EXTENSIONS)
+    else:
+        files = sorted(Path(p) for p in glob.glob(contents) if Path(p).is_file())
+    if not files:
+        raise UserError(f"--contents {contents}: no image, video or sound files found")
+    return [BatchItem(i * len(styles) + j, content, (Path(style),), where="--contents")
+            for i, content in enumerate(files) for j, style in enumerate(styles)]
+
+
+def _suffix(item: BatchItem) -> str:
+    return {"image": ".png", "video": ".mp4", "audio": ".wav"}[item.kind]
+
+
+def output_names(items: Sequence[BatchItem], out_dir: Path) -> list[BatchItem]:
+    """Give every item its output path: its own (relative to ``out_dir``) or
+    ``CONTENT_STYLE.ext`` in ``out_dir``, numbered ``-2``, ``-3``... where two items would collide."""
+    taken: set[Path] = set()
+    named = []
+    for item in items:
+        if item.problem is not None:
+            named.append(item)
+            continue
+        if item.output is not None:
+            path = item.output if item.output.is_absolute() else out_dir / item.output
+        else:
+            stem = f"{item.content.stem}_{item.styles[0].stem}" + ("_blend" if len(item.styles) > 1 else "")
+            path, n = out_dir / f"{stem}{_suffix(item)}", 2
+            while path.resolve() in taken:
+                path, n = out_dir / f"{stem}-{n}{_suffix(item)}", n + 1
+        if path.resolve() in taken:
+            named.append(dataclasses.replace(item, output=path, problem=f"{item.where}: output {path} is also an "
+                                                                        "earlier item's output"))
+            continue
+        taken.add(path.resolve())
+        named.append(dataclasses.replace(item, output=path))
+    return named

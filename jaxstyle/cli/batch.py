@@ -1,0 +1,310 @@
+"""``python cli.py batch JOBS.jsonl --out-dir DIR`` (or ``--contents DIR --styles A,B``): many
+inputs in one process.
+
+Every other flag of ``python cli.py`` applies to every item (an item's own ``options`` come after
+it). The job checks everything it can first: its own flags (a bad one ends the job, exit 2), then
+every item (parse, paths, readable inputs); an item that fails a check, or fails later, is recorded
+in ``DIR/index.jsonl`` with its one-line reason and the rest go on. Images whose working shape and
+settings agree are optimized together in shape buckets (:mod:`jaxstyle.batch.buckets`); other
+images, videos and sounds run one at a time through the same code as a single command, in this
+process (one start-up, compiled programs reused across items of the same shape). Rerunning the
+same command skips the items already done (``--redo`` does them again). Exit 0 when every item
+succeeded, 2 when any failed, 130 on an interrupt (the finished items stay recorded).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import threading
+import time
+from pathlib import Path
+from typing import Sequence
+
+import jax
+from tqdm import tqdm
+
+from .. import interrupts, schedules
+from ..api import network_for
+from ..batch import BatchItem, ResultsIndex, batchable, expand_folder, group_buckets, output_names, read_jobs, \
+    stylize_bucket
+from ..batch.buckets import working_image
+from ..config import StyleConfig
+from ..errors import NonFiniteLoss, UserError
+from ..imaging import target_size
+from ..io.files import check_output_dir, check_output_file
+from ..io.images import check_output_path, image_size, read_image, write_image
+from ..io.video import VIDEO_OUTPUT_EXTENSIONS, probe
+from ..optim import compile_count
+from .audio import audio_main
+from .common import Parser, check_memory, claimed, crash_log, log, one_line
+from .flags import from_flags
+from .image import image_main
+from .parser import build_parser
+from .video import video_main
+
+# images of a bucket optimized at once per device unless --frames-per-device says otherwise (videos keep
+# the single command's default: there it sets the number of lanes, which changes the result)
+BATCH_FRAMES_PER_DEVICE = 8
+# flags that name one item's files: they belong in the jobs file, not on the job's command line
+PER_ITEM_FLAGS = ("--output", "-o", "--style", "-s", "--style-audio", "--metrics-json")
+
+
+def build_batch_parser() -> Parser:
+    parser = Parser(prog="python cli.py batch", allow_abbrev=False,
+                    usage="python cli.py batch [JOBS.jsonl | --contents DIR|GLOB --styles STYLE[,STYLE...]] "
+                          "--out-dir DIR [--redo] [-q] [any flag of 'python cli.py', applied to every item]",
+                    description="Stylize many inputs in one job: the lines of a JSONL file ({\"content\": ..., "
+                                "\"style\": ..., \"output\": ..., \"options\": \"--size 256\"}), or every file of a "
+                                "folder times every style. Results and reasons for failures go to DIR/index.jsonl.")
+    parser.add_argument("--contents", metavar="DIR|GLOB", help="a folder (or glob pattern) of contents")
+    parser.add_argument("--styles", metavar="STYLE[,STYLE...]", help="styles for --contents (each content x each style)")
+    parser.add_argument("--out-dir", required=True, metavar="DIR", help="where the outputs and index.jsonl go")
+    parser.add_argument("--redo", action="store_true", help="redo items that an earlier run of the job finished")
+    parser.add_argument("--max-bucket", type=int, default=64, metavar="N",
+                        help="images held in memory per run of a bucket [default: 64]; --frames-per-device of "
+                             f"them are optimized at once on each device [default for images: {BATCH_FRAMES_PER_DEVICE}]")
+    parser.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    return parser
+
+
+@dataclasses.dataclass
+class Planned:
+    """An item that passed its checks: its parsed flags, resolved config and working shape."""
+
+    item: BatchItem
+    key: str
+    args: argparse.Namespace
+    config: StyleConfig
+    shape: tuple[int, int] | None = None  # images only
+
+
+class BatchRun:
+    """The state of one job: its index, counts and progress bar."""
+
+    def __init__(self, index: ResultsIndex, total: int, quiet: bool):
+        self.index, self.ok, self.failed = index, 0, 0
+        self.bar = None if quiet else tqdm(total=total, unit="item", desc="batch", dynamic_ncols=True)
+
+    def say(self, line: str) -> None:
+        (self.bar.write if self.bar is not None else log)(line)
+
+    def record(self, item: BatchItem, key: str | None, status: str, *, error: str | None = None, metrics=None,
+               bucket: str | None = None, seconds: float | None = None) -> None:
+        self.index.append({**item.record(), "key": key, "status": status, "error": error, "bucket": bucket,
+                           "seconds": seconds, "metrics": metrics})
+        if status == "ok":
+            self.ok += 1
+            self.say(f"[{item.index}] wrote {item.output}" + (f" ({bucket})" if bucket else ""))
+        else:
+            self.failed += 1
+            self.say(f"[{item.index}] failed: {error}")
+        if self.bar is not None:
+            self.bar.update(1)
+        _interruptible()
+
+
+def _interruptible() -> None:
+    """Interrupts act again (an item's output lock holds them while it is released); one that came
+    meanwhile ends the job now, with every finished item recorded."""
+    if threading.current_thread() is threading.main_thread():
+        interrupts.install()
+
+
+def _reason(exc: Exception) -> str:
+    if isinstance(exc, (UserError, NonFiniteLoss)):
+        return str(exc)
+    return f"internal error: {one_line(exc)}; the traceback is in {crash_log(exc)}"
+
+
+def _check_job_flags(job_flags: list[str]) -> None:
+    for flag in job_flags:
+        name = flag.split("=", 1)[0]
+        if name in PER_ITEM_FLAGS:
+            raise UserError(f"{name} names one item's files; give it per item in the jobs file")
+    args = build_parser().parse_args(["content.png", "--style", "style.png", *job_flags])
+    if args.__dict__.get("coordinator") or args.__dict__.get("num_processes", 1) != 1:
+        raise UserError("a batch job runs in one process; --coordinator and --num-processes are not for it")
+    from_flags(StyleConfig, args).resolved()  # a bad value ends the job before any item runs
+
+
+def _plan(item: BatchItem, job_flags: list[str]) -> Planned:
+    """Parse and check one item (raises UserError with its reason)."""
+    args = build_parser().parse_args(item.argv(job_flags))
+    config = from_flags(StyleConfig, args).resolved()
+    planned = Planned(item, item.key(job_flags), args, config)
+    if item.kind == "image":
+        inputs = [item.content, *item.styles]
+        check_output_path(item.output, inputs)
+        check_output_file(item.output, "output")
+        height, width = image_size(item.content)
+        for style in item.styles:
+            image_size(style)
+        planned.shape = target_size(height, width, config.size)
+        if config.style_weights is not None and len(config.style_weights) != len(item.styles):
+            raise UserError(f"{len(config.style_weights)} style weights given for {len(item.styles)} style images")
+    elif item.kind == "video":
+        check_output_path(item.output, [item.content, *item.styles], VIDEO_OUTPUT_EXTENSIONS)
+        probe(item.content)
+    elif not item.content.is_file():
+        raise UserError(f"{item.content} does not exist")
+    return planned
+
+
+def _run_single(run: BatchRun, planned: Planned, metrics_dir: Path) -> None:
+    """One item through the single command's own code (its checks, locks and writes)."""
+    item = planned.item
+    metrics_path = metrics_dir / f"item{item.index}.json"
+    args = argparse.Namespace(**{**vars(planned.args), "metrics_json": str(metrics_path)})
+    main = {"image": image_main, "video": video_main, "audio": audio_main}[item.kind]
+    t0 = time.perf_counter()
+    try:
+        main(args, planned.config)
+        metrics = json.loads(metrics_path.read_text())
+        metrics.pop("config", None)
+        run.record(item, planned.key, "ok", metrics=metrics, seconds=time.perf_counter() - t0)
+    except Exception as exc:  # noqa: BLE001 - an item's failure is recorded and the job goes on
+        run.record(item, planned.key, "failed", error=_reason(exc), seconds=time.perf_counter() - t0)
+    finally:
+        metrics_path.unlink(missing_ok=True)
+
+
+def _run_bucket(run: BatchRun, bucket, networks: dict) -> None:
+    """A bucket's images optimized together; an image that fails alone is recorded alone."""
+    config = bucket.config
+    h, w = bucket.shape
+    t0 = time.perf_counter()
+    ready, contents, styles = [], [], []
+    for planned in bucket.items:
+        try:
+            content = working_image(read_image(planned.item.content), bucket.shape)
+            style = read_image(planned.item.styles[0])
+        except UserError as exc:
+            run.record(planned.item, planned.key, "failed", error=str(exc))
+            continue
+        ready.append(planned)
+        contents.append(content)
+        styles.append(style)
+    if not ready:
+        return
+    try:
+        check_memory(config, h, w, frames=min(len(ready), config.frames_per_device * len(jax.local_devices())))
+        key = (config.network, config.pooling, config.precision)
+        if key not in networks:
+            networks[key] = network_for(config)
+        network = networks[key]
+        schedules.check_network(config, network)
+        with claimed(*(p.item.output for p in ready)):
+            try:
+                images, metrics = stylize_bucket(contents, styles, config, network)
+            except NonFiniteLoss:
+                if len(ready) == 1:
+                    raise
+                images = metrics = None  # one image diverged: find it, the others still finish
+            if images is not None:
+                for planned, image in zip(ready, images):
+                    write_image(planned.item.output, image)
+    except Exception as exc:  # noqa: BLE001 - the bucket's items are recorded as failed and the job goes on
+        for planned in ready:
+            run.record(planned.item, planned.key, "failed", error=_reason(exc), bucket=bucket.name)
+        return
+    if images is None:
+        for planned, content, style in zip(ready, contents, styles):
+            sub = dataclasses.replace(bucket, items=[planned])
+            _run_bucket_alone(run, sub, content, style, network)
+        return
+    seconds = (time.perf_counter() - t0) / len(ready)
+    for planned, m in zip(ready, metrics):
+        run.record(planned.item, planned.key, "ok", metrics=m, bucket=bucket.name, seconds=seconds)
+
+
+def _run_bucket_alone(run: BatchRun, bucket, content, style, network) -> None:
+    planned = bucket.items[0]
+    t0 = time.perf_counter()
+    try:
+        with claimed(planned.item.output):
+            images, metrics = stylize_bucket([content], [style], bucket.config, network)
+            write_image(planned.item.output, images[0])
+        run.record(planned.item, planned.key, "ok", metrics=metrics[0], bucket=bucket.name,
+                   seconds=time.perf_counter() - t0)
+    except Exception as exc:  # noqa: BLE001 - this image diverged (or failed) on its own
+        run.record(planned.item, planned.key, "failed", error=_reason(exc), bucket=bucket.name)
+
+
+def batch_main(argv: Sequence[str]) -> int:
+    argv = list(argv)
+    jobs = argv.pop(0) if argv and not argv[0].startswith("-") else None
+    args, job_flags = build_batch_parser().parse_known_args(argv)
+    if (jobs is None) == (args.contents is None):
+        raise UserError("give either a JOBS.jsonl file or --contents DIR --styles STYLE[,STYLE...]")
+    if args.max_bucket < 1:
+        raise UserError("--max-bucket must be at least 1")
+    _check_job_flags(job_flags)
+    out_dir = check_output_dir(args.out_dir, "--out-dir")
+    if jobs is not None:
+        if args.styles:
+            raise UserError("--styles goes with --contents; a jobs file names each item's style")
+        items = read_jobs(jobs)
+    else:
+        items = expand_folder(args.contents, [s for s in (args.styles or "").split(",") if s])
+    out_dir.mkdir(parents=True, exist_ok=True)
+    items = output_names(items, out_dir)
+    index = ResultsIndex(out_dir)
+    with claimed(index.path):  # one job per output folder
+        return _run_job(items, job_flags, index, out_dir, args)
+
+
+def _run_job(items: list[BatchItem], job_flags: list[str], index: ResultsIndex, out_dir: Path, args) -> int:
+    t0, compiles_before = time.perf_counter(), compile_count()
+    run = BatchRun(index, len(items), args.quiet)
+    skipped, images, singles = 0, [], []
+    for item in items:  # every check first
+        if item.problem is not None:
+            run.record(item, None, "failed", error=item.problem)
+            continue
+        key = item.key(job_flags)
+        if not args.redo and index.finished(item.index, key):
+            skipped += 1
+            if run.bar is not None:
+                run.bar.update(1)
+            continue
+        try:
+            planned = _plan(item, job_flags)
+        except Exception as exc:  # noqa: BLE001
+            run.record(item, key, "failed", error=_reason(exc))
+            continue
+        if item.kind == "image" and batchable(planned.config, *planned.shape, len(item.styles)):
+            if "--frames-per-device" not in [a.split("=", 1)[0] for a in item.argv(job_flags)]:
+                planned.config = dataclasses.replace(planned.config, frames_per_device=BATCH_FRAMES_PER_DEVICE)
+            images.append((planned.shape, planned.config, planned))
+        else:
+            singles.append(planned)
+    buckets = group_buckets(images, args.max_bucket)
+    if skipped:
+        run.say(f"{skipped} item(s) already done by an earlier run of this job (--redo does them again)")
+    run.say(f"{len(items)} item(s): {len(images)} image(s) in {len(buckets)} bucket(s) "
+            f"({', '.join(f'{b.name} x{len(b.items)}' for b in buckets) or 'none'}), {len(singles)} one at a time")
+    networks: dict = {}
+    for bucket in buckets:
+        _run_bucket(run, bucket, networks)
+    metrics_dir = out_dir / ".jaxstyle-batch-metrics"  # the items' --metrics-json (the job holds the folder's lock)
+    metrics_dir.mkdir(exist_ok=True)
+    try:
+        for planned in singles:
+            _run_single(run, planned, metrics_dir)
+    finally:
+        for leftover in metrics_dir.glob("*"):
+            leftover.unlink(missing_ok=True)
+        metrics_dir.rmdir()
+    if run.bar is not None:
+        run.bar.close()
+    index.compact([item.index for item in items])
+    wall = time.perf_counter() - t0
+    compiles = compile_count() - compiles_before
+    log(f"batch: {run.ok} done, {run.failed} failed, {skipped} skipped in {wall:.1f} s "
+        f"({run.ok / wall if wall else 0:.2f} items/s, {compiles} compile(s), {len(buckets)} bucket(s)); "
+        f"index: {index.path}")
+    if run.failed:
+        raise UserError(f"{run.failed} of {len(items)} item(s) failed; their reasons are in {index.path}")
+    return 0
