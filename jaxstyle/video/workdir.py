@@ -11,12 +11,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import time
 from pathlib import Path
 
 import imageio.v3 as iio
 import numpy as np
 import orbax.checkpoint as ocp
+from jax.experimental import multihost_utils
 
 from ..errors import UserError
 from ..io.files import write_failure
@@ -44,34 +44,50 @@ class WorkDir:
     # ---- the run it belongs to -----------------------------------------------------------------
     def prepare(self, fingerprint: dict, resume: bool) -> bool:
         """Make the directory this run's: keep it when resuming the same run, else start afresh.
-        Process 0 writes the manifest; the other processes wait until it matches their run.
-        Returns whether an earlier run's directory was kept."""
+        Returns whether an earlier run's directory was kept. With several processes, process 0
+        prepares it and tells the others (a JAX collective, not a polled file) whether that worked;
+        each then checks that the manifest is its own run's."""
         fp = json.loads(json.dumps(fingerprint, default=str))
+        error, kept = None, False
+        if self.process_id == 0:
+            try:
+                kept = self._prepare_here(fp, resume)
+            except UserError as exc:
+                error = exc
+        if self.num_processes == 1:
+            if error is not None:
+                raise error
+            return kept
+        failed, kept = (bool(v) for v in multihost_utils.broadcast_one_to_all(
+            np.array([error is not None, kept], np.int32)))
+        if error is not None:
+            raise error
+        if failed:
+            raise UserError(f"process 0 could not prepare the work directory {self.path} (its error says why)")
+        try:
+            same = json.loads(self.manifest.read_text()) == fp
+        except (OSError, ValueError):
+            same = False
+        if not same:
+            raise UserError(f"{self.path} holds another run's manifest: every process must run the same command "
+                            "and see the same work directory (a shared filesystem)")
+        return kept
+
+    def _prepare_here(self, fp: dict, resume: bool) -> bool:
         if resume and self.manifest.is_file():
             if json.loads(self.manifest.read_text()) != fp:
                 raise UserError(f"cannot resume: {self.path} belongs to a run with other inputs or settings")
             return True
-        if self.process_id == 0:
-            if self.path.exists() and not self.manifest.is_file() and any(self.path.iterdir()):
-                raise UserError(f"work directory {self.path} is not empty and is not a jaxstyle work directory; "
-                                "choose another --work-dir")
-            if self.path.exists() and not resume:
-                self.remove()
-            (self.path / "frames").mkdir(parents=True, exist_ok=True)
-            tmp = self.manifest.with_suffix(".tmp")
-            tmp.write_text(json.dumps(fp, indent=1))
-            os.replace(tmp, self.manifest)
-            return False
-        deadline = time.time() + 600  # wait until process 0 has prepared it for these very settings
-        while True:
-            try:
-                if json.loads(self.manifest.read_text()) == fp:
-                    return False
-            except (OSError, ValueError):
-                pass
-            if time.time() > deadline:
-                raise UserError(f"process 0 never prepared {self.path} for these settings")
-            time.sleep(0.2)
+        if self.path.exists() and not self.manifest.is_file() and any(self.path.iterdir()):
+            raise UserError(f"work directory {self.path} is not empty and is not a jaxstyle work directory; "
+                            "choose another --work-dir")
+        if self.path.exists() and not resume:
+            self.remove()
+        (self.path / "frames").mkdir(parents=True, exist_ok=True)
+        tmp = self.manifest.with_suffix(".tmp")
+        tmp.write_text(json.dumps(fp, indent=1))
+        os.replace(tmp, self.manifest)
+        return False
 
     def remove(self) -> None:
         """Delete the directory, which holds only what this engine wrote (it has our manifest)."""
@@ -79,15 +95,9 @@ class WorkDir:
             shutil.rmtree(self.path, ignore_errors=True)
 
     def barrier(self, name: str) -> None:
-        """Wait until every process has reached ``name`` (marker files in the shared directory)."""
-        if self.num_processes == 1:
-            return
-        (self.path / f"{name}_p{self.process_id}.done").write_text("ok")
-        deadline = time.time() + 24 * 3600
-        while not all((self.path / f"{name}_p{p}.done").exists() for p in range(self.num_processes)):
-            if time.time() > deadline:
-                raise UserError(f"timed out waiting for the other processes at {name}")
-            time.sleep(0.2)
+        """Wait until every process has reached ``name`` (JAX's multi-host barrier)."""
+        if self.num_processes > 1:
+            multihost_utils.sync_global_devices(f"jaxstyle:{name}")
 
     # ---- frames ---------------------------------------------------------------------------------
     def frame_path(self, t: int, lane: int, pass_index: int = 1) -> Path:
