@@ -11,6 +11,12 @@ non-finite losses. With several devices the frame axis is sharded over a ('frame
 ``jax.make_mesh`` with ``NamedSharding``; ``jax.jit`` partitions the step. The iteration count of a
 chunk is a traced argument, so remainders do not recompile. :func:`clear_caches` drops the
 compiled programs.
+
+Several processes (hosts): the mesh may span every process's devices (:func:`global_frame_mesh`).
+Each process then passes only its own frames; they become rows of one global array
+(``jax.make_array_from_process_local_data``), every process runs the same compiled program on it,
+and each gets its own rows back. Decisions that end the loop (a non-finite loss) are agreed by all
+processes, so they stay in lock step.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from typing import Callable, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from ..nets.vgg import Network
@@ -138,11 +145,32 @@ def window_mesh(devices: Sequence[jax.Device]):
                          axis_types=(jax.sharding.AxisType.Auto,))
 
 
+def global_frame_mesh(devices: Sequence[jax.Device]):
+    """A ('frames',) mesh over every process's devices, each process's devices contiguous (so a
+    process's frames are one block of rows)."""
+    ordered = sorted(devices, key=lambda d: (d.process_index, d.id))
+    return jax.make_mesh((len(ordered),), ("frames",), devices=ordered, axis_types=(jax.sharding.AxisType.Auto,))
+
+
+def spans_processes(mesh) -> bool:
+    """Whether ``mesh`` holds devices of other processes (a global program)."""
+    return mesh is not None and any(d.process_index != jax.process_index() for d in mesh.devices.flat)
+
+
+def local_device_count(mesh) -> int:
+    if mesh is None:
+        return 1
+    return sum(d.process_index == jax.process_index() for d in mesh.devices.flat)
+
+
 def shard_frames(tree, mesh):
-    """Place a pytree whose leaves have a leading frame axis on the mesh (frames sharded)."""
+    """Place a pytree whose leaves have a leading frame axis on the mesh (frames sharded); across
+    processes each process's leaves are its own rows."""
     if mesh is None:
         return jax.tree.map(jnp.asarray, tree)
     sharding = NamedSharding(mesh, P("frames"))
+    if spans_processes(mesh):
+        return jax.tree.map(lambda a: jax.make_array_from_process_local_data(sharding, np.asarray(a)), tree)
     return jax.tree.map(lambda a: jax.device_put(a, sharding), tree)
 
 
@@ -150,7 +178,25 @@ def replicate(tree, mesh):
     if mesh is None:
         return tree
     sharding = NamedSharding(mesh, P())
+    if spans_processes(mesh):  # every process holds the same values
+        return jax.tree.map(lambda a: jax.make_array_from_process_local_data(sharding, np.asarray(a), np.shape(a)),
+                            tree)
     return jax.tree.map(lambda a: jax.device_put(a, sharding), tree)
+
+
+def local_rows(array) -> np.ndarray:
+    """This process's rows of a frame-sharded array (all of it on one process)."""
+    if array.is_fully_addressable:
+        return np.asarray(array)
+    shards = sorted(array.addressable_shards, key=lambda sh: sh.index[0].start or 0)
+    return np.concatenate([np.asarray(sh.data) for sh in shards])
+
+
+def all_processes(flag: bool, mesh) -> bool:
+    """``flag`` held by every process of a global program (one process: ``flag``)."""
+    if not spans_processes(mesh):
+        return flag
+    return bool(np.all(multihost_utils.process_allgather(np.asarray(flag, np.int32))))
 
 
 def pad_frames(tree, count: int):
@@ -180,9 +226,9 @@ def solve(problem: Problem, images: np.ndarray | jax.Array, targets, weights: di
     receives (iterations so far, per-frame losses, seconds since the start of the scale).
     A non-finite loss stops the run and keeps the last finite images (``nonfinite`` is set).
     """
-    n = images.shape[0]
+    n = images.shape[0]  # this process's frames
     mesh = problem.mesh
-    pad = (-n) % (mesh.devices.size if mesh is not None else 1)
+    pad = (-n) % local_device_count(mesh)
     images = pad_frames(jnp.asarray(images, jnp.float32), pad)
     targets = pad_frames(targets, pad)
     images = shard_frames(images, mesh)
@@ -193,19 +239,20 @@ def solve(problem: Problem, images: np.ndarray | jax.Array, targets, weights: di
 
     def losses_of(x):
         parts = eval_c(variables, x, targets, weights)
-        return {k: np.asarray(v)[:n] for k, v in parts.items()}
+        return {k: local_rows(v)[:n] for k, v in parts.items()}
 
     t0 = time.perf_counter()
     initial = losses_of(images)
     done = 0
     last_good, last_losses = images, initial
-    nonfinite = not np.all(np.isfinite(initial["total"]))
+    nonfinite = not all_processes(bool(np.all(np.isfinite(initial["total"]))), mesh)
     while done < iterations and not nonfinite:
         step = min(chunk, iterations - done)
         new_images, state = chunk_c(variables, images, state, targets, weights, jnp.int32(step))
         current = losses_of(new_images)
         done += step
-        if not np.all(np.isfinite(current["total"])) or not bool(jnp.all(jnp.isfinite(new_images))):
+        finite = bool(np.all(np.isfinite(current["total"]))) and bool(jnp.all(jnp.isfinite(new_images)))
+        if not all_processes(finite, mesh):
             nonfinite = True
             break
         images, last_good, last_losses = new_images, new_images, current
@@ -213,7 +260,7 @@ def solve(problem: Problem, images: np.ndarray | jax.Array, targets, weights: di
             progress(step, current)
         if on_chunk is not None:
             on_chunk(done, current, time.perf_counter() - t0)
-    out = np.asarray(last_good)[:n]
+    out = local_rows(last_good)[:n]
     return ScaleResult(out, initial, last_losses, done, compile_seconds, time.perf_counter() - t0, nonfinite)
 
 

@@ -23,7 +23,7 @@ from ..errors import NonFiniteLoss
 from ..nets.vgg import Network
 from ..objective import Objective, ScaleInputs, Windows
 from ..objective import windowed
-from ..optim import Problem, frame_mesh, solve
+from ..optim import Problem, frame_mesh, global_frame_mesh, solve
 from ..optim.solve import pad_frames, window_mesh
 from .inputs import Frames, Result, initial_images
 
@@ -62,10 +62,18 @@ def run_scales(frames: Frames, cfg, network: Network, *, devices: Sequence[jax.D
     n = frames.count
     height, width = frames.size
     devices = list(devices or jax.devices())
-    per_device = min(cfg.frames_per_device, -(-n // len(devices)))
-    used = min(len(devices), -(-n // per_device))
-    batch = per_device * used
-    mesh = frame_mesh(batch, per_device, devices[:used])
+    mine = [d for d in devices if d.process_index == jax.process_index()]
+    if len(mine) < len(devices):
+        # one program over every process's devices: each process brings n frames of its own, in
+        # batches of per_device x its devices (every process must bring the same n)
+        per_device = min(cfg.frames_per_device, -(-n // len(mine)))
+        used, batch = len(devices), per_device * len(mine)
+        mesh = global_frame_mesh(devices)
+    else:
+        per_device = min(cfg.frames_per_device, -(-n // len(devices)))
+        used = min(len(devices), -(-n // per_device))
+        batch = per_device * used
+        mesh = frame_mesh(batch, per_device, devices[:used])
     n_batches = -(-n // batch)
     scales = cfg.scales(height, width)
     images = None

@@ -26,6 +26,7 @@ from typing import Any
 
 import jax
 
+from .. import schedules
 from ..config import StyleConfig, setting
 from ..errors import UserError
 from ..nets.vgg import Network
@@ -100,8 +101,13 @@ def plan_job_lanes(n_frames: int, cfg, n_devices: int, procs: Processes) -> tupl
     """All lanes of a job, and this process's share of them."""
     n_lanes = 1 if cfg.video.sequential else cfg.frames_per_device * n_devices * procs.num_processes
     lanes = plan_lanes(n_frames, n_lanes, cfg.video.overlap)
-    per_process = math.ceil(len(lanes) / procs.num_processes)
-    return lanes, lanes[procs.process_id * per_process:(procs.process_id + 1) * per_process]
+    if len(lanes) < procs.num_processes:
+        raise UserError(f"the clip gives {len(lanes)} lane(s) for {procs.num_processes} processes, and every "
+                        "process needs one: use fewer processes or a longer segment"
+                        + (" (--sequential is one lane)" if cfg.video.sequential else ""))
+    # balanced: the processes' lane counts differ by at most one
+    bounds = [len(lanes) * p // procs.num_processes for p in range(procs.num_processes + 1)]
+    return lanes, lanes[bounds[procs.process_id]:bounds[procs.process_id + 1]]
 
 
 def run_passes(source: VideoSource, work: WorkDir, flows: FlowCache, cfg, network: Network, devices,
@@ -134,7 +140,9 @@ def stylize_video(job: VideoJob, network: Network, log=print) -> dict:
     source = VideoSource(job.input, job.styles, cfg, job.options.start, job.options.duration)
     devices = jax.local_devices()
     procs = job.processes
-    lanes, my_lanes = plan_job_lanes(source.n_frames, cfg, len(devices), procs)
+    if procs.num_processes > 1 and not schedules.is_tiled(cfg, source.height, source.width):
+        devices = jax.devices()  # one program over every process's devices (tiled frames: per process)
+    lanes, my_lanes = plan_job_lanes(source.n_frames, cfg, len(jax.local_devices()), procs)
     work = WorkDir(job.work_path, procs.process_id, procs.num_processes)
     flows = FlowCache(work.flows)
 

@@ -29,6 +29,7 @@ from ..nets.vgg import Network
 from ..objective import Temporal
 from .cuts import Cuts
 from .flow import FlowCache
+from .hosts import any_process, min_over_processes, spans_processes
 from .source import VideoSource
 from .step import stylize_step
 from .temporal import from_u8, lane_inputs, to_u8
@@ -99,7 +100,11 @@ def run_lanes(source: VideoSource, work: WorkDir, flows: FlowCache, config, netw
     start_step = 0
     contents: list[dict[int, np.ndarray]] = [dict() for _ in my_lanes]
     outputs: list[dict[int, np.ndarray]] = [dict() for _ in my_lanes]
-    restored = work.load_checkpoint() if resume else None
+    procs = work.num_processes
+    # every process resumes at the same step: the latest one that all of them checkpointed
+    latest = work.latest_checkpoint() if resume else None
+    common = min_over_processes(-1 if latest is None else latest, procs)
+    restored = work.load_checkpoint(common) if common >= 0 else None
     if restored is not None:
         last, state = restored
         for i in range(len(my_lanes)):
@@ -120,6 +125,8 @@ def run_lanes(source: VideoSource, work: WorkDir, flows: FlowCache, config, netw
         if progress else None
     t0 = time.perf_counter()
     size = len(my_lanes)
+    if spans_processes(devices):  # one program over every process: each brings as many rows
+        size = math.ceil(len(lanes) / procs)
     for k in range(start_step, steps):
         batch, frames_t, temporal_inputs, fresh = [], [], [], []
         for i, lane in enumerate(my_lanes):
@@ -145,9 +152,11 @@ def run_lanes(source: VideoSource, work: WorkDir, flows: FlowCache, config, netw
                 temporal_inputs.append((still, still, np.zeros(batch[-1].shape[:2], np.float32)))
         frames = np.stack(batch)
         images: dict[int, np.ndarray] = {}
-        first = [i for i in range(size) if fresh[i]]
-        if first:  # first frames: the whole preset, coarse to fine
-            idx = _padded(first, size)
+        first = [i for i in range(len(my_lanes)) if fresh[i]]
+        # (with several processes a program runs when any process needs it; one that does not
+        # brings stand-in rows and drops their results)
+        if any_process(bool(first), procs):  # first frames: the whole preset, coarse to fine
+            idx = _padded(first or [0], size)
             result = stylize_step(source, work, config, network, devices, frames[idx], [frames_t[j] for j in idx])
             images.update({i: result.images[pos] for pos, i in enumerate(first)})
             stats["compile_seconds"] += result.metrics["compile_seconds"]
@@ -157,10 +166,15 @@ def run_lanes(source: VideoSource, work: WorkDir, flows: FlowCache, config, netw
                 stats["first_frame_trace"] = _trace(result.metrics)
             else:
                 stats["restarts"] += len(first)
-        rest = [i for i in range(size) if not fresh[i]]
-        if any(k < my_lanes[i].length for i in rest):  # later frames: from the warped previous output
-            idx = _padded(rest, size)
-            inits, targets, masks = (np.stack([temporal_inputs[j][n] for j in idx]) for n in range(3))
+        rest = [i for i in range(len(my_lanes)) if not fresh[i]]
+        # later frames: from the warped previous output
+        if any_process(any(k < my_lanes[i].length for i in rest), procs):
+            if rest:
+                idx = _padded(rest, size)
+                inits, targets, masks = (np.stack([temporal_inputs[j][n] for j in idx]) for n in range(3))
+            else:  # stand-in rows (this process's lanes are all at a first frame)
+                idx = [0] * size
+                inits, targets, masks = frames[idx], frames[idx], np.zeros(frames[idx].shape[:3], np.float32)
             temporal = Temporal(targets, masks, video.temporal_weight)
             result = stylize_step(source, work, later, network, devices, frames[idx], [frames_t[j] for j in idx],
                                   init=inits, temporal=temporal)

@@ -4,13 +4,16 @@ neighbours of the previous pass warped onto it."""
 from __future__ import annotations
 
 import dataclasses
+import math
 
+import jax
 import numpy as np
 
 from ..nets.vgg import Network
 from ..objective import Temporal
 from .cuts import Cuts
 from .flow import FlowCache
+from .hosts import spans_processes
 from .lanes import Lane, blend_weight
 from .source import VideoSource
 from .step import stylize_step
@@ -42,10 +45,17 @@ def refine(source: VideoSource, work: WorkDir, flows: FlowCache, config, network
     video = config.video
     cfg = dataclasses.replace(config, start_size=0, iterations=video.iterations)
     n = source.n_frames
-    batch = max(1, config.frames_per_device * len(devices))
-    mine = [t for t in range(n) if t % work.num_processes == work.process_id]
-    for s in range(0, len(mine), batch):
+    procs = work.num_processes
+    spans = spans_processes(devices)
+    local = [d for d in devices if d.process_index == jax.process_index()]
+    batch = max(1, config.frames_per_device * len(local))
+    mine = [t for t in range(n) if t % procs == work.process_id]
+    # one program over every process: all run as many batches (the last may be stand-in rows)
+    rounds = math.ceil(math.ceil(n / procs) / batch) if spans else math.ceil(len(mine) / batch)
+    for s in range(0, rounds * batch, batch):
         ts = mine[s:s + batch]
+        keep = len(ts)
+        ts = ts or mine[-1:]
         reader = source.reader(max(0, ts[0] - 1), min(n, ts[-1] + 2) - max(0, ts[0] - 1))
         contents = {max(0, ts[0] - 1) + i: f for i, f in enumerate(reader)}
         previous = {t: from_u8(assembled_frame(work, lanes, t, pass_index - 1, cuts)) for t in contents}
@@ -66,5 +76,5 @@ def refine(source: VideoSource, work: WorkDir, flows: FlowCache, config, network
         temporal = Temporal(np.stack(targets), np.stack(masks), video.temporal_weight)
         result = stylize_step(source, work, cfg, network, devices, frames, ts + [ts[-1]] * pad, init=np.stack(inits),
                               temporal=temporal)
-        for i, t in enumerate(ts):
+        for i, t in enumerate(ts[:keep]):
             work.save_png(work.frame_path(t, 0, pass_index), to_u8(result.images[i]))

@@ -124,9 +124,10 @@ class WorkDir:
         """Checkpoint the lanes' histories after ``step``.
 
         One process: an Orbax CheckpointManager (the last two steps kept). Several processes: each
-        process writes its own atomically replaced ``.npz``, because Orbax's managers synchronize
-        every process on each save and restore, which does not fit processes that run their lanes
-        independently and may resume separately.
+        process writes its own lanes' histories to its own atomically replaced ``.npz`` (two,
+        alternating). They are host-local NumPy data, not global arrays, so a host's checkpoint
+        needs nothing from the others; the processes agree on the step to resume from
+        (:func:`jaxstyle.video.lanes.run_lanes`).
         """
         if self.num_processes == 1:
             self._manager().save(step, args=ocp.args.StandardSave(tree))
@@ -136,24 +137,48 @@ class WorkDir:
         for lane, data in tree.items():
             for t, image in data["outputs"].items():
                 flat[f"{lane}/{t}"] = image
-        path = self.path / f"ckpt_p{self.process_id}.npz"
+        # two files, alternating: a process killed between its peers' saves still has the step
+        # they all finished (resuming takes the latest step every process has)
+        path = self._npz(step % 2)
         tmp = path.with_name(f".{path.name}.tmp.npz")
         np.savez(tmp, **flat)
         os.replace(tmp, path)
 
-    def load_checkpoint(self) -> tuple[int, dict] | None:
+    def _npz(self, slot: int) -> Path:
+        return self.path / f"ckpt_p{self.process_id}_{slot}.npz"
+
+    def _npz_steps(self) -> dict[int, Path]:
+        steps = {}
+        for slot in (0, 1):
+            path = self._npz(slot)
+            try:
+                with np.load(path) as data:
+                    steps[int(data["step"])] = path
+            except (OSError, ValueError, KeyError):
+                continue  # absent, or cut short by a kill (the write is atomic, so only absent)
+        return steps
+
+    def latest_checkpoint(self) -> int | None:
+        """The last step this process checkpointed (None: none)."""
+        if self.num_processes == 1:
+            return self._manager().latest_step()
+        steps = self._npz_steps()
+        return max(steps) if steps else None
+
+    def load_checkpoint(self, step: int | None = None) -> tuple[int, dict] | None:
+        """The lanes' histories after ``step`` (default: the latest), or None."""
         if self.num_processes == 1:
             manager = self._manager()
-            last = manager.latest_step()
-            if last is None:
+            step = manager.latest_step() if step is None else step
+            if step is None or step not in manager.all_steps():
                 return None
-            return last, manager.restore(last, args=ocp.args.StandardRestore())
-        path = self.path / f"ckpt_p{self.process_id}.npz"
-        if not path.is_file():
+            return step, manager.restore(step, args=ocp.args.StandardRestore())
+        steps = self._npz_steps()
+        step = max(steps) if step is None and steps else step
+        if step not in steps:
             return None
         tree: dict = {}
-        with np.load(path) as data:
-            step = int(data["step"])
+        with np.load(steps[step]) as data:
             for key in data.files:
                 if key != "step":
                     lane, t = key.split("/")
