@@ -1,5 +1,5 @@
 """``python cli.py batch JOBS.jsonl --out-dir DIR`` (or ``--contents DIR --styles A,B``): many
-inputs in one process.
+inputs in one job, on one process or several (``--coordinator``, as for a video).
 
 Every other flag of ``python cli.py`` applies to every item (an item's own ``options`` come after
 it). The job checks everything it can first: its own flags (a bad one ends the job, exit 2), then
@@ -23,6 +23,8 @@ from pathlib import Path
 from typing import Sequence
 
 import jax
+import numpy as np
+from jax.experimental import multihost_utils
 from tqdm import tqdm
 
 from .. import interrupts, schedules
@@ -31,6 +33,7 @@ from ..batch import BatchItem, ResultsIndex, batchable, expand_folder, group_buc
     stylize_bucket
 from ..batch.buckets import working_image
 from ..config import StyleConfig
+from ..video import Processes
 from ..errors import NonFiniteLoss, UserError
 from ..imaging import target_size
 from ..io.files import check_output_dir, check_output_file
@@ -42,7 +45,7 @@ from .common import Parser, check_memory, claimed, crash_log, log, one_line
 from .flags import from_flags
 from .image import image_main
 from .parser import build_parser
-from .video import video_main
+from .video import init_distributed, video_main
 
 # images of a bucket optimized at once per device unless --frames-per-device says otherwise (videos keep
 # the single command's default: there it sets the number of lanes, which changes the result)
@@ -78,6 +81,37 @@ class Planned:
     args: argparse.Namespace
     config: StyleConfig
     shape: tuple[int, int] | None = None  # images only
+
+
+@dataclasses.dataclass(frozen=True)
+class Hosts:
+    """The processes of a batch job: every process plans every item the same way; each bucket's
+    images are split over the processes and optimized as one program over all their devices; the
+    other items are dealt round-robin."""
+
+    id: int = 0
+    count: int = 1
+
+    @property
+    def first(self) -> bool:
+        return self.id == 0
+
+    def share(self, n: int) -> slice:
+        bounds = [n * p // self.count for p in range(self.count + 1)]
+        return slice(bounds[self.id], bounds[self.id + 1])
+
+    def rows(self, n: int) -> int:
+        """Rows every process brings for a bucket of ``n`` images (the largest share)."""
+        return -(-n // self.count)
+
+    def barrier(self, name: str) -> None:
+        if self.count > 1:
+            multihost_utils.sync_global_devices(name)
+
+    def total(self, value: int) -> int:
+        if self.count == 1:
+            return value
+        return int(np.sum(multihost_utils.process_allgather(np.asarray(value, np.int64))))
 
 
 class BatchRun:
@@ -118,15 +152,27 @@ def _reason(exc: Exception) -> str:
     return f"internal error: {one_line(exc)}; the traceback is in {crash_log(exc)}"
 
 
-def _check_job_flags(job_flags: list[str]) -> None:
+PROCESS_FLAGS = ("--coordinator", "--num-processes", "--process-id")
+
+
+def _split_job_flags(job_flags: list[str]) -> tuple[list[str], Processes]:
+    """Check the job's flags; returns the flags for every item (the multi-host ones taken out: they
+    are the job's) and the job's processes."""
     for flag in job_flags:
         name = flag.split("=", 1)[0]
         if name in PER_ITEM_FLAGS:
             raise UserError(f"{name} names one item's files; give it per item in the jobs file")
     args = build_parser().parse_args(["content.png", "--style", "style.png", *job_flags])
-    if args.__dict__.get("coordinator") or args.__dict__.get("num_processes", 1) != 1:
-        raise UserError("a batch job runs in one process; --coordinator and --num-processes are not for it")
     from_flags(StyleConfig, args).resolved()  # a bad value ends the job before any item runs
+    item_flags, skip = [], False
+    for flag in job_flags:
+        if skip:
+            skip = False
+        elif flag.split("=", 1)[0] in PROCESS_FLAGS:
+            skip = "=" not in flag
+        else:
+            item_flags.append(flag)
+    return item_flags, from_flags(Processes, args)
 
 
 def _plan(item: BatchItem, job_flags: list[str]) -> Planned:
@@ -170,13 +216,16 @@ def _run_single(run: BatchRun, planned: Planned, metrics_dir: Path) -> None:
         metrics_path.unlink(missing_ok=True)
 
 
-def _run_bucket(run: BatchRun, bucket, networks: dict) -> None:
-    """A bucket's images optimized together; an image that fails alone is recorded alone."""
+def _run_bucket(run: BatchRun, bucket, networks: dict, hosts: Hosts = Hosts()) -> None:
+    """A bucket's images optimized together; an image that fails alone is recorded alone. With
+    several processes each brings its share of the bucket as its rows of one program over every
+    process's devices (an image it cannot read, or a share smaller than the others', becomes a
+    stand-in row whose result is dropped)."""
     config = bucket.config
     h, w = bucket.shape
     t0 = time.perf_counter()
     ready, contents, styles = [], [], []
-    for planned in bucket.items:
+    for planned in bucket.items[hosts.share(len(bucket.items))]:
         try:
             content = working_image(read_image(planned.item.content), bucket.shape)
             style = read_image(planned.item.styles[0])
@@ -186,10 +235,16 @@ def _run_bucket(run: BatchRun, bucket, networks: dict) -> None:
         ready.append(planned)
         contents.append(content)
         styles.append(style)
-    if not ready:
+    if not ready and hosts.count == 1:
         return
+    rows = hosts.rows(len(bucket.items)) if hosts.count > 1 else len(ready)
+    while len(contents) < rows:  # stand-ins, so every process brings as many rows
+        contents.append(contents[0] if ready else np.zeros((h, w, 3), np.float32))
+        styles.append(styles[0] if ready else np.zeros((h, w, 3), np.float32))
+    devices = jax.devices() if hosts.count > 1 else None
+    network = None
     try:
-        check_memory(config, h, w, frames=min(len(ready), config.frames_per_device * len(jax.local_devices())))
+        check_memory(config, h, w, frames=min(rows, config.frames_per_device * len(jax.local_devices())))
         key = (config.network, config.pooling, config.precision)
         if key not in networks:
             networks[key] = network_for(config)
@@ -197,9 +252,9 @@ def _run_bucket(run: BatchRun, bucket, networks: dict) -> None:
         schedules.check_network(config, network)
         with claimed(*(p.item.output for p in ready)):
             try:
-                images, metrics = stylize_bucket(contents, styles, config, network)
+                images, metrics = stylize_bucket(contents, styles, config, network, devices=devices)
             except NonFiniteLoss:
-                if len(ready) == 1:
+                if len(ready) == 1 and hosts.count == 1:
                     raise
                 images = metrics = None  # one image diverged: find it, the others still finish
             if images is not None:
@@ -209,12 +264,12 @@ def _run_bucket(run: BatchRun, bucket, networks: dict) -> None:
         for planned in ready:
             run.record(planned.item, planned.key, "failed", error=_reason(exc), bucket=bucket.name)
         return
-    if images is None:
+    if images is None:  # each process retries its own images alone, on its own devices
         for planned, content, style in zip(ready, contents, styles):
             sub = dataclasses.replace(bucket, items=[planned])
             _run_bucket_alone(run, sub, content, style, network)
         return
-    seconds = (time.perf_counter() - t0) / len(ready)
+    seconds = (time.perf_counter() - t0) / max(1, len(ready))
     for planned, m in zip(ready, metrics):
         run.record(planned.item, planned.key, "ok", metrics=m, bucket=bucket.name, seconds=seconds)
 
@@ -240,7 +295,7 @@ def batch_main(argv: Sequence[str]) -> int:
         raise UserError("give either a JOBS.jsonl file or --contents DIR --styles STYLE[,STYLE...]")
     if args.max_bucket < 1:
         raise UserError("--max-bucket must be at least 1")
-    _check_job_flags(job_flags)
+    job_flags, processes = _split_job_flags(job_flags)
     out_dir = check_output_dir(args.out_dir, "--out-dir")
     if jobs is not None:
         if args.styles:
@@ -248,20 +303,28 @@ def batch_main(argv: Sequence[str]) -> int:
         items = read_jobs(jobs)
     else:
         items = expand_folder(args.contents, [s for s in (args.styles or "").split(",") if s])
+    processes = init_distributed(processes)  # before anything asks JAX for its devices
     out_dir.mkdir(parents=True, exist_ok=True)
     items = output_names(items, out_dir)
-    index = ResultsIndex(out_dir)
-    with claimed(index.path):  # one job per output folder
-        return _run_job(items, job_flags, index, out_dir, args)
+    hosts = Hosts(processes.process_id, processes.num_processes)
+    lock = ResultsIndex(out_dir).path if hosts.first else out_dir / f"index.p{hosts.id}.jsonl"
+    with claimed(lock):  # one job per output folder (each process holds its own part)
+        if hosts.first:
+            ResultsIndex(out_dir).compact()  # parts a killed job left are merged before anyone reads
+        hosts.barrier("batch:index")
+        index = ResultsIndex(out_dir, hosts.id, hosts.count)
+        return _run_job(items, job_flags, index, out_dir, args, hosts)
 
 
-def _run_job(items: list[BatchItem], job_flags: list[str], index: ResultsIndex, out_dir: Path, args) -> int:
+def _run_job(items: list[BatchItem], job_flags: list[str], index: ResultsIndex, out_dir: Path, args,
+             hosts: Hosts) -> int:
     t0, compiles_before = time.perf_counter(), compile_count()
-    run = BatchRun(index, len(items), args.quiet)
+    run = BatchRun(index, len(items), args.quiet or not hosts.first)
     skipped, images, singles = 0, [], []
-    for item in items:  # every check first
+    for item in items:  # every check first (every process plans alike; process 0 records)
         if item.problem is not None:
-            run.record(item, None, "failed", error=item.problem)
+            if hosts.first:
+                run.record(item, None, "failed", error=item.problem)
             continue
         key = item.key(job_flags)
         if not args.redo and index.finished(item.index, key):
@@ -272,7 +335,8 @@ def _run_job(items: list[BatchItem], job_flags: list[str], index: ResultsIndex, 
         try:
             planned = _plan(item, job_flags)
         except Exception as exc:  # noqa: BLE001
-            run.record(item, key, "failed", error=_reason(exc))
+            if hosts.first:
+                run.record(item, key, "failed", error=_reason(exc))
             continue
         if item.kind == "image" and batchable(planned.config, *planned.shape, len(item.styles)):
             if "--frames-per-device" not in [a.split("=", 1)[0] for a in item.argv(job_flags)]:
@@ -281,30 +345,38 @@ def _run_job(items: list[BatchItem], job_flags: list[str], index: ResultsIndex, 
         else:
             singles.append(planned)
     buckets = group_buckets(images, args.max_bucket)
-    if skipped:
+    if skipped and hosts.first:
         run.say(f"{skipped} item(s) already done by an earlier run of this job (--redo does them again)")
-    run.say(f"{len(items)} item(s): {len(images)} image(s) in {len(buckets)} bucket(s) "
-            f"({', '.join(f'{b.name} x{len(b.items)}' for b in buckets) or 'none'}), {len(singles)} one at a time")
+    if hosts.first:
+        run.say(f"{len(items)} item(s): {len(images)} image(s) in {len(buckets)} bucket(s) "
+                f"({', '.join(f'{b.name} x{len(b.items)}' for b in buckets) or 'none'}), {len(singles)} one at a "
+                f"time" + (f"; {hosts.count} processes" if hosts.count > 1 else ""))
     networks: dict = {}
     for bucket in buckets:
-        _run_bucket(run, bucket, networks)
-    metrics_dir = out_dir / ".jaxstyle-batch-metrics"  # the items' --metrics-json (the job holds the folder's lock)
+        _run_bucket(run, bucket, networks, hosts)
+    # the items' --metrics-json (the job holds the folder's lock)
+    metrics_dir = out_dir / (".jaxstyle-batch-metrics" + (f"-p{hosts.id}" if hosts.count > 1 else ""))
     metrics_dir.mkdir(exist_ok=True)
     try:
-        for planned in singles:
-            _run_single(run, planned, metrics_dir)
+        for i, planned in enumerate(singles):
+            if i % hosts.count == hosts.id:  # dealt round-robin; each runs on its own process's devices
+                _run_single(run, planned, metrics_dir)
     finally:
         for leftover in metrics_dir.glob("*"):
             leftover.unlink(missing_ok=True)
         metrics_dir.rmdir()
     if run.bar is not None:
         run.bar.close()
-    index.compact([item.index for item in items])
+    hosts.barrier("batch:done")
+    done, failed = hosts.total(run.ok), hosts.total(run.failed)
+    if hosts.first:
+        index.compact([item.index for item in items])
     wall = time.perf_counter() - t0
     compiles = compile_count() - compiles_before
-    log(f"batch: {run.ok} done, {run.failed} failed, {skipped} skipped in {wall:.1f} s "
-        f"({run.ok / wall if wall else 0:.2f} items/s, {compiles} compile(s), {len(buckets)} bucket(s)); "
-        f"index: {index.path}")
-    if run.failed:
-        raise UserError(f"{run.failed} of {len(items)} item(s) failed; their reasons are in {index.path}")
+    if hosts.first:
+        log(f"batch: {done} done, {failed} failed, {skipped} skipped in {wall:.1f} s "
+            f"({done / wall if wall else 0:.2f} items/s, {compiles} compile(s), {len(buckets)} bucket(s)); "
+            f"index: {index.path}")
+    if failed:
+        raise UserError(f"{failed} of {len(items)} item(s) failed; their reasons are in {index.path}")
     return 0

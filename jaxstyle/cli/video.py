@@ -72,8 +72,22 @@ def stylize_video_and_audio(job: VideoJob, network, args) -> dict:
                 tmp.unlink()
 
 
+_DISTRIBUTED: list[Processes] = []  # set once jax.distributed runs (a batch job's video items reuse it)
+
+
 def init_distributed(processes: Processes) -> Processes:
-    """jax.distributed for multi-host runs: explicit flags, or a detected TPU pod environment."""
+    """jax.distributed for multi-host runs: explicit flags, or a detected TPU pod environment.
+    Once it runs, later calls (the items of a batch job, each a job of this process alone) return
+    ``processes`` unchanged."""
+    if _DISTRIBUTED:
+        return processes
+    processes = _start_distributed(processes)
+    if processes.num_processes > 1:
+        _DISTRIBUTED.append(processes)
+    return processes
+
+
+def _start_distributed(processes: Processes) -> Processes:
     if processes.coordinator:
         if not (0 <= processes.process_id < processes.num_processes):
             raise UserError(f"--process-id must be in [0, {processes.num_processes})")

@@ -131,7 +131,7 @@ class Problem:
 
 def frame_mesh(n_frames: int, frames_per_device: int, devices: Sequence[jax.Device] | None = None):
     """A ('frames',) mesh over as many devices as the batch can use (None for one device)."""
-    devices = list(devices or jax.devices())
+    devices = list(devices or jax.local_devices())  # a program over other processes is asked for explicitly
     use = max(1, min(len(devices), math.ceil(n_frames / frames_per_device)))
     if use == 1:
         return None

@@ -61,7 +61,7 @@ def run_scales(frames: Frames, cfg, network: Network, *, devices: Sequence[jax.D
     overrides = overrides or ScaleOverrides()
     n = frames.count
     height, width = frames.size
-    devices = list(devices or jax.devices())
+    devices = list(devices or jax.local_devices())  # a program over other processes is asked for explicitly
     mine = [d for d in devices if d.process_index == jax.process_index()]
     if len(mine) < len(devices):
         # one program over every process's devices: each process brings n frames of its own, in

@@ -2,6 +2,10 @@
 results index, failures recorded while the rest go on, resuming, and outputs equal to single runs."""
 
 import json
+import os
+import socket
+import subprocess
+import sys
 
 import imageio.v3 as iio
 import numpy as np
@@ -12,7 +16,7 @@ from jaxstyle.batch import BatchItem, ResultsIndex, batchable, expand_folder, gr
 from jaxstyle.config import StyleConfig
 from jaxstyle.io.images import image_size, read_image
 
-from ..helpers import MEDIA, assert_one_line_error, run_main
+from ..helpers import MEDIA, ROOT, assert_one_line_error, run_main
 
 FAST = ["--iterations", "2", "--coarse-iterations", "1", "--start-size", "0", "--chunk", "2"]
 
@@ -178,3 +182,41 @@ def test_bad_job_flags_end_the_job_before_any_item(capsys, tmp_path, argv, needl
     (tmp_path / "empty").mkdir()
     code, err = run_main(["batch", *[a.format(tmp=tmp_path) for a in argv]], capsys)
     assert_one_line_error(code, err, needle)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _batch_process(argv, devices: int, log):
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
+    return subprocess.Popen([sys.executable, "-m", "jaxstyle", "batch", *map(str, argv)], cwd=ROOT, env=env,
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=open(log, "w"))
+
+
+def test_two_processes_share_every_bucket_and_match_one_process(tmp_path, folder, vgg16):
+    """2 processes with 2 fake devices each: each bucket's images are split over them and optimized
+    as one program over the 4 devices; outputs and index equal a one-process job on 4 devices."""
+    contents, styles = folder
+    job = ["--contents", contents, "--styles", ",".join(map(str, styles)), "--size", "40", *FAST, "--quiet"]
+    port = free_port()
+    procs = [_batch_process([*job, "--out-dir", tmp_path / "multi", "--coordinator", f"127.0.0.1:{port}",
+                             "--num-processes", "2", "--process-id", str(i)], 2, tmp_path / f"p{i}.log")
+             for i in range(2)]
+    single = _batch_process([*job, "--out-dir", tmp_path / "single"], 4, tmp_path / "single.log")
+    for proc in [*procs, single]:
+        proc.wait(timeout=300)
+    logs = [(tmp_path / name).read_text() for name in ("p0.log", "p1.log", "single.log")]
+    assert [p.returncode for p in [*procs, single]] == [0, 0, 0], logs
+    assert "8 image(s) in 2 bucket(s)" in logs[0] and "2 processes" in logs[0] and "8 done, 0 failed" in logs[0]
+    records = [json.loads(line) for line in (tmp_path / "multi" / "index.jsonl").read_text().splitlines()]
+    assert [r["item"] for r in records] == list(range(8)) and {r["status"] for r in records} == {"ok"}
+    assert not list((tmp_path / "multi").glob("index.p*.jsonl"))  # the parts were merged
+    assert {r["metrics"]["devices"] for r in records} == {4}
+    names = sorted(p.name for p in (tmp_path / "single").glob("*.png"))
+    diffs = [int(np.abs(iio.imread(tmp_path / "multi" / n).astype(int) - iio.imread(tmp_path / "single" / n).astype(int))
+                 .max()) for n in names]
+    print(f"two processes vs one, per image: max difference {diffs} levels")
+    assert len(names) == 8 and max(diffs) <= 1, diffs
