@@ -196,20 +196,21 @@ def _batch_process(argv, devices: int, log):
                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=open(log, "w"))
 
 
-def test_two_processes_share_every_bucket_and_match_one_process(tmp_path, folder, vgg16):
+def test_two_processes_share_every_bucket_and_match_one_process(capsys, tmp_path, folder, vgg16):
     """2 processes with 2 fake devices each: each bucket's images are split over them and optimized
-    as one program over the 4 devices; outputs and index equal a one-process job on 4 devices."""
+    as one program over the 4 devices; outputs and index equal a one-process job (this process's
+    8 fake devices)."""
     contents, styles = folder
     job = ["--contents", contents, "--styles", ",".join(map(str, styles)), "--size", "40", *FAST, "--quiet"]
     port = free_port()
     procs = [_batch_process([*job, "--out-dir", tmp_path / "multi", "--coordinator", f"127.0.0.1:{port}",
                              "--num-processes", "2", "--process-id", str(i)], 2, tmp_path / f"p{i}.log")
              for i in range(2)]
-    single = _batch_process([*job, "--out-dir", tmp_path / "single"], 4, tmp_path / "single.log")
-    for proc in [*procs, single]:
+    code, err = run_main(["batch", *job, "--out-dir", tmp_path / "single"], capsys)  # meanwhile, in this process
+    for proc in procs:
         proc.wait(timeout=300)
-    logs = [(tmp_path / name).read_text() for name in ("p0.log", "p1.log", "single.log")]
-    assert [p.returncode for p in [*procs, single]] == [0, 0, 0], logs
+    logs = [(tmp_path / name).read_text() for name in ("p0.log", "p1.log")]
+    assert code == 0 and [p.returncode for p in procs] == [0, 0], (err, logs)
     assert "8 image(s) in 2 bucket(s)" in logs[0] and "2 processes" in logs[0] and "8 done, 0 failed" in logs[0]
     records = [json.loads(line) for line in (tmp_path / "multi" / "index.jsonl").read_text().splitlines()]
     assert [r["item"] for r in records] == list(range(8)) and {r["status"] for r in records} == {"ok"}

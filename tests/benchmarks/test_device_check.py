@@ -10,7 +10,8 @@ from tests.helpers import ROOT
 
 
 def test_device_check_tiny_runs_every_part(tmp_path):
-    # tf32 exercises PyTorch's TF32 switches; torch.compile at bfloat16 only (its compile is the slow part)
+    # tf32 exercises PyTorch's TF32 switches and bfloat16 autocast; torch.compile at bfloat16 only (its
+    # compile is the slow part)
     env = {**os.environ, "PYTHON": sys.executable, "OUT": str(tmp_path), "JAX_PLATFORMS": "cpu"}
     env.pop("XLA_FLAGS", None)  # one CPU device, as on a single chip
     proc = subprocess.run(["bash", str(ROOT / "benchmarks" / "device_check.sh"), "--tiny", "--precisions",
