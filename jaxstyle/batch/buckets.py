@@ -17,7 +17,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .. import imaging, schedules
+from .. import schedules
 from ..nets.vgg import Network
 
 
@@ -78,7 +78,3 @@ def stylize_bucket(contents: Sequence[np.ndarray], styles: Sequence[np.ndarray],
                                frame_styles=[[np.asarray(s, np.float32)] for s in styles])
     result = schedules.stylize(frames, config, network, devices=devices)
     return result.images, [_frame_metrics(result.metrics, i) for i in range(len(contents))]
-
-
-def working_image(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    return imaging.resize(image, *shape)

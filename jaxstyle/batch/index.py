@@ -75,7 +75,7 @@ class ResultsIndex:
         self.records = self.load()
         order = sorted(self.records) if order is None else order
         kept = [self.records[i] for i in order if i in self.records]
-        write_text_atomic(self.path, "".join(json.dumps(r, default=json_default) + "\n" for r in kept), "index")
+        write_text_atomic(self.path, "".join(json.dumps(r, default=json_default) + "\n" for r in kept))
         for part in self._files()[1:]:
             part.unlink(missing_ok=True)
         return kept

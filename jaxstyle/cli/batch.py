@@ -27,11 +27,10 @@ import numpy as np
 from jax.experimental import multihost_utils
 from tqdm import tqdm
 
-from .. import interrupts, schedules
+from .. import imaging, interrupts, schedules
 from ..api import network_for
 from ..batch import BatchItem, ResultsIndex, batchable, expand_folder, group_buckets, output_names, read_jobs, \
     stylize_bucket
-from ..batch.buckets import working_image
 from ..config import StyleConfig
 from ..video import Processes
 from ..errors import NonFiniteLoss, UserError
@@ -227,7 +226,7 @@ def _run_bucket(run: BatchRun, bucket, networks: dict, hosts: Hosts = Hosts()) -
     ready, contents, styles = [], [], []
     for planned in bucket.items[hosts.share(len(bucket.items))]:
         try:
-            content = working_image(read_image(planned.item.content), bucket.shape)
+            content = imaging.resize(read_image(planned.item.content), *bucket.shape)
             style = read_image(planned.item.styles[0])
         except UserError as exc:
             run.record(planned.item, planned.key, "failed", error=str(exc))

@@ -131,19 +131,10 @@ def write_json_atomic(path: str | os.PathLike, data: dict, what: str = "--metric
     directory = path.parent if str(path.parent) else Path(".")
     if not directory.is_dir():
         raise UserError(f"directory of {what} {path} does not exist")
-    tmp = temp_path(path)
-    try:
-        with open(tmp, "w") as handle:
-            json.dump(data, handle, indent=2, default=json_default)
-        replace_into(tmp, path)
-    except OSError as exc:
-        raise write_failure(path, exc) from None
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    write_text_atomic(path, json.dumps(data, indent=2, default=json_default))
 
 
-def write_text_atomic(path: str | os.PathLike, text: str, what: str = "output") -> None:
+def write_text_atomic(path: str | os.PathLike, text: str) -> None:
     """Replace ``path`` with ``text`` atomically (a temporary file beside it, then a rename)."""
     path = Path(path)
     tmp = temp_path(path)
