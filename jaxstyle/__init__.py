@@ -9,6 +9,7 @@ The package is layered; imports only point down this list:
 - ``config`` (the one configuration, in sections)
 - ``schedules`` (coarse to fine, coupled and independent tiles)
 - ``video`` (lanes, flow, temporal inputs, the work directory, the job), ``audio`` (spectrograms)
+- ``feedforward`` (networks trained by the engine's losses: data, loss, training, models)
 - ``api`` (this module's functions), ``cli`` (the command line, one module per job)
 
 The names below load on first use (PEP 562), so ``python -m jaxstyle`` can answer an interrupt
@@ -24,9 +25,10 @@ _EXPORTS = {
     "stylize_frames": "api", "stylize_image": "api", "Result": "api", "Temporal": "api",
     "StyleConfig": "config", "PRESETS": "config", "UserError": "errors", "NonFiniteLoss": "errors",
     "Network": "nets", "load_network": "nets",
+    "stylize_with_model": "api", "load_model": "api", "TrainConfig": "config",
 }
 _SUBMODULES = {"api", "audio", "cli", "config", "errors", "imaging", "io", "nets", "objective", "optim",
-               "schedules", "video"}
+               "schedules", "video", "feedforward"}
 
 __all__ = [*_EXPORTS, "clear_caches", "__version__"]
 

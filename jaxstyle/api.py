@@ -14,6 +14,9 @@ import numpy as np
 
 from . import imaging, schedules
 from .config import StyleConfig
+from .errors import UserError
+from .feedforward import Model, load_model
+from .feedforward.loss import style_statistics
 from .imaging import target_size
 from .io.images import read_image, to_rgb_float
 from .nets.vgg import Network
@@ -24,7 +27,8 @@ from .schedules.inputs import Result, blend_weights
 
 ImageLike = "np.ndarray | str"
 
-__all__ = ["stylize_frames", "stylize_image", "image_losses", "target_size", "Result", "Temporal", "network_for"]
+__all__ = ["stylize_frames", "stylize_image", "image_losses", "target_size", "Result", "Temporal", "network_for",
+           "load_model", "model_conditioning", "stylize_with_model"]
 
 
 def _as_image(item, what: str) -> np.ndarray:
@@ -95,3 +99,42 @@ def image_losses(image: np.ndarray, content: np.ndarray, styles: Sequence[np.nda
     parts = evaluate(objective, network, np.asarray(image, np.float32)[None], objective.targets(inputs, slice(0, 1)),
                      objective.weights(cfg, inputs))
     return {k: float(v[0]) for k, v in parts.items()}
+
+
+def model_conditioning(model: Model, style_mix: Sequence[float] | None = None, style: np.ndarray | None = None,
+                       config: StyleConfig | None = None) -> np.ndarray:
+    """What a trained network is conditioned on: a blend of its styles (``style_mix``), or, for a
+    style prediction network, the statistics of ``style`` taken with the VGG it was trained with."""
+    if model.spec.kind == "styles":
+        return model.mix(style_mix)
+    if style is None:
+        raise UserError("a style prediction model needs a style image")
+    if style_mix is not None:
+        raise UserError("--style-mix blends the styles of a 'styles' model; this one predicts from --style")
+    loss = model.meta.get("loss", {})
+    cfg = dataclasses.replace(config or StyleConfig(), network=loss.get("network", "auto"),
+                              pooling=loss.get("pooling", "avg"))
+    network = network_for(cfg)
+    trained_on = model.meta.get("vgg", {}).get("sha256")
+    if trained_on and network.sha256 and trained_on != network.sha256:
+        raise UserError(f"the model was trained on other VGG weights ({trained_on[:12]}...) than these "
+                        f"({network.describe()})")
+    layers = tuple(loss.get("style_layers", cfg.style_layers))
+    return style_statistics(network, layers, _as_image(style, "style"), float(model.meta.get("style_side", 256)))
+
+
+def stylize_with_model(content: ImageLike, model: Model | str, *, size: int | None = None,
+                       style_mix: Sequence[float] | None = None, style: ImageLike | None = None,
+                       frames_per_device: int = 1) -> np.ndarray:
+    """One image (or frames [N, H, W, 3]) through a trained network; ``model`` may be its directory.
+    Returns float32 at the content's size (or ``size`` on the long side)."""
+    model = load_model(model) if isinstance(model, (str, bytes)) or hasattr(model, "__fspath__") else model
+    frames = _as_image(content, "content") if not (isinstance(content, np.ndarray) and content.ndim == 4) \
+        else np.asarray(content, np.float32)
+    single = frames.ndim == 3
+    frames = frames[None] if single else frames
+    h, w = target_size(frames.shape[1], frames.shape[2], size)
+    frames = imaging.resize(frames, h, w) if (h, w) != frames.shape[1:3] else frames
+    cond = model_conditioning(model, style_mix, None if style is None else _as_image(style, "style"))
+    out = model.stylize(frames, cond, frames_per_device=frames_per_device)
+    return out[0] if single else out

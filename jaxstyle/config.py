@@ -162,6 +162,50 @@ class AudioConfig:
             raise UserError(f"--audio-spectrum-content must be in [0, 1], not {self.spectrum_content}")
 
 
+NETWORK_KINDS = ("auto", "styles", "predicted")
+# the StyleConfig fields that define the training loss of a feed-forward network (the same flags)
+LOSS_FIELDS = ("content_weight", "style_weight", "tv_weight", "content_layers", "style_layers", "style_layer_weights",
+               "style_scale", "distance", "network", "pooling", "precision", "seed")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Training a feed-forward stylization network (``python cli.py train``); the loss is the
+    engine's, set by the :data:`LOSS_FIELDS` of :class:`StyleConfig`."""
+
+    size: int = setting(256, "side of the square training crops in px", metavar="PX")
+    frame_size: int | None = setting(None, "long side that images and video frames are resized to before cropping (default: so that the short side is --size; match the size you will stylize at)", metavar="PX")
+    steps: int = setting(2000, "training steps", metavar="N")
+    batch_size: int = setting(4, "crops per step, over all devices and hosts", metavar="N")
+    learning_rate: float = setting(1e-3, "Adam's step size", metavar="LR")
+    width: int = setting(32, "channels of the network's first convolution (Johnson et al.: 32; 16 is about 4x cheaper)", metavar="C")
+    blocks: int = setting(5, "residual blocks", metavar="N")
+    kind: str = setting("auto", "styles: the --style images baked in (conditional instance norm, mixable with --style-mix); predicted: Ghiasi et al.'s style prediction network for arbitrary styles (trained from a folder of styles); auto: predicted for a folder, else styles", choices=NETWORK_KINDS)
+    temporal_weight: float = setting(200.0, "video data: weight of the temporal loss between consecutive output frames (the earlier one warped by the content's flow, occlusions masked); 0: frames are sampled alone", metavar="W")
+    checkpoint_every: int = setting(100, "steps between Orbax checkpoints (resume with --resume)", metavar="N")
+    preview_every: int = setting(100, "steps between preview contact sheets of the held-out frames (0: none)", metavar="N")
+    previews: int = setting(4, "held-out frames shown in the previews (never trained on)", metavar="N")
+    log_every: int = setting(10, "steps between loss records in metrics.json", metavar="N")
+    resume: bool = setting(False, "continue from the model directory's last checkpoint")
+
+    def check(self) -> None:
+        if self.size < 32:
+            raise UserError(f"--size must be at least 32 px for training crops, not {self.size}")
+        if self.frame_size is not None and self.frame_size < self.size:
+            raise UserError(f"--frame-size ({self.frame_size}) must be at least --size ({self.size})")
+        for name in ("steps", "batch_size", "width", "checkpoint_every", "log_every"):
+            _at_least(getattr(self, name), 1, "--" + name.replace("_", "-"))
+        _at_least(self.blocks, 0, "--blocks")
+        _at_least(self.preview_every, 0, "--preview-every")
+        _at_least(self.previews, 0, "--previews")
+        if not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
+            raise UserError(f"--learning-rate must be > 0, not {self.learning_rate}")
+        if not (math.isfinite(self.temporal_weight) and self.temporal_weight >= 0):
+            raise UserError(f"--temporal-weight must be >= 0, not {self.temporal_weight}")
+        if self.kind not in NETWORK_KINDS:
+            raise UserError(f"--kind must be one of {', '.join(NETWORK_KINDS)}")
+
+
 @dataclass(frozen=True)
 class StyleConfig:
     """Everything that controls one stylization (images, video frames, tiles, sound)."""
@@ -184,7 +228,7 @@ class StyleConfig:
     style_weights: tuple[float, ...] | None = setting(None, "comma-separated blend weights of several --style images (default: equal)", metavar="W")
     style_scale: float = setting(1.0, "style image long side relative to the content's working size")
     distance: str = setting("mse", "distance used by the content and style losses", choices=DISTANCES)
-    init: str = setting("content", "initial image: content, noise, style, or a path to an image", metavar="INIT")
+    init: str = setting("content", "initial image: content, noise, style, network (the output of --model: a warm start), or a path to an image", metavar="INIT")
     network: str = setting("auto", "vgg19, vgg16, random (benchmarks only), a weights file, or auto (VGG19 if ported, else VGG16)", metavar="NET")
     pooling: str = setting("avg", "pooling in the network (Gatys used average)", choices=("avg", "max"))
     precision: str = setting("float32", "the network's convolutions: float32; tf32, the accelerator's fast float32 (NVIDIA TF32; CPUs compute float32); bfloat16 operands with float32 accumulation. The image and the optimizer state stay float32", choices=PRECISIONS)

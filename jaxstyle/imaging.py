@@ -26,6 +26,10 @@ def to_uint8(image: np.ndarray) -> np.ndarray:
     return (np.clip(np.asarray(image, np.float32), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
 
 
+def from_uint8(image: np.ndarray) -> np.ndarray:
+    return np.asarray(image, np.float32) / 255.0
+
+
 def resize(image: np.ndarray, height: int, width: int) -> np.ndarray:
     """Antialiased resize of [H, W, C] or [N, H, W, C] float images."""
     image = np.asarray(image, np.float32)

@@ -39,12 +39,15 @@ def flag_name(field: dataclasses.Field, prefix: str = "") -> str:
     return field.metadata.get("flag") or "--" + prefix + field.name.replace("_", "-")
 
 
-def add_flags(parser: argparse.ArgumentParser, cls, title: str, *, prefix: str = "", dest: str = "") -> None:
+def add_flags(parser: argparse.ArgumentParser, cls, title: str, *, prefix: str = "", dest: str = "",
+              only: tuple[str, ...] | None = None) -> None:
     """One flag per field of dataclass ``cls`` in a help group ``title`` (fields with a ``group``
     get their own); nested sections get theirs. Flags not given stay absent from the namespace, so
-    the dataclass's defaults (and the preset's) apply."""
+    the dataclass's defaults (and the preset's) apply. ``only``: just these top-level fields."""
     groups: dict[str | None, Any] = {None: parser.add_argument_group(title)}
     for field in dataclasses.fields(cls):
+        if only is not None and field.name not in only:
+            continue
         if "section" in field.metadata:
             add_flags(parser, field.default_factory, f"{field.metadata['section']} ({cls.__name__}.{field.name})",
                       prefix=field.metadata["prefix"], dest=f"{dest}{field.name}.")

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 import jax
+import numpy as np
 
 from .. import imaging, schedules
 from ..config import StyleConfig
@@ -51,12 +53,16 @@ def last_finite_path(output: Path) -> Path:
     raise UserError(f"too many {output.stem}.last-finite-N files beside {output}")
 
 
-def image_main(args, config: StyleConfig) -> int:
+BUILT_IN_INITS = ("content", "noise", "style", "network")
+
+
+def image_main(args, config: StyleConfig, warm_start: Callable[[np.ndarray], np.ndarray] | None = None) -> int:
+    """``warm_start`` (--init network): frames -> the trained network's output, the initial image."""
     content_path = Path(args.content)
     style_paths = [Path(s) for s in args.style]
     output = Path(args.output) if args.output else default_output(content_path, style_paths[0], ".png")
     inputs = [content_path, *style_paths]
-    if config.init not in ("content", "noise", "style"):
+    if config.init not in BUILT_IN_INITS:
         inputs.append(Path(config.init))
     if config.content_mask is not None:
         inputs += [Path(config.content_mask), *map(Path, config.style_mask)]
@@ -67,8 +73,10 @@ def image_main(args, config: StyleConfig) -> int:
         raise UserError(f"{len(config.style_weights)} style weights given for {len(style_paths)} style images")
     content = read_image(content_path)
     styles = [read_image(p) for p in style_paths]
-    if config.init not in ("content", "noise", "style"):
+    if config.init not in BUILT_IN_INITS:
         read_image(config.init)  # fail early on a bad init image
+    if config.init == "network" and warm_start is None:
+        raise UserError("--init network starts from a trained network's output: give its --model MODEL_DIR")
     h, w = target_size(content.shape[0], content.shape[1], config.size)
     check_memory(config, h, w, frames=1)
     regions = load_regions(config, content.shape[:2], styles, (h, w))
@@ -76,7 +84,9 @@ def image_main(args, config: StyleConfig) -> int:
         network = network_for(config)
         log(f"network: {network.describe()}; devices: {len(jax.devices())} x {jax.devices()[0].platform}")
         log(f"content {content.shape[1]}x{content.shape[0]} -> {w}x{h}, scales {describe_scales(config, h, w)}")
-        frames = schedules.prepare(imaging.resize(content, h, w)[None], styles, config, regions=regions)
+        frame = imaging.resize(content, h, w)[None]
+        init = None if warm_start is None else warm_start(frame)
+        frames = schedules.prepare(frame, styles, config, regions=regions, init=init)
         try:
             result = schedules.stylize(frames, config, network, progress=not args.quiet)
         except NonFiniteLoss as exc:

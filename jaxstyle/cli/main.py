@@ -1,4 +1,5 @@
 """Command line: ``python cli.py CONTENT --style STYLE -o OUT``, ``python cli.py batch ...``,
+``python cli.py train ...`` (a feed-forward network; ``--model MODEL_DIR`` uses one),
 ``python cli.py weights ...`` and ``python cli.py example``.
 
 The flags are derived from :class:`jaxstyle.config.StyleConfig` and the video job's option classes
@@ -25,7 +26,9 @@ from .common import PROG, crash_log, one_line
 from .example import example_main
 from .flags import from_flags
 from .image import image_main
+from .model import model_main
 from .parser import build_parser
+from .train import train_main
 from .video import video_main
 from .weights import weights_main
 
@@ -33,6 +36,10 @@ from .weights import weights_main
 def stylize_main(argv: Sequence[str]) -> int:
     args = build_parser().parse_args(argv)
     config = from_flags(StyleConfig, args).resolved()  # the run's one resolution
+    if args.model:
+        return model_main(args, config)
+    if args.style_mix is not None:
+        raise UserError("--style-mix blends the styles of a trained network: it needs --model MODEL_DIR")
     if is_audio(args.content):
         return audio_main(args, config)
     if not args.style:
@@ -53,6 +60,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if argv and argv[0] == "batch":
             code = batch_main(argv[1:])
+        elif argv and argv[0] == "train":
+            code = train_main(argv[1:])
         elif argv and argv[0] == "weights":
             code = weights_main(argv[1:])
         elif argv and argv[0] == "example":

@@ -7,8 +7,10 @@ import dataclasses
 import os
 import time
 from pathlib import Path
+from typing import Callable
 
 import jax
+import numpy as np
 
 from .. import schedules
 from ..audio import check_signal
@@ -101,7 +103,10 @@ def _start_distributed(processes: Processes) -> Processes:
     return processes
 
 
-def video_main(args, config: StyleConfig) -> int:
+def video_main(args, config: StyleConfig, warm_start: Callable[[np.ndarray], np.ndarray] | None = None) -> int:
+    """``warm_start`` (--init network): frames -> the trained network's output, every frame's initial image."""
+    if config.init == "network" and warm_start is None:
+        raise UserError("--init network starts from a trained network's output: give its --model MODEL_DIR")
     options, processes = from_flags(VideoOptions, args), from_flags(Processes, args)
     options.check()
     content_path = Path(args.content)
@@ -121,7 +126,8 @@ def video_main(args, config: StyleConfig) -> int:
     if options.frames_dir:
         check_output_dir(options.frames_dir, "--frames-dir")
     check_metrics_path(args.metrics_json, [content_path, *style_paths, output])
-    job = VideoJob(content_path, style_paths, output, config, options, processes, progress=not args.quiet)
+    job = VideoJob(content_path, style_paths, output, config, options, processes, progress=not args.quiet,
+                   warm_start=warm_start)
     check_output_dir(job.work_path, "--work-dir")
     if args.style_audio:
         check_video_style_audio(args, content_path, output, options)

@@ -115,6 +115,8 @@ def initial_images(init, contents: np.ndarray, styles: Sequence[np.ndarray], see
         return contents.copy()
     if init == "noise":
         return np.asarray(jax.random.uniform(jax.random.PRNGKey(seed), contents.shape, jnp.float32))
+    if init == "network":
+        raise UserError("--init network starts from a trained network's output: give its --model MODEL_DIR")
     if init == "style":
         return np.broadcast_to(imaging.resize(styles[0], h, w), contents.shape).copy()
     image = read_image(init)

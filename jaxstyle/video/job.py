@@ -22,9 +22,10 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import jax
+import numpy as np
 
 from .. import schedules
 from ..config import StyleConfig, setting
@@ -80,6 +81,8 @@ class VideoJob:
     options: VideoOptions = field(default_factory=VideoOptions)
     processes: Processes = field(default_factory=Processes)
     progress: bool = True
+    # --init network: frames [B, H, W, 3] -> the trained network's output, every frame's initial image
+    warm_start: Callable[[np.ndarray], np.ndarray] | None = None
 
     @property
     def work_path(self) -> Path:
@@ -138,6 +141,7 @@ def stylize_video(job: VideoJob, network: Network, log=print) -> dict:
     cfg = job.config
     network = network.configured(cfg.pooling, cfg.precision)
     source = VideoSource(job.input, job.styles, cfg, job.options.start, job.options.duration)
+    source.warm_start = job.warm_start
     devices = jax.local_devices()
     procs = job.processes
     if procs.num_processes > 1 and not schedules.is_tiled(cfg, source.height, source.width):

@@ -157,7 +157,9 @@ def run_lanes(source: VideoSource, work: WorkDir, flows: FlowCache, config, netw
         # brings stand-in rows and drops their results)
         if any_process(bool(first), procs):  # first frames: the whole preset, coarse to fine
             idx = _padded(first or [0], size)
-            result = stylize_step(source, work, config, network, devices, frames[idx], [frames_t[j] for j in idx])
+            warm = None if source.warm_start is None else source.warm_start(frames[idx])
+            result = stylize_step(source, work, config, network, devices, frames[idx], [frames_t[j] for j in idx],
+                                  init=warm)
             images.update({i: result.images[pos] for pos, i in enumerate(first)})
             stats["compile_seconds"] += result.metrics["compile_seconds"]
             stats["iterations_first"] = result.metrics["iterations"]
@@ -167,7 +169,7 @@ def run_lanes(source: VideoSource, work: WorkDir, flows: FlowCache, config, netw
             else:
                 stats["restarts"] += len(first)
         rest = [i for i in range(len(my_lanes)) if not fresh[i]]
-        # later frames: from the warped previous output
+        # later frames: from the warped previous output (or the network's, a warm start)
         if any_process(any(k < my_lanes[i].length for i in rest), procs):
             if rest:
                 idx = _padded(rest, size)
@@ -175,6 +177,8 @@ def run_lanes(source: VideoSource, work: WorkDir, flows: FlowCache, config, netw
             else:  # stand-in rows (this process's lanes are all at a first frame)
                 idx = [0] * size
                 inits, targets, masks = frames[idx], frames[idx], np.zeros(frames[idx].shape[:3], np.float32)
+            if source.warm_start is not None:  # from the network's output; the temporal term still holds it
+                inits = source.warm_start(frames[idx])
             temporal = Temporal(targets, masks, video.temporal_weight)
             result = stylize_step(source, work, later, network, devices, frames[idx], [frames_t[j] for j in idx],
                                   init=inits, temporal=temporal)

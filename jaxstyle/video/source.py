@@ -23,6 +23,9 @@ class VideoSource:
     refinement and assembly read only :meth:`reader`, ``n_frames``, ``fps``, the working size, the
     styles and the masks: :class:`FramesSource` gives the same from frames in memory.)"""
 
+    # frames [B, H, W, 3] -> initial images (``--init network``: a trained network's output)
+    warm_start = None
+
     def __init__(self, path: Path, style_paths: Sequence[Path], config, start: float = 0.0,
                  duration: float | None = None):
         self.path = path

@@ -34,7 +34,7 @@ def to_u8(image: np.ndarray) -> np.ndarray:
 
 
 def from_u8(image: np.ndarray) -> np.ndarray:
-    return np.asarray(image, np.float32) / 255.0
+    return imaging.from_uint8(image)
 
 
 def warped_pair(flows: flowlib.FlowCache, method: str, source_content: np.ndarray, content: np.ndarray,

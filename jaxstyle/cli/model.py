@@ -1,0 +1,100 @@
+"""``python cli.py IN --model MODEL_DIR -o OUT``: an image or a video through a trained network (one
+pass per frame), and ``--init network``: the optimizer's warm start from the network's output."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from .. import imaging
+from ..api import model_conditioning
+from ..config import StyleConfig
+from ..errors import UserError
+from ..feedforward import Model, load_model
+from ..feedforward.video import stylize_video_with_model
+from ..imaging import target_size
+from ..io.files import check_output_dir, write_json_atomic
+from ..io.images import check_output_path, read_image, write_image
+from ..io.video import VIDEO_OUTPUT_EXTENSIONS, is_video, probe
+from ..video import VideoOptions
+from .common import check_metrics_path, check_output_file, claimed, log
+from .flags import from_flags
+from .image import image_main
+from .video import video_main
+
+
+def _default_output(content: Path, model_dir: Path, suffix: str) -> Path:
+    Path("outputs").mkdir(exist_ok=True)
+    return Path("outputs") / f"{content.stem}_{model_dir.name}{suffix}"
+
+
+def model_main(args, config: StyleConfig) -> int:
+    model = load_model(args.model)
+    content_path = Path(args.content)
+    if not content_path.is_file():
+        raise UserError(f"{content_path} does not exist" if not content_path.exists() else f"{content_path} is not a file")
+    styles = [read_image(p) for p in (args.style or [])]
+    if config.init == "network":  # the optimizer, from the network's output
+        if not args.style:
+            raise UserError("--init network optimizes toward --style STYLE: give the style image(s)")
+        cond = model_conditioning(model, args.style_mix, styles[0] if model.spec.kind == "predicted" else None,
+                                  config)
+
+        def warm_start(frames: np.ndarray) -> np.ndarray:
+            return model.stylize(frames, cond, frames_per_device=config.frames_per_device)
+
+        return video_main(args, config, warm_start) if is_video(content_path) else image_main(args, config, warm_start)
+    if model.spec.kind == "styles" and args.style:
+        raise UserError(f"the model {args.model} has its styles built in ({len(model.styles)}): blend them with "
+                        "--style-mix instead of --style (or add --init network to optimize toward --style)")
+    if model.spec.kind == "predicted" and len(styles) != 1:
+        raise UserError(f"the model {args.model} predicts a style from one --style STYLE image: give exactly one")
+    cond = model_conditioning(model, args.style_mix, styles[0] if styles else None, config)
+    if is_video(content_path):
+        return _video(args, config, model, cond, content_path)
+    return _image(args, config, model, cond, content_path)
+
+
+def _image(args, config: StyleConfig, model: Model, cond: np.ndarray, content_path: Path) -> int:
+    output = Path(args.output) if args.output else _default_output(content_path, Path(args.model), ".png")
+    check_output_path(output, [content_path, *(args.style or [])])
+    check_output_file(output, "output")
+    check_metrics_path(args.metrics_json, [content_path, output])
+    content = read_image(content_path)
+    h, w = target_size(content.shape[0], content.shape[1], config.size)
+    with claimed(output):
+        image = model.stylize(imaging.resize(content, h, w)[None], cond)[0]
+        write_image(output, image)
+        if args.metrics_json:
+            write_json_atomic(args.metrics_json, {"content": str(content_path), "model": str(args.model),
+                                                  "output": str(output), "size": [h, w]})
+    log(f"wrote {output} ({w}x{h}) with the network {args.model}")
+    return 0
+
+
+def _video(args, config: StyleConfig, model: Model, cond: np.ndarray, content_path: Path) -> int:
+    options = from_flags(VideoOptions, args)
+    options.check()
+    output = Path(args.output) if args.output else _default_output(content_path, Path(args.model), ".mp4")
+    check_output_path(output, [content_path, *(args.style or [])], VIDEO_OUTPUT_EXTENSIONS)
+    check_output_file(output, "output")
+    check_metrics_path(args.metrics_json, [content_path, output])
+    probe(content_path)
+    if options.frames_dir:
+        check_output_dir(options.frames_dir, "--frames-dir")
+    with claimed(output):
+        if options.frames_dir:
+            Path(options.frames_dir).mkdir(parents=True, exist_ok=True)
+        metrics = stylize_video_with_model(model, cond, content_path, output, size=config.size,
+                                           frames_per_device=config.frames_per_device, start=options.start,
+                                           duration=options.duration, audio=options.audio, quality=options.quality,
+                                           frames_dir=options.frames_dir, progress=not args.quiet)
+        if args.metrics_json:
+            write_json_atomic(args.metrics_json, {**metrics, "content": str(content_path), "model": str(args.model),
+                                                  "output": str(output)})
+    log(f"wrote {output}: {metrics['frames']} frames in {metrics['wall_seconds']:.1f} s "
+        f"({metrics['frames_per_second']:.2f} frames/s; the network alone {metrics['network_frames_per_second']:.1f}"
+        f" frames/s on {len(jax.local_devices())} device(s))")
+    return 0

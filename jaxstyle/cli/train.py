@@ -1,0 +1,136 @@
+"""``python cli.py train --style S.jpg [--style S2.jpg | --style DIR] --data DIR_OR_VIDEO [...] -o MODEL_DIR``:
+train a feed-forward stylization network with the engine's loss (see :mod:`jaxstyle.feedforward`).
+
+Everything is checked before the first step: the styles are read, the data is found, the model
+directory is writable, and an existing model or its checkpoints are only continued with
+``--resume`` (and only with the settings they were trained with).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Sequence
+
+import jax
+
+from ..api import network_for
+from ..config import LOSS_FIELDS, StyleConfig, TrainConfig
+from ..errors import UserError
+from ..feedforward import TrainJob, find_inputs, train_network
+from ..io.files import check_output_dir, write_text_atomic
+from ..io.images import IMAGE_EXTENSIONS, read_image
+from ..video import Processes
+from .common import Parser, claimed, log
+from .flags import add_flags, from_flags
+from .video import init_distributed
+
+JOB_FILE = "job.json"
+# settings that may change between a run and its --resume
+RESUMABLE = ("steps", "resume", "log_every", "preview_every", "checkpoint_every")
+
+
+def build_train_parser() -> Parser:
+    parser = Parser(prog="python cli.py train", allow_abbrev=False,
+                    description="Train a feed-forward stylization network (Johnson et al., conditional instance norm; "
+                                "or Ghiasi et al.'s style prediction for a folder of styles) with the engine's loss. "
+                                "Use it with 'python cli.py IN --model MODEL_DIR -o OUT'.")
+    parser.add_argument("--style", "-s", action="append", metavar="STYLE",
+                        help="style image (repeat for several styles in one network), or a folder of style images")
+    parser.add_argument("--data", action="append", metavar="PATH",
+                        help="training images and videos: files or folders (repeat); a video trains on its frames "
+                             "(per-video training: the very clip you will stylize)")
+    parser.add_argument("--output", "-o", metavar="MODEL_DIR", help="the model directory")
+    parser.add_argument("--flow", default="dis", choices=("dis", "deepflow", "farneback"),
+                        help="optical flow method of the temporal loss [default: dis]")
+    parser.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    add_flags(parser, TrainConfig, "training (TrainConfig)")
+    add_flags(parser, StyleConfig, "loss (the engine's, StyleConfig)", only=LOSS_FIELDS)
+    add_flags(parser, Processes, "multi-host (Processes)")
+    return parser
+
+
+def style_files(entries: Sequence[str]) -> tuple[list[Path], bool]:
+    """The style images of the --style entries (a folder gives its images, sorted), and whether a
+    folder was among them."""
+    files, folder = [], False
+    for entry in entries:
+        path = Path(entry)
+        if path.is_dir():
+            folder = True
+            found = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+            if not found:
+                raise UserError(f"--style {path} holds no images")
+            files += found
+        elif path.exists():
+            files.append(path)
+        else:
+            raise UserError(f"--style {path} does not exist")
+    return files, folder
+
+
+def _fingerprint(job: TrainJob) -> dict:
+    train = {k: v for k, v in dataclasses.asdict(job.train).items() if k not in RESUMABLE}
+    return {"kind": job.kind, "styles": [str(p.resolve()) for p in job.styles],
+            "data": [str(p.resolve()) for p in job.data], "train": train, "flow": job.flow,
+            "loss": {name: getattr(job.config, name) for name in LOSS_FIELDS}}
+
+
+def check_model_dir(job: TrainJob) -> None:
+    """A new model directory, or (--resume) the one this job's settings were trained into."""
+    output = job.output
+    check_output_dir(output, "-o")
+    job_file = output / JOB_FILE
+    started = job_file.exists() or (output / "checkpoints").exists() or (output / "model.json").exists()
+    if not job.train.resume:
+        if started:
+            raise UserError(f"{output} already holds a model or its checkpoints: --resume continues that training, "
+                            "or choose another -o")
+        return
+    if not (output / "checkpoints").is_dir():
+        raise UserError(f"--resume: {output} has no checkpoints to continue from")
+    try:
+        before = json.loads(job_file.read_text())
+    except (OSError, ValueError):
+        raise UserError(f"--resume: {output} has no readable {JOB_FILE}: not a training of this jaxstyle") from None
+    now = json.loads(json.dumps(_fingerprint(job), default=str))
+    changed = sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k))
+    if changed:
+        raise UserError(f"--resume: {output} was trained with other settings ({', '.join(changed)} differ)")
+
+
+def train_main(argv: Sequence[str]) -> int:
+    args = build_train_parser().parse_args(argv)
+    train = from_flags(TrainConfig, args)
+    train.check()
+    config = from_flags(StyleConfig, args).resolved()
+    processes = from_flags(Processes, args)
+    if not args.style:
+        raise UserError("--style STYLE is required (an image, repeated for several, or a folder of style images)")
+    if not args.data:
+        raise UserError("--data PATH is required (images and videos, or folders of them)")
+    if not args.output:
+        raise UserError("-o MODEL_DIR is required")
+    styles, folder = style_files(args.style)
+    kind = train.kind if train.kind != "auto" else ("predicted" if folder else "styles")
+    style_images = [read_image(p) for p in styles]
+    data = find_inputs(args.data)
+    job = TrainJob(styles, data, Path(args.output), train, config, kind=kind, flow=args.flow,
+                   progress=not args.quiet)
+    check_model_dir(job)
+    processes = init_distributed(processes)
+    with claimed(*((job.output,) if processes.process_id == 0 else ())):
+        job.output.mkdir(parents=True, exist_ok=True)
+        if processes.process_id == 0 and not train.resume:
+            write_text_atomic(job.output / JOB_FILE, json.dumps(_fingerprint(job), indent=1, default=str) + "\n")
+        network = network_for(config)
+        log(f"training a '{kind}' network ({len(styles)} style(s), width {train.width}, {train.blocks} blocks) on "
+            f"{network.describe()}; {len(jax.devices())} x {jax.devices()[0].platform} device(s), "
+            f"process {processes.process_id + 1} of {processes.num_processes}")
+        metrics = train_network(job, network, style_images, log=log)
+    if processes.process_id == 0:
+        final = metrics.get("final", {})
+        log(f"wrote the model {job.output}: {train.steps} steps in {metrics['wall_seconds']:.1f} s "
+            f"({metrics['images_per_second']:.2f} images/s), final loss {final.get('total', float('nan')):.4g}")
+    return 0

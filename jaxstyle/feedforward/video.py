@@ -1,0 +1,59 @@
+"""A video through a trained network: frames streamed from ffmpeg at the working size in batches of
+``frames_per_device`` per device, stylized, put back at the input's exact size and written at its
+frame rate with its audio (the same I/O as the optimizer's video jobs)."""
+
+from __future__ import annotations
+
+import time
+from fractions import Fraction
+from pathlib import Path
+from typing import Sequence
+
+import jax
+import numpy as np
+from tqdm import tqdm
+
+from .. import imaging
+from ..imaging import target_size
+from ..io.images import write_image
+from ..io.video import VideoWriter, expected_frame_count, iter_frames, probe
+from .model import Model
+
+
+def stylize_video_with_model(model: Model, cond: np.ndarray, source: Path, output: Path, *, size: int | None,
+                             frames_per_device: int = 1, start: float = 0.0, duration: float | None = None,
+                             audio: bool = True, quality: int = 18, frames_dir: str | None = None,
+                             devices: Sequence[jax.Device] | None = None, progress: bool = False) -> dict:
+    """Write ``output`` (atomically) and return frames, sizes and timings."""
+    info = probe(source)
+    h, w = target_size(info.height, info.width, size)
+    n_frames = expected_frame_count(info, start, duration)
+    devices = list(devices or jax.local_devices())
+    per_batch = frames_per_device * len(devices)
+    audio_duration = float(Fraction(n_frames) / info.fps) if (start or duration) else None
+    written, network_seconds = 0, 0.0
+    t0 = time.perf_counter()
+    bar = tqdm(total=n_frames, unit="frame", desc="network", dynamic_ncols=True) if progress else None
+    with VideoWriter(output, info.width, info.height, info.fps, quality=quality,
+                     audio_from=source if audio else None, audio_start=start,
+                     audio_duration=audio_duration) as writer:
+        for batch in iter_frames(source, info, size=(w, h), start=start, duration=duration, batch=per_batch):
+            t1 = time.perf_counter()
+            out = model.stylize(batch, cond, frames_per_device=frames_per_device, devices=devices)
+            network_seconds += time.perf_counter() - t1
+            full = imaging.resize(out, info.height, info.width) if (h, w) != (info.height, info.width) else out
+            writer.write(full)
+            if frames_dir is not None:
+                for i, frame in enumerate(full):
+                    # (the same file names as the optimizer's --frames-dir)
+                    write_image(Path(frames_dir) / f"frame_{written + i:06d}.png", frame)
+            written += len(batch)
+            if bar is not None:
+                bar.update(len(batch))
+    if bar is not None:
+        bar.close()
+    wall = time.perf_counter() - t0
+    return {"frames": written, "working_size": [h, w], "output_size": [info.height, info.width],
+            "wall_seconds": wall, "network_seconds": network_seconds, "frames_per_second": written / max(wall, 1e-9),
+            "network_frames_per_second": written / max(network_seconds, 1e-9), "devices": len(devices)}
+
