@@ -3,6 +3,7 @@ comparisons and packet checksums of media files."""
 
 from __future__ import annotations
 
+import socket
 import subprocess
 from pathlib import Path
 
@@ -67,3 +68,10 @@ def packet_crcs(path: Path, spec: str) -> list[tuple[str, str]]:
             parts = [p.strip() for p in line.split(",")]
             rows.append((parts[4], parts[5]))
     return rows
+
+
+def free_port() -> int:
+    """A free localhost port (a jax.distributed coordinator of the multi-process tests)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import jax
 import numpy as np
 
 from .. import imaging
@@ -96,5 +95,5 @@ def _video(args, config: StyleConfig, model: Model, cond: np.ndarray, content_pa
                                                   "output": str(output)})
     log(f"wrote {output}: {metrics['frames']} frames in {metrics['wall_seconds']:.1f} s "
         f"({metrics['frames_per_second']:.2f} frames/s; the network alone {metrics['network_frames_per_second']:.1f}"
-        f" frames/s on {len(jax.local_devices())} device(s))")
+        f" frames/s on {metrics['devices']} device(s))")
     return 0

@@ -18,7 +18,7 @@ import jax
 from ..api import network_for
 from ..config import LOSS_FIELDS, StyleConfig, TrainConfig
 from ..errors import UserError
-from ..feedforward import TrainJob, find_inputs, train_network
+from ..feedforward import TrainJob, check_sizes, find_inputs, train_network
 from ..io.files import check_output_dir, write_text_atomic
 from ..io.images import IMAGE_EXTENSIONS, read_image
 from ..video import Processes
@@ -82,7 +82,7 @@ def check_model_dir(job: TrainJob) -> None:
     output = job.output
     check_output_dir(output, "-o")
     job_file = output / JOB_FILE
-    started = job_file.exists() or (output / "checkpoints").exists() or (output / "model.json").exists()
+    started = (output / "checkpoints").exists() or (output / "model.json").exists()
     if not job.train.resume:
         if started:
             raise UserError(f"{output} already holds a model or its checkpoints: --resume continues that training, "
@@ -116,6 +116,7 @@ def train_main(argv: Sequence[str]) -> int:
     kind = train.kind if train.kind != "auto" else ("predicted" if folder else "styles")
     style_images = [read_image(p) for p in styles]
     data = find_inputs(args.data)
+    check_sizes(data, train.size, train.frame_size)
     job = TrainJob(styles, data, Path(args.output), train, config, kind=kind, flow=args.flow,
                    progress=not args.quiet)
     check_model_dir(job)

@@ -26,7 +26,7 @@ import numpy as np
 from .. import imaging
 from ..errors import UserError
 from ..io.files import replace_into, temp_path, write_failure, write_text_atomic
-from ..io.images import IMAGE_EXTENSIONS, read_image
+from ..io.images import IMAGE_EXTENSIONS, image_size, read_image
 from ..io.video import is_video, iter_frames, probe
 from ..video.flow import FlowCache
 
@@ -65,6 +65,17 @@ def find_inputs(paths: Sequence[str | os.PathLike], what: str = "--data") -> lis
         else:
             raise UserError(f"{what} {path} is neither an image nor a video")
     return found
+
+
+def check_sizes(paths: Sequence[Path], crop: int, frame_size: int | None) -> None:
+    """Every input is readable and large enough for the crops (headers only; before any work)."""
+    for path in paths:
+        if is_video(path):
+            info = probe(path)
+            height, width = info.height, info.width
+        else:
+            height, width = image_size(path)
+        training_size(height, width, crop, frame_size)
 
 
 def _usable(path: Path) -> bool:

@@ -52,6 +52,7 @@ class TrainJob:
     kind: str = "styles"           # styles | predicted
     flow: str = "dis"
     progress: bool = True
+    devices: list | None = None    # the mesh's devices (default: as many of each process's as divide its share)
 
     @property
     def checkpoints(self) -> Path:
@@ -106,7 +107,7 @@ def train_network(job: TrainJob, network: Network, style_images: Sequence[np.nda
     objective, weights = training_objective(cfg, network, tc.size)
     weights = dict(weights, temporal=np.float32(tc.temporal_weight if data.any_pairs else 0.0))
 
-    devices = data_devices(tc.batch_size, procs)
+    devices = job.devices or data_devices(tc.batch_size, procs)
     mesh = global_frame_mesh(devices) if len(devices) > 1 else None
     tx = optax.adam(tc.learning_rate)
     params = module.init_params(jax.random.PRNGKey(cfg.seed))

@@ -29,6 +29,7 @@ def stylize_video_with_model(model: Model, cond: np.ndarray, source: Path, outpu
     h, w = target_size(info.height, info.width, size)
     n_frames = expected_frame_count(info, start, duration)
     devices = list(devices or jax.local_devices())
+    devices = devices[:max(1, min(len(devices), -(-n_frames // frames_per_device)))]  # as many as the clip can use
     per_batch = frames_per_device * len(devices)
     audio_duration = float(Fraction(n_frames) / info.fps) if (start or duration) else None
     written, network_seconds = 0, 0.0

@@ -3,7 +3,6 @@ results index, failures recorded while the rest go on, resuming, and outputs equ
 
 import json
 import os
-import socket
 import subprocess
 import sys
 
@@ -16,7 +15,7 @@ from jaxstyle.batch import BatchItem, ResultsIndex, batchable, expand_folder, gr
 from jaxstyle.config import StyleConfig
 from jaxstyle.io.images import image_size, read_image
 
-from ..helpers import MEDIA, ROOT, assert_one_line_error, run_main
+from ..helpers import MEDIA, ROOT, assert_one_line_error, free_port, run_main
 
 FAST = ["--iterations", "2", "--coarse-iterations", "1", "--start-size", "0", "--chunk", "2"]
 
@@ -182,12 +181,6 @@ def test_bad_job_flags_end_the_job_before_any_item(capsys, tmp_path, argv, needl
     (tmp_path / "empty").mkdir()
     code, err = run_main(["batch", *[a.format(tmp=tmp_path) for a in argv]], capsys)
     assert_one_line_error(code, err, needle)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _batch_process(argv, devices: int, log):

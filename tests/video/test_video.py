@@ -13,7 +13,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -29,7 +28,7 @@ from jaxstyle.cli import main
 from jaxstyle.io import video as vio
 from jaxstyle.video import MIN_LANE_FRAMES, blend_weight, plan_lanes
 
-from ..helpers import FF, ROOT, assert_one_line_error
+from ..helpers import FF, ROOT, assert_one_line_error, free_port
 FAST = ["--iterations", "2", "--coarse-iterations", "1", "--video-iterations", "2", "--start-size", "0",
         "--chunk", "2", "--quiet", "--network", "vgg16"]
 
@@ -309,12 +308,6 @@ def test_sharded_equals_unsharded(clip8, style, tmp_path, vgg16):
 # ------------------------------------------------------------------------------------------------
 # 4. multi-process (jax.distributed, two local processes)
 # ------------------------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_two_processes_form_one_mesh_equal_to_one_process(style, tmp_path, vgg16):

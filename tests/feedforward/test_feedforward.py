@@ -1,0 +1,294 @@
+"""Feed-forward networks: the architecture keeps sizes, a training step lowers the engine's loss,
+data parallelism over 8 fake devices or 2 processes equals one device, a SIGKILL then --resume
+reaches the same parameters, models round-trip and are checked, and the CLI paths (train, --model
+on images and videos, --init network) work or fail with one line."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+import optax
+import pytest
+
+from jaxstyle import imaging
+from jaxstyle.config import StyleConfig, TrainConfig
+from jaxstyle.errors import UserError
+from jaxstyle.feedforward import Model, TrainingData, TrainJob, load_model, save_model, store_input, train_network
+from jaxstyle.feedforward.loss import StyleBank, loss_parts, training_objective
+from jaxstyle.io.images import read_image, write_image
+from jaxstyle.io.video import iter_frames, probe
+from jaxstyle.cli import main
+from jaxstyle.nets.transformer import Stylizer, StylizerSpec
+from jaxstyle.video.flow import FlowCache
+
+from ..helpers import MEDIA, ROOT, assert_one_line_error, free_port, run_main
+from ..video.test_video import ff, make_clip
+
+STYLE = MEDIA / "styles" / "starry_night.jpg"
+STYLE2 = MEDIA / "styles" / "the_scream.jpg"
+CLIP = MEDIA / "video" / "realshort.mp4"
+TINY = ["--size", "32", "--frame-size", "48", "--width", "4", "--blocks", "1", "--previews", "1", "--log-every", "1",
+        "--network", "vgg16", "--quiet"]
+
+
+def _params(folder: Path):
+    return jax.tree.leaves(load_model(folder).params)
+
+
+def _max_diff(a, b) -> float:
+    return max(float(np.max(np.abs(x - y))) for x, y in zip(a, b))
+
+
+def _share_apart(a, b, tol: float = 1e-5) -> float:
+    """The share of parameters that differ by more than ``tol``. (Adam's first steps move every
+    parameter by about the learning rate times the sign of its gradient, so a gradient that is zero
+    up to rounding may move either way: a few parameters may differ by up to 2 x the step size
+    however the batch's sum is ordered.)"""
+    apart = sum(int(np.sum(np.abs(x - y) > tol)) for x, y in zip(a, b))
+    return apart / sum(x.size for x in a)
+
+
+@pytest.fixture(scope="module")
+def data_folder(tmp_path_factory):
+    """Four small photos and a 6-frame clip."""
+    folder = tmp_path_factory.mktemp("data")
+    content = read_image(MEDIA / "content" / "tubingen.jpg")
+    for i in range(4):
+        write_image(folder / f"img{i}.png", imaging.resize(content[i * 60:i * 60 + 500, i * 80:i * 80 + 700], 60, 80))
+    make_clip(folder / "clip.mp4", "64x48", frames=6)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory, data_folder, vgg16):
+    """A two-style model trained for 3 steps through the CLI."""
+    folder = tmp_path_factory.mktemp("models") / "tiny"
+    code = jax_main(["train", "--style", STYLE, "--style", STYLE2, "--data", data_folder, "-o", folder, *TINY,
+                     "--steps", "3", "--batch-size", "2", "--checkpoint-every", "2", "--preview-every", "2"])
+    assert code == 0
+    return folder
+
+
+def jax_main(argv):
+    """The CLI in this process, its output left to the terminal (run_main without capsys)."""
+    return main([str(a) for a in argv])
+
+
+def test_the_network_keeps_any_size_and_starts_as_the_identity():
+    spec = StylizerSpec("styles", 2, width=4, blocks=1)
+    module = Stylizer(spec)
+    params = module.init_params(jax.random.PRNGKey(0))
+    for h, w in ((37, 53), (16, 16), (64, 31)):
+        x = np.random.default_rng(h).uniform(0.05, 0.95, (2, h, w, 3)).astype(np.float32)
+        y = np.asarray(module.apply({"params": params}, x, np.eye(2, dtype=np.float32)))
+        assert y.shape == x.shape
+        np.testing.assert_allclose(y, x, atol=1e-4)  # the last convolution starts at zero
+    model = Model(spec, jax.tree.map(np.asarray, params))
+    out = model.stylize(np.full((5, 29, 41, 3), 0.5, np.float32), model.mix([1, 3]), frames_per_device=2)
+    assert out.shape == (5, 29, 41, 3)
+
+
+def test_a_training_step_lowers_the_engines_loss(data_folder, vgg16, tmp_path):
+    cfg = StyleConfig(network="vgg16").resolved()
+    stored = [store_input(data_folder / f"img{i}.png", tmp_path, 32, 48) for i in range(2)]
+    data = TrainingData(stored, 32, pairs=False, seed=0, n_styles=1, previews=0)
+    bank = StyleBank.build(vgg16, cfg, [read_image(STYLE)], "styles", 64.0)
+    module = Stylizer(StylizerSpec("styles", 1, width=4, blocks=1))
+    objective, weights = training_objective(cfg, vgg16, 32)
+    assert set(objective.names) == {"content", "style", "tv", "temporal", "range"}
+    weights = dict(weights, temporal=np.float32(0))
+    batch = data.batch(range(4))
+    grams, cond = bank.for_samples(batch.styles)
+    arrays = {"contents": batch.contents, "cond": cond, "grams": grams}
+    params = module.init_params(jax.random.PRNGKey(0))
+    tx = optax.adam(1e-2)
+    state = tx.init(params)
+
+    @jax.jit
+    def step(params, state):
+        (loss, parts), grads = jax.value_and_grad(
+            lambda p: (lambda r: (r["total"], r))(loss_parts(module, objective, vgg16, p, vgg16.variables, arrays,
+                                                             weights)), has_aux=True)(params)
+        updates, state = tx.update(grads, state, params)
+        return optax.apply_updates(params, updates), state, parts
+
+    losses = []
+    for _ in range(6):
+        params, state, parts = step(params, state)
+        losses.append(float(parts["total"]))
+    print("training losses on one batch:", [round(x, 4) for x in losses])
+    assert losses[-1] < 0.8 * losses[0]
+    assert float(parts["content"]) > 0 and float(parts["style"]) > 0
+
+
+def test_crops_are_a_function_of_the_sample_and_pairs_carry_flows(data_folder, tmp_path):
+    stored = [store_input(data_folder / "clip.mp4", tmp_path / "frames", 32, 48),
+              store_input(data_folder / "img0.png", tmp_path / "frames", 32, 48)]
+    assert (stored[0].frames, stored[0].height, stored[0].width, stored[0].is_video) == (6, 36, 48, True)
+    data = TrainingData(stored, 32, pairs=True, seed=3, n_styles=2, previews=1, flows=FlowCache(tmp_path / "flows"))
+    assert len(data) == 5 and data.any_pairs  # 5 pairs of the clip + 1 photo, one held out
+    a, b = data.batch(range(8)), data.batch(range(4, 8))
+    np.testing.assert_array_equal(a.contents[4:], b.contents)  # a process's share is the same samples
+    np.testing.assert_array_equal(a.forward[4:], b.forward)
+    assert a.contents.shape == (8, 32, 32, 3) and a.forward.shape == (8, 32, 32, 2)
+    assert set(a.paired.tolist()) <= {0.0, 1.0} and a.paired.sum() >= 1
+    assert sorted(set(data.item_of(g) for g in range(len(data)))) == sorted(data.items)  # an epoch is a permutation
+
+
+def _train(folder, data_folder, vgg16, devices, steps=2, batch=8):
+    cfg = StyleConfig(network="vgg16").resolved()
+    tc = TrainConfig(size=32, frame_size=48, steps=steps, batch_size=batch, width=4, blocks=1, previews=1,
+                     preview_every=0, log_every=1, checkpoint_every=10)
+    job = TrainJob([STYLE], [data_folder / "clip.mp4", data_folder / "img1.png"], folder, tc, cfg, progress=False,
+                   devices=devices)
+    return train_network(job, vgg16, [read_image(STYLE)], log=lambda m: None)
+
+
+def test_eight_fake_devices_train_as_one(data_folder, vgg16, tmp_path):
+    assert len(jax.local_devices()) == 8
+    many = _train(tmp_path / "eight", data_folder, vgg16, jax.local_devices())
+    one = _train(tmp_path / "one", data_folder, vgg16, jax.local_devices()[:1])
+    assert many["devices"] == 8 and one["devices"] == 1
+    a, b = _params(tmp_path / "eight"), _params(tmp_path / "one")
+    print(f"8 devices vs 1: {_share_apart(a, b):.2e} of the parameters differ by > 1e-5, at most by "
+          f"{_max_diff(a, b):.2e}; losses {many['curve'][-1]['total']:.7f} {one['curve'][-1]['total']:.7f}")
+    assert _share_apart(a, b) < 0.02 and _max_diff(a, b) <= 2.5e-3  # (2 x 1e-3, the step size)
+    np.testing.assert_allclose([r["total"] for r in many["curve"]], [r["total"] for r in one["curve"]], rtol=1e-5)
+
+
+def _cli_process(argv, devices: int, log):
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
+    return subprocess.Popen([sys.executable, "-m", "jaxstyle", *map(str, argv)], cwd=ROOT, env=env,
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=open(log, "w"))
+
+
+def test_two_processes_train_as_one(data_folder, tmp_path):
+    """2 processes x 2 fake devices, each feeding its half of every batch, give one process's parameters."""
+    job = ["train", "--style", STYLE, "--data", data_folder / "clip.mp4", "--data", data_folder / "img1.png", *TINY,
+           "--steps", "2", "--batch-size", "4", "--preview-every", "0"]
+    port = free_port()
+    procs = [_cli_process([*job, "-o", tmp_path / "multi", "--coordinator", f"127.0.0.1:{port}", "--num-processes", "2",
+                           "--process-id", str(i)], 2, tmp_path / f"p{i}.log") for i in range(2)]
+    assert jax_main([*job, "-o", tmp_path / "single"]) == 0  # meanwhile, in this process (4 of its 8 devices)
+    for proc in procs:
+        proc.wait(timeout=300)
+    logs = [(tmp_path / f"p{i}.log").read_text() for i in range(2)]
+    assert [p.returncode for p in procs] == [0, 0], logs
+    assert "process 1 of 2" in logs[0] and "4 x cpu" in logs[0]
+    meta = json.loads((tmp_path / "multi" / "metrics.json").read_text())
+    assert meta["processes"] == 2 and meta["devices"] == 4
+    a, b = _params(tmp_path / "multi"), _params(tmp_path / "single")
+    print(f"2 processes vs 1: {_share_apart(a, b):.2e} of the parameters differ by > 1e-5, at most by {_max_diff(a, b):.2e}")
+    assert _share_apart(a, b) < 0.02 and _max_diff(a, b) <= 2.5e-3
+    curves = [json.loads((tmp_path / name / "metrics.json").read_text())["curve"] for name in ("multi", "single")]
+    np.testing.assert_allclose([r["total"] for r in curves[0]], [r["total"] for r in curves[1]], rtol=1e-5)
+
+
+def test_a_sigkill_then_resume_reaches_the_same_parameters(data_folder, tmp_path):
+    job = ["train", "--style", STYLE, "--data", data_folder / "clip.mp4", *TINY, "--size", "48", "--frame-size", "64", "--steps", "12",
+           "--batch-size", "2", "--checkpoint-every", "3", "--preview-every", "0"]
+    killed = tmp_path / "killed"
+    proc = _cli_process([*job, "-o", killed], 8, tmp_path / "killed.log")
+    deadline = time.time() + 240
+    while not (killed / "checkpoints" / "3").is_dir() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.01)
+    finished_first = proc.poll() is not None
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not finished_first, (tmp_path / "killed.log").read_text()
+    assert not (killed / "model.json").exists()
+    assert jax_main([*job, "-o", killed, "--resume"]) == 0
+    assert jax_main([*job, "-o", tmp_path / "whole"]) == 0
+    curve = json.loads((killed / "metrics.json").read_text())
+    assert curve["resumed_from"] >= 3 and [r["step"] for r in curve["curve"]] == list(range(1, 13))
+    assert _max_diff(_params(killed), _params(tmp_path / "whole")) < 1e-6
+
+
+def test_a_model_round_trips_and_a_changed_one_is_refused(tmp_path):
+    spec = StylizerSpec("predicted", 10, width=4, blocks=0, embedding=3)
+    params = jax.tree.map(np.asarray, Stylizer(spec).init_params(jax.random.PRNGKey(1)))
+    params = jax.tree.map(lambda a: a + np.float32(0.25), params)
+    save_model(tmp_path / "m", Model(spec, params, {"styles": ["a.jpg"], "style_side": 64.0}))
+    back = load_model(tmp_path / "m")
+    assert back.spec == spec and back.meta["styles"] == ["a.jpg"] and back.meta["style_side"] == 64.0
+    assert _max_diff(jax.tree.leaves(back.params), jax.tree.leaves(params)) == 0
+    data = bytearray((tmp_path / "m" / "params.msgpack").read_bytes())
+    data[-1] ^= 1
+    (tmp_path / "m" / "params.msgpack").write_bytes(bytes(data))
+    with pytest.raises(UserError, match="SHA-256"):
+        load_model(tmp_path / "m")
+    meta = json.loads((tmp_path / "m" / "model.json").read_text())
+    meta["network"]["width"] = 8
+    (tmp_path / "m" / "model.json").write_text(json.dumps(meta))
+    with pytest.raises(UserError):
+        load_model(tmp_path / "m")
+
+
+def test_the_model_stylizes_images_and_videos_at_their_size_with_audio(capsys, tiny_model, tmp_path):
+    meta = json.loads((tiny_model / "model.json").read_text())
+    assert meta["kind"] == "styles" and meta["network"]["cond_dim"] == 2 and len(meta["styles"]) == 2
+    assert sorted(p.name for p in (tiny_model / "previews").iterdir()) == ["step_000002.png", "step_000003.png"]
+    sheet = read_image(tiny_model / "previews" / "step_000003.png")
+    assert sheet.shape == (32, 3 * 32 + 2 * 4, 3)  # one held-out frame: content and the two styles
+    code, err = run_main([MEDIA / "content" / "tubingen.jpg", "--model", tiny_model, "--style-mix", "1,1",
+                          "--size", "50", "-o", tmp_path / "out.png"], capsys)
+    assert code == 0, err
+    assert read_image(tmp_path / "out.png").shape == (38, 50, 3)
+    clip = tmp_path / "sound.mp4"
+    ff("-f", "lavfi", "-i", "testsrc2=size=38x30:rate=12", "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=16000",
+       "-frames:v", "7", "-t", str(7 / 12), "-c:v", "libx264", "-pix_fmt", "yuv444p", "-c:a", "aac", "-shortest", clip)
+    code, err = run_main([clip, "--model", tiny_model, "--frames-per-device", "2", "-q", "-o", tmp_path / "out.mp4"],
+                         capsys)
+    assert code == 0, err
+    src, out = probe(clip), probe(tmp_path / "out.mp4")
+    assert (out.width, out.height, out.fps) == (src.width, src.height, src.fps) and out.has_audio
+    frames = sum(1 for _ in iter_frames(clip))
+    assert f"wrote {tmp_path / 'out.mp4'}: {frames} frames" in err and sum(1 for _ in iter_frames(tmp_path / "out.mp4")) == frames
+
+
+def test_init_network_warm_starts_the_optimizer(capsys, tiny_model, tmp_path):
+    code, err = run_main([MEDIA / "content" / "tubingen.jpg", "--model", tiny_model, "--init", "network", "--style",
+                          STYLE, "--size", "40", "--iterations", "2", "--start-size", "0", "--network", "vgg16", "-q",
+                          "-o", tmp_path / "warm.png"], capsys)
+    assert code == 0, err
+    assert read_image(tmp_path / "warm.png").shape == (30, 40, 3)
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["train", "--data", "{data}", "-o", "{tmp}/m"], "--style"),
+    (["train", "--style", STYLE, "-o", "{tmp}/m"], "--data"),
+    (["train", "--style", STYLE, "--data", "{tmp}/none", "-o", "{tmp}/m"], "does not exist"),
+    (["train", "--style", "{tmp}/none.jpg", "--data", "{data}", "-o", "{tmp}/m"], "does not exist"),
+    (["train", "--style", STYLE, "--data", "{data}", "-o", "{tmp}/m", "--size", "8"], "--size"),
+    (["train", "--style", STYLE, "--data", "{data}", "-o", "{tmp}/m", "--learning-rate", "0"], "--learning-rate"),
+    (["train", "--style", STYLE, "--data", "{data}", "-o", "{tmp}/m", "--size", "64", "--frame-size", "64"], "smaller"),
+    (["train", "--style", STYLE, "--data", "{data}", "-o", "{model}"], "--resume"),
+    (["train", "--style", STYLE, "--data", "{data}", "-o", "{tmp}/m", "--resume"], "no checkpoints"),
+    (["train", "--style", STYLE, "--data", "{data}", "-o", "{model}", "--resume", *TINY], "other settings"),
+    (["{content}", "--model", "{tmp}", "-o", "{tmp}/o.png"], "not a jaxstyle model"),
+    (["{content}", "--model", "{tmp}/none", "-o", "{tmp}/o.png"], "does not exist"),
+    (["{content}", "--model", "{model}", "--style-mix", "1,2,3", "-o", "{tmp}/o.png"], "2 style(s)"),
+    (["{content}", "--model", "{model}", "--style", STYLE, "-o", "{tmp}/o.png"], "--style-mix"),
+    (["{content}", "--style", STYLE, "--style-mix", "1", "-o", "{tmp}/o.png"], "--model"),
+    (["{content}", "--style", STYLE, "--init", "network", "-o", "{tmp}/o.png"], "--model"),
+    (["{content}", "--model", "{model}", "--init", "network", "-o", "{tmp}/o.png"], "--style"),
+])
+def test_bad_input_is_one_line_and_exit_2(capsys, tmp_path, data_folder, tiny_model, argv, needle):
+    fill = {"{data}": str(data_folder), "{tmp}": str(tmp_path), "{model}": str(tiny_model),
+            "{content}": str(MEDIA / "content" / "tubingen.jpg")}
+    args = [str(a) for a in argv]
+    for key, value in fill.items():
+        args = [a.replace(key, value) for a in args]
+    before = sorted(p.name for p in tiny_model.iterdir())
+    code, err = run_main(args, capsys)
+    assert_one_line_error(code, err, needle)
+    assert sorted(p.name for p in tiny_model.iterdir()) == before
+    assert not (tmp_path / "o.png").exists()
