@@ -178,6 +178,9 @@ def _plan(item: BatchItem, job_flags: list[str]) -> Planned:
     """Parse and check one item (raises UserError with its reason)."""
     args = build_parser().parse_args(item.argv(job_flags))
     config = from_flags(StyleConfig, args).resolved()
+    if args.model or args.style_mix is not None or config.init == "network":
+        raise UserError("batch jobs optimize; a trained network (--model, --style-mix, --init network) runs with "
+                        "'python cli.py IN --model MODEL_DIR', one input at a time")
     planned = Planned(item, item.key(job_flags), args, config)
     if item.kind == "image":
         inputs = [item.content, *item.styles]

@@ -19,6 +19,7 @@ import optax
 import pytest
 
 from jaxstyle import imaging
+from jaxstyle.api import stylize_with_model
 from jaxstyle.config import StyleConfig, TrainConfig
 from jaxstyle.errors import UserError
 from jaxstyle.feedforward import Model, TrainingData, TrainJob, load_model, save_model, store_input, train_network
@@ -96,12 +97,16 @@ def test_the_network_keeps_any_size_and_starts_as_the_identity():
     assert out.shape == (5, 29, 41, 3)
 
 
-def test_a_training_step_lowers_the_engines_loss(data_folder, vgg16, tmp_path):
+@pytest.mark.parametrize("kind", ["styles", "predicted"])
+def test_a_training_step_lowers_the_engines_loss(data_folder, vgg16, tmp_path, kind):
+    """Both networks: conditional instance norm over the styles, and Ghiasi et al.'s style
+    prediction from the styles' VGG statistics (two styles here)."""
     cfg = StyleConfig(network="vgg16").resolved()
     stored = [store_input(data_folder / f"img{i}.png", tmp_path, 32, 48) for i in range(2)]
-    data = TrainingData(stored, 32, pairs=False, seed=0, n_styles=1, previews=0)
-    bank = StyleBank.build(vgg16, cfg, [read_image(STYLE)], "styles", 64.0)
-    module = Stylizer(StylizerSpec("styles", 1, width=4, blocks=1))
+    data = TrainingData(stored, 32, pairs=False, seed=0, n_styles=2, previews=0)
+    bank = StyleBank.build(vgg16, cfg, [read_image(STYLE), read_image(STYLE2)], kind, 64.0)
+    assert bank.conds.shape == ((2, 2) if kind == "styles" else (2, 2 * (64 + 128 + 256 + 512 + 512)))
+    module = Stylizer(StylizerSpec(kind, bank.conds.shape[1], width=4, blocks=1, embedding=8))
     objective, weights = training_objective(cfg, vgg16, 32)
     assert set(objective.names) == {"content", "style", "tv", "temporal", "range"}
     weights = dict(weights, temporal=np.float32(0))
@@ -213,13 +218,16 @@ def test_a_sigkill_then_resume_reaches_the_same_parameters(data_folder, tmp_path
 
 
 def test_a_model_round_trips_and_a_changed_one_is_refused(tmp_path):
-    spec = StylizerSpec("predicted", 10, width=4, blocks=0, embedding=3)
+    spec = StylizerSpec("styles", 3, width=4, blocks=0)
     params = jax.tree.map(np.asarray, Stylizer(spec).init_params(jax.random.PRNGKey(1)))
     params = jax.tree.map(lambda a: a + np.float32(0.25), params)
     save_model(tmp_path / "m", Model(spec, params, {"styles": ["a.jpg"], "style_side": 64.0}))
     back = load_model(tmp_path / "m")
     assert back.spec == spec and back.meta["styles"] == ["a.jpg"] and back.meta["style_side"] == 64.0
     assert _max_diff(jax.tree.leaves(back.params), jax.tree.leaves(params)) == 0
+    image = np.full((20, 30, 3), 0.4, np.float32)
+    out = stylize_with_model(image, tmp_path / "m", style_mix=[1, 0, 1], size=24)
+    assert out.shape == (16, 24, 3)  # the Python API
     data = bytearray((tmp_path / "m" / "params.msgpack").read_bytes())
     data[-1] ^= 1
     (tmp_path / "m" / "params.msgpack").write_bytes(bytes(data))
@@ -254,12 +262,36 @@ def test_the_model_stylizes_images_and_videos_at_their_size_with_audio(capsys, t
     assert f"wrote {tmp_path / 'out.mp4'}: {frames} frames" in err and sum(1 for _ in iter_frames(tmp_path / "out.mp4")) == frames
 
 
-def test_init_network_warm_starts_the_optimizer(capsys, tiny_model, tmp_path):
+def test_init_network_warm_starts_the_optimizer_for_images_and_lanes(capsys, tiny_model, tmp_path):
+    fast = ["--iterations", "2", "--video-iterations", "1", "--start-size", "0", "--network", "vgg16", "-q"]
     code, err = run_main([MEDIA / "content" / "tubingen.jpg", "--model", tiny_model, "--init", "network", "--style",
-                          STYLE, "--size", "40", "--iterations", "2", "--start-size", "0", "--network", "vgg16", "-q",
-                          "-o", tmp_path / "warm.png"], capsys)
+                          STYLE, "--size", "40", *fast, "-o", tmp_path / "warm.png"], capsys)
     assert code == 0, err
     assert read_image(tmp_path / "warm.png").shape == (30, 40, 3)
+    clip = make_clip(tmp_path / "c.mp4", "40x30", frames=4)
+    code, err = run_main([clip, "--model", tiny_model, "--init", "network", "--style", STYLE, *fast,
+                          "--frames-per-device", "2", "--overlap", "0", "-o", tmp_path / "warm.mp4"], capsys)
+    assert code == 0, err
+    assert "wrote" in err and sum(1 for _ in iter_frames(tmp_path / "warm.mp4")) == 4
+
+
+def test_a_style_prediction_network_trains_from_a_folder_and_takes_any_style(capsys, data_folder, tmp_path):
+    styles = tmp_path / "styles"
+    styles.mkdir()
+    for path in (STYLE, STYLE2):
+        write_image(styles / path.name.replace(".jpg", ".png"), imaging.resize(read_image(path), 64, 80))
+    code, err = run_main(["train", "--style", styles, "--data", data_folder / "img0.png", "--data",
+                          data_folder / "img1.png", *TINY, "--steps", "2", "--batch-size", "2", "--preview-every", "0",
+                          "-o", tmp_path / "m"], capsys)
+    assert code == 0, err
+    assert "'predicted' network (2 style(s)" in err
+    unseen = MEDIA / "styles" / "shipwreck.jpg"
+    code, err = run_main([MEDIA / "content" / "tubingen.jpg", "--model", tmp_path / "m", "--style", unseen,
+                          "--size", "40", "-o", tmp_path / "o.png"], capsys)
+    assert code == 0, err
+    code, err = run_main([MEDIA / "content" / "tubingen.jpg", "--model", tmp_path / "m", "-o", tmp_path / "x.png"],
+                         capsys)
+    assert_one_line_error(code, err, "exactly one")
 
 
 @pytest.mark.parametrize("argv, needle", [
