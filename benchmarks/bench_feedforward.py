@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import time
 from fractions import Fraction
 from pathlib import Path
@@ -73,26 +74,20 @@ def optimizer_clip(path: Path, out: Path, cfg: StyleConfig, network, frames: int
 
 
 def warm_start(frame: np.ndarray, style: np.ndarray, cfg: StyleConfig, network, model, cond) -> dict:
-    """Iterations (all scales) for the network-initialized optimizer to reach the content init's final loss."""
-    def run(init):
-        trace = []
-        result = stylize_frames(frame[None], [style], cfg, network=network, init=init,
-                                on_chunk=lambda s, it, l, sec: trace.append((s, it, float(l["total"][0]))))
-        return result, trace
-
-    content_result, content_trace = run(None)
+    """Iterations for the network-initialized optimizer (``--init network``: the full size only) to
+    reach the final loss of the content initialization with the preset (coarse to fine, every
+    scale's iterations counted)."""
+    content_result = stylize_frames(frame[None], [style], cfg, network=network)
     target = float(content_result.metrics["final"]["total"][0])
-    net_init = model.stylize(frame[None], cond)
-    net_result, net_trace = run(net_init)
-    scales = cfg.scales(*frame.shape[:2])
-    final_scale = len(scales) - 1
-    coarse = cfg.coarse_iterations * final_scale
-    reached = next((coarse + it for s, it, loss in net_trace if s == final_scale and loss <= target), None)
-    total = coarse + cfg.iterations
-    return {"content_init_final_loss": target, "network_init_final_loss": float(net_result.metrics["final"]["total"][0]),
-            "network_init_initial_loss": float(net_result.metrics["initial"]["total"][0]) if "initial" in net_result.metrics
-            else None, "content_init_iterations": total, "network_init_iterations_to_reach": reached,
-            "fraction": None if reached is None else reached / total}
+    total = cfg.coarse_iterations * (len(cfg.scales(*frame.shape[:2])) - 1) + cfg.iterations
+    warm_cfg = dataclasses.replace(cfg, init="network", start_size=None, iterations=total, chunk=5).resolved()
+    trace = []
+    net_result = stylize_frames(frame[None], [style], warm_cfg, network=network, init=model.stylize(frame[None], cond),
+                                on_chunk=lambda s, it, l, sec: trace.append((it, float(l["total"][0]))))
+    reached = next((it for it, loss in trace if loss <= target), None)
+    return {"content_init_final_loss": target, "content_init_iterations": total,
+            "network_init_trace": trace, "network_init_final_loss": float(net_result.metrics["final"]["total"][0]),
+            "network_init_iterations_to_reach": reached, "fraction": None if reached is None else reached / total}
 
 
 def main() -> None:
@@ -104,9 +99,14 @@ def main() -> None:
     ap.add_argument("--width", type=int, default=16)
     ap.add_argument("--blocks", type=int, default=3)
     ap.add_argument("--learning-rate", type=float, default=2e-3)
+    ap.add_argument("--temporal-weight", type=float, default=TrainConfig.temporal_weight)
+    ap.add_argument("--model-dir", default=None, help="where the model goes (default: outputs/bench/feedforward/"
+                    "model_realshort_tw<temporal weight>); an existing one is resumed")
     ap.add_argument("--frames", type=int, default=8, help="frames of each clip for the optimizer comparison")
     ap.add_argument("--rounds", type=int, default=3, help="timing rounds of the network")
-    ap.add_argument("--json", default=str(OUT_DIR / "feedforward.json"))
+    ap.add_argument("--warm-start-only", action="store_true",
+                    help="measure only the warm start of an already trained --model-dir (merged into its JSON)")
+    ap.add_argument("--json", default=None, help="default: outputs/bench/feedforward_<model dir>.json")
     args = ap.parse_args()
     out = OUT_DIR / "feedforward"
     out.mkdir(parents=True, exist_ok=True)
@@ -118,9 +118,20 @@ def main() -> None:
     report: dict = {"environment": environment(network), "args": vars(args)}
 
     # 1. per-video training
-    model_dir = out / "model_realshort"
+    model_dir = Path(args.model_dir) if args.model_dir else out / f"model_realshort_tw{args.temporal_weight:g}"
+    if args.warm_start_only:
+        json_path = Path(args.json or OUT_DIR / f"feedforward_{model_dir.name}.json")
+        report = json.loads(json_path.read_text()) if json_path.is_file() else report
+        model = load_model(model_dir)
+        contents = clip_frames(clip, args.size, args.frames)
+        report["warm_start"] = warm_start(contents[-1], style, cfg, network, model, model.mix(None))
+        write_json(json_path, report)
+        print(f"warm start: {report['warm_start']['network_init_iterations_to_reach']} of "
+              f"{report['warm_start']['content_init_iterations']} iterations; wrote {json_path}")
+        return
     tc = TrainConfig(size=args.crop, frame_size=args.size, steps=args.steps, batch_size=args.batch_size,
                      width=args.width, blocks=args.blocks, learning_rate=args.learning_rate,
+                     temporal_weight=args.temporal_weight,
                      checkpoint_every=max(25, args.steps // 4), preview_every=max(25, args.steps // 4), log_every=5,
                      resume=model_dir.joinpath("checkpoints").is_dir())
     job = TrainJob([STYLE], [clip], model_dir, tc, cfg, kind="styles", progress=True)
@@ -135,7 +146,13 @@ def main() -> None:
 
     # 2-3. speed, quality and stability against the lanes optimizer on the same frames
     contents = clip_frames(clip, args.size, args.frames)
-    opt_frames, opt_seconds = optimizer_clip(clip, out, cfg, network, args.frames)
+    cached = out / f"optimizer_{args.size}_{args.frames}.npz"
+    if cached.is_file():  # the optimizer's side does not depend on the network: an earlier run's frames
+        with np.load(cached) as saved:
+            opt_frames, opt_seconds = saved["frames"], float(saved["seconds"])
+    else:
+        opt_frames, opt_seconds = optimizer_clip(clip, out, cfg, network, args.frames)
+        np.savez(cached, frames=opt_frames, seconds=opt_seconds)
     times = []
     for _ in range(args.rounds):
         t = time.perf_counter()
@@ -153,7 +170,8 @@ def main() -> None:
         "content_image_loss_median": median(content_loss),
         "loss_ratio_network_over_optimizer": median(net_loss) / median(opt_loss),
         "e_stab_network": stability(net_frames, contents, flows), "e_stab_optimizer": stability(opt_frames, contents, flows)}
-    write_image(out / "sheet_realshort.png", contact_sheet([contents[:4], net_frames[:4], opt_frames[:4]]))
+    tag = model_dir.name
+    write_image(out / f"sheet_realshort_{tag}.png", contact_sheet([contents[:4], net_frames[:4], opt_frames[:4]]))
 
     # 4. generalization: the realshort model on clips it never saw
     report["generalization"] = {}
@@ -163,11 +181,11 @@ def main() -> None:
         report["generalization"][name] = {"network_loss_median": median(losses(styled, frames, style, cfg, network)),
                                           "content_image_loss_median": median(losses(frames, frames, style, cfg, network)),
                                           "e_stab_network": stability(styled, frames, flows)}
-        write_image(out / f"sheet_{name}.png", contact_sheet([frames[:4], styled[:4]]))
+        write_image(out / f"sheet_{name}_{tag}.png", contact_sheet([frames[:4], styled[:4]]))
 
     # 5. warm start on a held-out-like frame (the last of the compared frames)
     report["warm_start"] = warm_start(contents[-1], style, dataclasses.replace(cfg), network, model, cond)
-    path = write_json(args.json, report)
+    path = write_json(args.json or OUT_DIR / f"feedforward_{tag}.json", report)
     r = report["realshort"]
     print(f"training: {report['training']['seconds']:.0f} s for {args.steps} steps "
           f"({report['training']['images_per_second']:.2f} images/s)")

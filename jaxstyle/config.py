@@ -228,7 +228,7 @@ class StyleConfig:
     style_weights: tuple[float, ...] | None = setting(None, "comma-separated blend weights of several --style images (default: equal)", metavar="W")
     style_scale: float = setting(1.0, "style image long side relative to the content's working size")
     distance: str = setting("mse", "distance used by the content and style losses", choices=DISTANCES)
-    init: str = setting("content", "initial image: content, noise, style, network (the output of --model: a warm start), or a path to an image", metavar="INIT")
+    init: str = setting("content", "initial image: content, noise, style, network (the output of --model: a warm start, at the full size only unless --start-size is given), or a path to an image", metavar="INIT")
     network: str = setting("auto", "vgg19, vgg16, random (benchmarks only), a weights file, or auto (VGG19 if ported, else VGG16)", metavar="NET")
     pooling: str = setting("avg", "pooling in the network (Gatys used average)", choices=("avg", "max"))
     precision: str = setting("float32", "the network's convolutions: float32; tf32, the accelerator's fast float32 (NVIDIA TF32; CPUs compute float32); bfloat16 operands with float32 accumulation. The image and the optimizer state stay float32", choices=PRECISIONS)
@@ -258,6 +258,8 @@ class StyleConfig:
         if self.preset not in PRESETS:
             raise UserError(f"unknown preset {self.preset!r}; choose one of {', '.join(PRESETS)}")
         values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        if self.init == "network" and values["start_size"] is None:
+            values["start_size"] = 0  # a network's output already has the structure coarse scales would build
         for key, value in PRESETS[self.preset].items():
             if values.get(key) is None:
                 values[key] = value

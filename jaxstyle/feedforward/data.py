@@ -25,7 +25,7 @@ import numpy as np
 
 from .. import imaging
 from ..errors import UserError
-from ..io.files import replace_into, temp_path, write_failure, write_text_atomic
+from ..io.files import atomic_output, write_text_atomic
 from ..io.images import IMAGE_EXTENSIONS, image_size, read_image
 from ..io.video import is_video, iter_frames, probe
 from ..video.flow import FlowCache
@@ -114,29 +114,21 @@ def store_input(source: Path, folder: Path, crop: int, frame_size: int | None) -
         if raw.stat().st_size == info["frames"] * info["height"] * info["width"] * 3:
             return Stored(str(source), raw, info["frames"], info["height"], info["width"], info["is_video"])
     video = is_video(source)
-    tmp = temp_path(raw)
     count = 0
-    try:
-        with open(tmp, "wb") as out:
-            if video:
-                info = probe(source)
-                h, w = training_size(info.height, info.width, crop, frame_size)
-                for frame in iter_frames(source, info, size=(w, h)):
-                    out.write(imaging.to_uint8(frame).tobytes())
-                    count += 1
-                if not count:
-                    raise UserError(f"--data {source}: the video has no frames")
-            else:
-                image = read_image(source)
-                h, w = training_size(image.shape[0], image.shape[1], crop, frame_size)
-                out.write(imaging.to_uint8(imaging.resize(image, h, w)).tobytes())
-                count = 1
-        replace_into(tmp, raw)
-    except OSError as exc:
-        raise write_failure(raw, exc) from None
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    with atomic_output(raw) as tmp, open(tmp, "wb") as out:
+        if video:
+            info = probe(source)
+            h, w = training_size(info.height, info.width, crop, frame_size)
+            for frame in iter_frames(source, info, size=(w, h)):
+                out.write(imaging.to_uint8(frame).tobytes())
+                count += 1
+            if not count:
+                raise UserError(f"--data {source}: the video has no frames")
+        else:
+            image = read_image(source)
+            h, w = training_size(image.shape[0], image.shape[1], crop, frame_size)
+            out.write(imaging.to_uint8(imaging.resize(image, h, w)).tobytes())
+            count = 1
     write_text_atomic(meta, json.dumps({"source": str(source), "frames": count, "height": h, "width": w,
                                         "is_video": video}))
     return Stored(str(source), raw, count, h, w, video)

@@ -21,7 +21,7 @@ import numpy as np
 from flax import serialization
 
 from ..errors import UserError
-from ..io.files import replace_into, temp_path, write_failure, write_text_atomic
+from ..io.files import atomic_output, write_text_atomic
 from ..nets.transformer import Stylizer, StylizerSpec
 from ..optim.solve import frame_mesh, local_rows, replicate, shard_frames
 
@@ -98,16 +98,8 @@ def save_model(folder: Path, model: Model) -> None:
     folder with a ``model.json`` always has the parameters it describes."""
     folder.mkdir(parents=True, exist_ok=True)
     data = serialization.msgpack_serialize(jax.tree.map(np.asarray, model.params))
-    path = folder / PARAMS_FILE
-    tmp = temp_path(path)
-    try:
+    with atomic_output(folder / PARAMS_FILE) as tmp:
         tmp.write_bytes(data)
-        replace_into(tmp, path)
-    except OSError as exc:
-        raise write_failure(path, exc) from None
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     meta = {"format": MODEL_FORMAT, "version": MODEL_VERSION, "network": dataclasses.asdict(model.spec),
             "params_sha256": params_digest(data), **model.meta}
     write_text_atomic(folder / META_FILE, json.dumps(meta, indent=2, default=str) + "\n")

@@ -10,6 +10,7 @@ ever touched.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import json
@@ -134,18 +135,26 @@ def write_json_atomic(path: str | os.PathLike, data: dict, what: str = "--metric
     write_text_atomic(path, json.dumps(data, indent=2, default=json_default))
 
 
-def write_text_atomic(path: str | os.PathLike, text: str) -> None:
-    """Replace ``path`` with ``text`` atomically (a temporary file beside it, then a rename)."""
+@contextlib.contextmanager
+def atomic_output(path: str | os.PathLike):
+    """A temporary path beside ``path`` to write; it replaces ``path`` (with the ordinary mode) when
+    the block succeeds and is removed when it fails. A failed write is one UserError line."""
     path = Path(path)
     tmp = temp_path(path)
     try:
-        tmp.write_text(text)
+        yield tmp
         replace_into(tmp, path)
     except OSError as exc:
         raise write_failure(path, exc) from None
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> None:
+    """Replace ``path`` with ``text`` atomically (a temporary file beside it, then a rename)."""
+    with atomic_output(path) as tmp:
+        tmp.write_text(text)
 
 
 def json_default(value):
