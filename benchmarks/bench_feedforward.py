@@ -8,10 +8,10 @@
 5. Warm start: iterations for the network-initialized optimizer to reach the loss that the content
    initialization reaches with the preset.
 
-    PYTHONPATH=. .venv/bin/python benchmarks/bench_feedforward.py --steps 250 --json outputs/bench/feedforward.json
+    PYTHONPATH=. .venv/bin/python benchmarks/bench_feedforward.py --steps 1200 --temporal-weight 2000
 
-Writes the JSON, a contact sheet (content | network | optimizer) and the stylized clips under
-outputs/bench/feedforward/.
+Writes outputs/bench/feedforward_<model dir>.json, the model and contact sheets (content | network |
+optimizer) under outputs/bench/feedforward/.
 """
 
 from __future__ import annotations
