@@ -31,7 +31,6 @@ from jaxstyle import imaging
 from jaxstyle.api import image_losses, network_for, stylize_frames
 from jaxstyle.config import StyleConfig, TrainConfig
 from jaxstyle.feedforward import TrainJob, load_model, train_network
-from jaxstyle.feedforward.model import contact_sheet
 from jaxstyle.io.images import read_image, write_image
 from jaxstyle.io.video import iter_frames, probe
 from jaxstyle.video import VideoJob, VideoOptions, stylize_video
@@ -171,7 +170,7 @@ def main() -> None:
         "loss_ratio_network_over_optimizer": median(net_loss) / median(opt_loss),
         "e_stab_network": stability(net_frames, contents, flows), "e_stab_optimizer": stability(opt_frames, contents, flows)}
     tag = model_dir.name
-    write_image(out / f"sheet_realshort_{tag}.png", contact_sheet([contents[:4], net_frames[:4], opt_frames[:4]]))
+    write_image(out / f"sheet_realshort_{tag}.png", imaging.contact_sheet([contents[:4], net_frames[:4], opt_frames[:4]]))
 
     # 4. generalization: the realshort model on clips it never saw
     report["generalization"] = {}
@@ -181,7 +180,7 @@ def main() -> None:
         report["generalization"][name] = {"network_loss_median": median(losses(styled, frames, style, cfg, network)),
                                           "content_image_loss_median": median(losses(frames, frames, style, cfg, network)),
                                           "e_stab_network": stability(styled, frames, flows)}
-        write_image(out / f"sheet_{name}_{tag}.png", contact_sheet([frames[:4], styled[:4]]))
+        write_image(out / f"sheet_{name}_{tag}.png", imaging.contact_sheet([frames[:4], styled[:4]]))
 
     # 5. warm start on a held-out-like frame (the last of the compared frames)
     report["warm_start"] = warm_start(contents[-1], style, dataclasses.replace(cfg), network, model, cond)

@@ -1,9 +1,11 @@
 """Pixel operations shared by every layer: resizing (images, soft masks, label maps), 8-bit
 conversion, and the colour utilities of colour preservation (luminance transfer, histogram
-matching). No file I/O here (that is :mod:`jaxstyle.io`).
+matching), and contact sheets. No file I/O here (that is :mod:`jaxstyle.io`).
 """
 
 from __future__ import annotations
+
+from typing import Sequence
 
 import jax
 import jax.numpy as jnp
@@ -105,3 +107,16 @@ def match_histogram(style: np.ndarray, content: np.ndarray) -> np.ndarray:
     transform = sqrtm(cov_c) @ sqrtm(cov_s, inverse=True)
     out = (s - mu_s) @ transform.T + mu_c
     return np.clip(out.reshape(style.shape), 0.0, 1.0).astype(np.float32)
+
+
+def contact_sheet(columns: Sequence[np.ndarray], gap: int = 4) -> np.ndarray:
+    """Images [P, s, s, 3] per column -> one sheet: a row per image, a column per list, white gaps."""
+    rows, side = columns[0].shape[0], columns[0].shape[1]
+    height, width = rows * side + (rows - 1) * gap, len(columns) * columns[0].shape[2] + (len(columns) - 1) * gap
+    sheet = np.ones((max(height, 1), max(width, 1), 3), np.float32)
+    for c, images in enumerate(columns):
+        for r, image in enumerate(images):
+            y, x = r * (side + gap), c * (images.shape[2] + gap)
+            sheet[y:y + image.shape[0], x:x + image.shape[1]] = image
+    return sheet
+

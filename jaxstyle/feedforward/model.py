@@ -67,6 +67,14 @@ class Model:
             raise UserError("--style-mix weights must be >= 0 and not all zero")
         return weights / weights.sum()
 
+    def _placed(self, mesh):
+        """The parameters on the devices of ``mesh``, placed once (a video sends frames, not weights)."""
+        key = None if mesh is None else tuple(d.id for d in mesh.devices.flat)
+        cache = self.__dict__.setdefault("_on_devices", {})
+        if key not in cache:
+            cache[key] = replicate(jax.tree.map(jnp.asarray, self.params), mesh)
+        return cache[key]
+
     def stylize(self, frames: np.ndarray, cond: np.ndarray, *, frames_per_device: int = 1,
                 devices: Sequence[jax.Device] | None = None) -> np.ndarray:
         """Frames [N, H, W, 3] in [0, 1] -> stylized [N, H, W, 3], batched and sharded over devices."""
@@ -76,7 +84,7 @@ class Model:
         mesh = frame_mesh(n, frames_per_device, devices)
         per_batch = frames_per_device * (1 if mesh is None else mesh.devices.size)
         fn = _apply_fn(self.module)
-        params = replicate(jax.tree.map(jnp.asarray, self.params), mesh)
+        params = self._placed(mesh)
         cond = replicate(jnp.asarray(cond, jnp.float32), mesh)
         out = []
         for start in range(0, n, per_batch):
@@ -146,16 +154,4 @@ def load_model(folder: str | Path) -> Model:
     params = jax.tree.map(lambda a: np.asarray(a, np.float32), params)
     extra = {k: v for k, v in meta.items() if k not in ("format", "version", "network", "params_sha256")}
     return Model(spec, params, extra)
-
-
-def contact_sheet(columns: Sequence[np.ndarray], gap: int = 4) -> np.ndarray:
-    """Images [P, s, s, 3] per column -> one sheet: a row per image, a column per list, white gaps."""
-    rows, side = columns[0].shape[0], columns[0].shape[1]
-    height, width = rows * side + (rows - 1) * gap, len(columns) * columns[0].shape[2] + (len(columns) - 1) * gap
-    sheet = np.ones((max(height, 1), max(width, 1), 3), np.float32)
-    for c, images in enumerate(columns):
-        for r, image in enumerate(images):
-            y, x = r * (side + gap), c * (images.shape[2] + gap)
-            sheet[y:y + image.shape[0], x:x + image.shape[1]] = image
-    return sheet
 

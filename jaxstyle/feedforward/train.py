@@ -29,6 +29,7 @@ from tqdm import tqdm
 
 from ..config import LOSS_FIELDS, StyleConfig, TrainConfig
 from ..errors import UserError
+from ..imaging import contact_sheet
 from ..io.files import json_default, write_text_atomic
 from ..io.images import write_image
 from ..nets.transformer import Stylizer, StylizerSpec
@@ -37,7 +38,7 @@ from ..optim.solve import global_frame_mesh, replicate, shard_frames
 from ..video.flow import FlowCache
 from .data import TrainingData, store_input
 from .loss import StyleBank, loss_parts, training_objective
-from .model import Model, contact_sheet, save_model
+from .model import Model, save_model
 
 PREVIEW_STYLES = 4  # styles shown in a preview sheet
 
