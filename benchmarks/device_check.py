@@ -324,7 +324,6 @@ def lanes(args, plan, base, budget: Budget, devices) -> dict:
                 stats = run_passes(source, work, flows, cfg, network, devices, planned, mine, cuts, log=lambda *_: None)
                 wall = time.perf_counter() - t0
                 row = measure_stability(source, work, flows, cfg, planned, cfg.video.passes, cuts)
-                work.close()
             row.update({"lanes": len(planned), "wall_seconds": wall, "compile_seconds": stats["compile_seconds"],
                         "frames_per_second": source.n_frames / wall,
                         "frames_per_second_excluding_compile": source.n_frames / max(wall - stats["compile_seconds"], 1e-9),

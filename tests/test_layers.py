@@ -9,7 +9,7 @@ from .helpers import ROOT
 
 PACKAGE = ROOT / "jaxstyle"
 # bottom to top; a module may import from its own layer's package and from lower layers only
-LAYERS = [("errors", "imaging", "interrupts"), ("io",), ("nets",), ("objective",), ("optim",), ("config",), ("schedules",),
+LAYERS = [("errors", "imaging", "interrupts"), ("hosts",), ("io",), ("nets",), ("objective",), ("optim",), ("config",), ("schedules",),
           ("video", "audio"), ("feedforward",), ("api",), ("batch",), ("cli",), ("__init__", "__main__")]
 RANK = {name: i for i, names in enumerate(LAYERS) for name in names}
 # optional dependencies imported where they are needed, so the package works without them

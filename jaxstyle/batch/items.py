@@ -3,10 +3,13 @@
 A JSONL line is an object::
 
     {"content": "photos/a.jpg", "style": "styles/wave.jpg", "output": "a_wave.png", "options": "--size 256"}
+    {"content": "clips/b.mp4", "model": "models/wave"}
 
-``style`` may be a list (a blend, weighted by ``--style-weights`` in the options); ``output`` and
-``options`` are optional (``options``: a string or a list of CLI flags, applied after the job's
-own flags). Relative paths are relative to the JSONL file's folder; a relative ``output`` to the
+``style`` may be a list (a blend, weighted by ``--style-weights`` in the options); ``model`` names
+a trained feed-forward network (``python cli.py train``), which then stylizes the item in one pass
+per frame (no ``style`` needed unless the model predicts from one, or with ``--init network``);
+``output``, ``model`` and ``options`` are optional (``options``: a string or a list of CLI flags,
+applied after the job's own flags). Relative paths are relative to the JSONL file's folder; a relative ``output`` to the
 job's ``--out-dir``. Blank lines and lines starting with ``#`` are skipped. A malformed line is an
 item that fails (with its reason in the index), not a failed job.
 """
@@ -39,6 +42,7 @@ class BatchItem:
     styles: tuple[Path, ...] = ()
     output: Path | None = None
     options: tuple[str, ...] = ()
+    model: Path | None = None
     problem: str | None = None
     where: str = ""  # "jobs.jsonl:12" or "folder"
 
@@ -53,6 +57,8 @@ class BatchItem:
         args = [str(self.content)]
         for style in self.styles:
             args += ["--style-audio" if self.kind == "audio" else "--style", str(style)]
+        if self.model is not None:
+            args += ["--model", str(self.model)]
         return [*args, "--output", str(self.output), "--quiet", *job_flags, *self.options]
 
     def key(self, job_flags: Sequence[str]) -> str:
@@ -62,7 +68,8 @@ class BatchItem:
 
     def record(self) -> dict:
         return {"item": self.index, "where": self.where, "content": None if self.content is None else str(self.content),
-                "styles": [str(s) for s in self.styles], "output": None if self.output is None else str(self.output)}
+                "styles": [str(s) for s in self.styles], "model": None if self.model is None else str(self.model),
+                "output": None if self.output is None else str(self.output)}
 
 
 def _options(value, where: str) -> tuple[str, ...]:
@@ -78,20 +85,26 @@ def _options(value, where: str) -> tuple[str, ...]:
 def _item(index: int, data, base: Path, where: str) -> BatchItem:
     if not isinstance(data, dict):
         raise ValueError(f"{where}: expected a JSON object")
-    unknown = set(data) - {"content", "style", "output", "options"}
+    unknown = set(data) - {"content", "style", "model", "output", "options"}
     if unknown:
-        raise ValueError(f"{where}: unknown key(s) {', '.join(sorted(unknown))} (content, style, output, options)")
+        raise ValueError(f"{where}: unknown key(s) {', '.join(sorted(unknown))} (content, style, model, output, "
+                         "options)")
     if not isinstance(data.get("content"), str) or not data["content"]:
         raise ValueError(f"{where}: \"content\" (a path) is required")
-    style = data.get("style")
+    model = data.get("model")
+    if model is not None and (not isinstance(model, str) or not model):
+        raise ValueError(f"{where}: \"model\" must be the path of a model directory")
+    style = data.get("style", [] if model else None)
     styles = [style] if isinstance(style, str) else style
-    if not styles or not all(isinstance(s, str) and s for s in styles):
-        raise ValueError(f"{where}: \"style\" must be a path or a list of paths")
+    if not isinstance(styles, list) or not (styles or model) or not all(isinstance(s, str) and s for s in styles):
+        raise ValueError(f"{where}: \"style\" must be a path or a list of paths" + ("" if model else
+                         " (or give a \"model\")"))
     output = data.get("output")
     if output is not None and (not isinstance(output, str) or not output):
         raise ValueError(f"{where}: \"output\" must be a path")
     return BatchItem(index, base / data["content"], tuple(base / s for s in styles),
-                     Path(output) if output else None, _options(data.get("options"), where), where=where)
+                     Path(output) if output else None, _options(data.get("options"), where),
+                     model=base / model if model else None, where=where)
 
 
 def read_jobs(path: str | Path) -> list[BatchItem]:
@@ -119,10 +132,11 @@ def read_jobs(path: str | Path) -> list[BatchItem]:
     return items
 
 
-def expand_folder(contents: str, styles: Sequence[str]) -> list[BatchItem]:
-    """Every content file of a folder (or matching a glob pattern) times every style, content-major."""
-    if not styles:
-        raise UserError("--contents needs --styles STYLE[,STYLE...]")
+def expand_folder(contents: str, styles: Sequence[str], model: bool = False) -> list[BatchItem]:
+    """Every content file of a folder (or matching a glob pattern) times every style, content-major
+    (with a trained network for the job, ``model``, and no styles: every content once)."""
+    if not styles and not model:
+        raise UserError("--contents needs --styles STYLE[,STYLE...] (or --model MODEL_DIR)")
     folder = Path(contents)
     if folder.is_dir():
         files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in CONTENT_EXTENSIONS)
@@ -130,6 +144,8 @@ def expand_folder(contents: str, styles: Sequence[str]) -> list[BatchItem]:
         files = sorted(Path(p) for p in glob.glob(contents) if Path(p).is_file())
     if not files:
         raise UserError(f"--contents {contents}: no image, video or sound files found")
+    if not styles:
+        return [BatchItem(i, content, (), where="--contents") for i, content in enumerate(files)]
     return [BatchItem(i * len(styles) + j, content, (Path(style),), where="--contents")
             for i, content in enumerate(files) for j, style in enumerate(styles)]
 
@@ -138,9 +154,10 @@ def _suffix(item: BatchItem) -> str:
     return {"image": ".png", "video": ".mp4", "audio": ".wav"}[item.kind]
 
 
-def output_names(items: Sequence[BatchItem], out_dir: Path) -> list[BatchItem]:
+def output_names(items: Sequence[BatchItem], out_dir: Path, model: str | None = None) -> list[BatchItem]:
     """Give every item its output path: its own (relative to ``out_dir``) or
-    ``CONTENT_STYLE.ext`` in ``out_dir``, numbered ``-2``, ``-3``... where two items would collide."""
+    ``CONTENT_STYLE.ext`` in ``out_dir`` (``CONTENT_MODEL.ext`` without a style; ``model``: the
+    job's), numbered ``-2``, ``-3``... where two items would collide."""
     taken: set[Path] = set()
     named = []
     for item in items:
@@ -150,7 +167,10 @@ def output_names(items: Sequence[BatchItem], out_dir: Path) -> list[BatchItem]:
         if item.output is not None:
             path = item.output if item.output.is_absolute() else out_dir / item.output
         else:
-            stem = f"{item.content.stem}_{item.styles[0].stem}" + ("_blend" if len(item.styles) > 1 else "")
+            if item.styles:
+                stem = f"{item.content.stem}_{item.styles[0].stem}" + ("_blend" if len(item.styles) > 1 else "")
+            else:
+                stem = f"{item.content.stem}_{Path(item.model or model or 'model').name}"
             path, n = out_dir / f"{stem}{_suffix(item)}", 2
             while path.resolve() in taken:
                 path, n = out_dir / f"{stem}-{n}{_suffix(item)}", n + 1

@@ -7,7 +7,9 @@ every item (parse, paths, readable inputs); an item that fails a check, or fails
 in ``DIR/index.jsonl`` with its one-line reason and the rest go on. Images whose working shape and
 settings agree are optimized together in shape buckets (:mod:`jaxstyle.batch.buckets`); other
 images, videos and sounds run one at a time through the same code as a single command, in this
-process (one start-up, compiled programs reused across items of the same shape). Rerunning the
+process (one start-up, compiled programs reused across items of the same shape). Items with a
+trained network (a ``"model"`` in the jobs file, or the job's ``--model MODEL_DIR``, which also lets
+``--contents`` go without ``--styles``) are stylized by it, one pass per frame, each network loaded once. Rerunning the
 same command skips the items already done (``--redo`` does them again). Exit 0 when every item
 succeeded, 2 when any failed, 130 on an interrupt (the finished items stay recorded).
 """
@@ -34,6 +36,8 @@ from ..batch import BatchItem, ResultsIndex, batchable, expand_folder, group_buc
 from ..config import StyleConfig
 from ..video import Processes
 from ..errors import NonFiniteLoss, UserError
+from ..feedforward import Model, load_model
+from ..hosts import check_same_inputs
 from ..imaging import target_size
 from ..io.files import check_output_dir, check_output_file
 from ..io.images import check_output_path, image_size, read_image, write_image
@@ -43,6 +47,7 @@ from .audio import audio_main
 from .common import Parser, check_memory, claimed, crash_log, log, one_line
 from .flags import from_flags
 from .image import image_main
+from .model import check_model_use, model_main
 from .parser import build_parser
 from .video import init_distributed, video_main
 
@@ -154,15 +159,30 @@ def _reason(exc: Exception) -> str:
 PROCESS_FLAGS = ("--coordinator", "--num-processes", "--process-id")
 
 
-def _split_job_flags(job_flags: list[str]) -> tuple[list[str], Processes]:
+class Models:
+    """The trained networks of a job's items, each loaded (and its digest checked) once."""
+
+    def __init__(self):
+        self._loaded: dict[Path, Model] = {}
+
+    def get(self, path) -> Model:
+        key = Path(path).resolve()
+        if key not in self._loaded:
+            self._loaded[key] = load_model(path)
+        return self._loaded[key]
+
+
+def _split_job_flags(job_flags: list[str]) -> tuple[list[str], Processes, str | None]:
     """Check the job's flags; returns the flags for every item (the multi-host ones taken out: they
-    are the job's) and the job's processes."""
+    are the job's), the job's processes and its ``--model`` (checked here: a bad one ends the job)."""
     for flag in job_flags:
         name = flag.split("=", 1)[0]
         if name in PER_ITEM_FLAGS:
             raise UserError(f"{name} names one item's files; give it per item in the jobs file")
     args = build_parser().parse_args(["content.png", "--style", "style.png", *job_flags])
     from_flags(StyleConfig, args).resolved()  # a bad value ends the job before any item runs
+    if args.model:
+        load_model(args.model)
     item_flags, skip = [], False
     for flag in job_flags:
         if skip:
@@ -171,16 +191,22 @@ def _split_job_flags(job_flags: list[str]) -> tuple[list[str], Processes]:
             skip = "=" not in flag
         else:
             item_flags.append(flag)
-    return item_flags, from_flags(Processes, args)
+    return item_flags, from_flags(Processes, args), args.model
 
 
-def _plan(item: BatchItem, job_flags: list[str]) -> Planned:
+def _plan(item: BatchItem, job_flags: list[str], models: Models) -> Planned:
     """Parse and check one item (raises UserError with its reason)."""
     args = build_parser().parse_args(item.argv(job_flags))
     config = from_flags(StyleConfig, args).resolved()
-    if args.model or args.style_mix is not None or config.init == "network":
-        raise UserError("batch jobs optimize; a trained network (--model, --style-mix, --init network) runs with "
-                        "'python cli.py IN --model MODEL_DIR', one input at a time")
+    if args.model:  # a trained network: the single command's own path (model_main)
+        if item.kind == "audio":
+            raise UserError("a trained network stylizes images and videos, not sound")
+        check_model_use(args, config, models.get(args.model))
+    elif args.style_mix is not None or config.init == "network":
+        raise UserError("--style-mix and --init network use a trained network: give the item a \"model\" "
+                        "(or the job --model MODEL_DIR)")
+    elif not item.styles:
+        raise UserError(f"{item.where}: no style (give \"style\", or a \"model\")")
     planned = Planned(item, item.key(job_flags), args, config)
     if item.kind == "image":
         inputs = [item.content, *item.styles]
@@ -200,15 +226,17 @@ def _plan(item: BatchItem, job_flags: list[str]) -> Planned:
     return planned
 
 
-def _run_single(run: BatchRun, planned: Planned, metrics_dir: Path) -> None:
+def _run_single(run: BatchRun, planned: Planned, metrics_dir: Path, models: Models) -> None:
     """One item through the single command's own code (its checks, locks and writes)."""
     item = planned.item
     metrics_path = metrics_dir / f"item{item.index}.json"
     args = argparse.Namespace(**{**vars(planned.args), "metrics_json": str(metrics_path)})
-    main = {"image": image_main, "video": video_main, "audio": audio_main}[item.kind]
     t0 = time.perf_counter()
     try:
-        main(args, planned.config)
+        if args.model:
+            model_main(args, planned.config, models.get(args.model))
+        else:
+            {"image": image_main, "video": video_main, "audio": audio_main}[item.kind](args, planned.config)
         metrics = json.loads(metrics_path.read_text())
         metrics.pop("config", None)
         run.record(item, planned.key, "ok", metrics=metrics, seconds=time.perf_counter() - t0)
@@ -297,18 +325,22 @@ def batch_main(argv: Sequence[str]) -> int:
         raise UserError("give either a JOBS.jsonl file or --contents DIR --styles STYLE[,STYLE...]")
     if args.max_bucket < 1:
         raise UserError("--max-bucket must be at least 1")
-    job_flags, processes = _split_job_flags(job_flags)
+    job_flags, processes, job_model = _split_job_flags(job_flags)
     out_dir = check_output_dir(args.out_dir, "--out-dir")
     if jobs is not None:
         if args.styles:
             raise UserError("--styles goes with --contents; a jobs file names each item's style")
         items = read_jobs(jobs)
     else:
-        items = expand_folder(args.contents, [s for s in (args.styles or "").split(",") if s])
+        items = expand_folder(args.contents, [s for s in (args.styles or "").split(",") if s], model=bool(job_model))
     processes = init_distributed(processes)  # before anything asks JAX for its devices
     out_dir.mkdir(parents=True, exist_ok=True)
-    items = output_names(items, out_dir)
+    items = output_names(items, out_dir, job_model)
     hosts = Hosts(processes.process_id, processes.num_processes)
+    models = [Path(m) / "model.json" for m in {job_model, *(item.model for item in items)} if m]
+    files = sorted({path for item in items for path in (item.content, *item.styles) if path is not None} | set(models))
+    check_same_inputs({"flags": job_flags, "model": job_model, "items": [item.record() for item in items]}, files,
+                      hosts.count, "batch job")
     lock = ResultsIndex(out_dir).path if hosts.first else out_dir / f"index.p{hosts.id}.jsonl"
     with claimed(lock):  # one job per output folder (each process holds its own part)
         if hosts.first:
@@ -323,6 +355,7 @@ def _run_job(items: list[BatchItem], job_flags: list[str], index: ResultsIndex, 
     t0, compiles_before = time.perf_counter(), compile_count()
     run = BatchRun(index, len(items), args.quiet or not hosts.first)
     skipped, images, singles = 0, [], []
+    models = Models()
     for item in items:  # every check first (every process plans alike; process 0 records)
         if item.problem is not None:
             if hosts.first:
@@ -335,12 +368,13 @@ def _run_job(items: list[BatchItem], job_flags: list[str], index: ResultsIndex, 
                 run.bar.update(1)
             continue
         try:
-            planned = _plan(item, job_flags)
+            planned = _plan(item, job_flags, models)
         except Exception as exc:  # noqa: BLE001
             if hosts.first:
                 run.record(item, key, "failed", error=_reason(exc))
             continue
-        if item.kind == "image" and batchable(planned.config, *planned.shape, len(item.styles)):
+        optimized = not planned.args.model  # (a trained network's items run one at a time: one pass each)
+        if item.kind == "image" and optimized and batchable(planned.config, *planned.shape, len(item.styles)):
             if "--frames-per-device" not in [a.split("=", 1)[0] for a in item.argv(job_flags)]:
                 planned.config = dataclasses.replace(planned.config, frames_per_device=BATCH_FRAMES_PER_DEVICE)
             images.append((planned.shape, planned.config, planned))
@@ -362,7 +396,7 @@ def _run_job(items: list[BatchItem], job_flags: list[str], index: ResultsIndex, 
     try:
         for i, planned in enumerate(singles):
             if i % hosts.count == hosts.id:  # dealt round-robin; each runs on its own process's devices
-                _run_single(run, planned, metrics_dir)
+                _run_single(run, planned, metrics_dir, models)
     finally:
         for leftover in metrics_dir.glob("*"):
             leftover.unlink(missing_ok=True)

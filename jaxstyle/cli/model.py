@@ -29,15 +29,30 @@ def _default_output(content: Path, model_dir: Path, suffix: str) -> Path:
     return Path("outputs") / f"{content.stem}_{model_dir.name}{suffix}"
 
 
-def model_main(args, config: StyleConfig) -> int:
-    model = load_model(args.model)
+def check_model_use(args, config: StyleConfig, model: Model) -> None:
+    """What the command asks of the network fits it (the styles it needs, the blend it allows)."""
+    if config.init == "network":
+        if not args.style:
+            raise UserError("--init network optimizes toward --style STYLE: give the style image(s)")
+        return
+    if model.spec.kind == "styles" and args.style:
+        raise UserError(f"the model {args.model} has its styles built in ({len(model.styles)}): blend them with "
+                        "--style-mix instead of --style (or add --init network to optimize toward --style)")
+    if model.spec.kind == "predicted" and len(args.style or []) != 1:
+        raise UserError(f"the model {args.model} predicts a style from one --style STYLE image: give exactly one")
+    if args.style_mix is not None:
+        model.mix(args.style_mix)
+
+
+def model_main(args, config: StyleConfig, model: Model | None = None) -> int:
+    """``model``: the network of ``--model``, when the caller (a batch job) has loaded it already."""
+    model = model or load_model(args.model)
     content_path = Path(args.content)
     if not content_path.is_file():
         raise UserError(f"{content_path} does not exist" if not content_path.exists() else f"{content_path} is not a file")
+    check_model_use(args, config, model)
     styles = [read_image(p) for p in (args.style or [])]
     if config.init == "network":  # the optimizer, from the network's output
-        if not args.style:
-            raise UserError("--init network optimizes toward --style STYLE: give the style image(s)")
         cond = model_conditioning(model, args.style_mix, styles[0] if model.spec.kind == "predicted" else None,
                                   config)
 
@@ -45,11 +60,6 @@ def model_main(args, config: StyleConfig) -> int:
             return model.stylize(frames, cond, frames_per_device=config.frames_per_device)
 
         return video_main(args, config, warm_start) if is_video(content_path) else image_main(args, config, warm_start)
-    if model.spec.kind == "styles" and args.style:
-        raise UserError(f"the model {args.model} has its styles built in ({len(model.styles)}): blend them with "
-                        "--style-mix instead of --style (or add --init network to optimize toward --style)")
-    if model.spec.kind == "predicted" and len(styles) != 1:
-        raise UserError(f"the model {args.model} predicts a style from one --style STYLE image: give exactly one")
     cond = model_conditioning(model, args.style_mix, styles[0] if styles else None, config)
     if is_video(content_path):
         return _video(args, config, model, cond, content_path)

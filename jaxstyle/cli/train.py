@@ -19,6 +19,7 @@ from ..api import network_for
 from ..config import LOSS_FIELDS, StyleConfig, TrainConfig
 from ..errors import UserError
 from ..feedforward import TrainJob, check_sizes, find_inputs, train_network
+from ..hosts import check_same_inputs
 from ..io.files import check_output_dir, write_text_atomic
 from ..io.images import IMAGE_EXTENSIONS, read_image
 from ..video import Processes
@@ -121,6 +122,7 @@ def train_main(argv: Sequence[str]) -> int:
                    progress=not args.quiet)
     check_model_dir(job)
     processes = init_distributed(processes)
+    check_same_inputs(_fingerprint(job), [*job.styles, *job.data], processes.num_processes, "training")
     with claimed(*((job.output,) if processes.process_id == 0 else ())):
         job.output.mkdir(parents=True, exist_ok=True)
         if processes.process_id == 0 and not train.resume:

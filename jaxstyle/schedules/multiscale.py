@@ -39,13 +39,15 @@ class ScaleOverrides:
     windows: tuple[int, int] | None = None   # (window, halo): feature terms evaluated window by window
 
 
-def _windows(overrides: ScaleOverrides, h: int, w: int, n: int, cfg, devices) -> Windows | None:
+def _windows(overrides: ScaleOverrides, h: int, w: int, n: int, cfg, devices, spans: bool) -> Windows | None:
     """One frame: its windows go frames_per_device at a time on every device (sharded); several
-    frames: the frames are sharded as usual, each frame's windows one at a time."""
+    frames, or a program over several processes (each with frames of its own): the frames are
+    sharded as usual, each frame's windows one at a time."""
     if overrides.windows is None:
         return None
-    mesh, batch = None, (cfg.frames_per_device if n == 1 else 1)
-    if n == 1 and len(devices) > 1:
+    single = n == 1 and not spans
+    mesh, batch = None, (cfg.frames_per_device if single else 1)
+    if single and len(devices) > 1:
         mesh = window_mesh(devices)
         batch *= len(devices)
     return Windows(windowed.plan(h, w, *overrides.windows), batch, mesh)
@@ -101,7 +103,7 @@ def run_scales(frames: Frames, cfg, network: Network, *, devices: Sequence[jax.D
             windows=overrides.windows)
         objective = Objective.select(cfg, inputs)
         weights = objective.weights(cfg, inputs)
-        windows = _windows(overrides, h, w, n, cfg, devices)
+        windows = _windows(overrides, h, w, n, cfg, devices, len(mine) < len(devices))
         problem = Problem(objective, network, cfg.optimizer, cfg.learning_rate, windows, mesh)
         scale_out, scale_init, scale_final = [], {}, {}
         compile_s = run_s = 0.0

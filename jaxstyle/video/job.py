@@ -27,9 +27,9 @@ from typing import Any, Callable
 import jax
 import numpy as np
 
-from .. import schedules
 from ..config import StyleConfig, setting
 from ..errors import UserError
+from ..hosts import check_same_inputs, file_digest
 from ..nets.vgg import Network
 from .assemble import assemble
 from .cuts import Cuts, detect_cuts
@@ -91,10 +91,11 @@ class VideoJob:
 
 
 def _fingerprint(job: VideoJob, source: VideoSource, network: Network, lanes) -> dict:
-    """What a work directory belongs to: ``--resume`` needs the same."""
-    stat = job.input.stat()
-    return {"input": str(job.input.resolve()), "size": stat.st_size, "mtime": stat.st_mtime,
-            "styles": [str(p.resolve()) for p in job.styles], "config": dataclasses.asdict(job.config),
+    """What a work directory belongs to: ``--resume`` needs the same (the same command, and inputs
+    of the same content: the digests, not the times, so that every host's own copy agrees)."""
+    return {"input": str(job.input.resolve()), "input_digest": file_digest(job.input),
+            "styles": [str(p.resolve()) for p in job.styles], "style_digests": [file_digest(p) for p in job.styles],
+            "config": dataclasses.asdict(job.config),
             "start": job.options.start, "duration": job.options.duration, "network": network.sha256,
             "lanes": [dataclasses.astuple(lane) for lane in lanes], "frames": source.n_frames,
             "work_size": [source.height, source.width], "processes": job.processes.num_processes}
@@ -144,14 +145,17 @@ def stylize_video(job: VideoJob, network: Network, log=print) -> dict:
     source.warm_start = job.warm_start
     devices = jax.local_devices()
     procs = job.processes
-    if procs.num_processes > 1 and not schedules.is_tiled(cfg, source.height, source.width):
-        devices = jax.devices()  # one program over every process's devices (tiled frames: per process)
+    if procs.num_processes > 1:
+        devices = jax.devices()  # one program over every process's devices (tiled frames too)
     lanes, my_lanes = plan_job_lanes(source.n_frames, cfg, len(jax.local_devices()), procs)
     work = WorkDir(job.work_path, procs.process_id, procs.num_processes)
     flows = FlowCache(work.flows)
 
     t0 = time.perf_counter()
-    if work.prepare(_fingerprint(job, source, network, lanes), job.options.resume):
+    fingerprint = _fingerprint(job, source, network, lanes)
+    check_same_inputs({k: v for k, v in fingerprint.items() if not k.endswith("digest") and not k.endswith("digests")},
+                      [job.input, *job.styles], procs.num_processes, "video job")
+    if work.prepare(fingerprint, job.options.resume):
         # the flows it cached are reused (scene-cut detection computes them all before the first step)
         cached = len(list(work.flows.glob("*.npz"))) if work.flows.is_dir() else 0
         log(f"resuming the work directory {work.path} ({cached} cached flow file(s))")

@@ -25,11 +25,11 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ..errors import UserError
+from ..hosts import any_process, min_over_processes, spans_processes
 from ..nets.vgg import Network
 from ..objective import Temporal
 from .cuts import Cuts
 from .flow import FlowCache
-from .hosts import any_process, min_over_processes, spans_processes
 from .source import VideoSource
 from .step import stylize_step
 from .temporal import from_u8, lane_inputs, to_u8
@@ -101,20 +101,19 @@ def run_lanes(source: VideoSource, work: WorkDir, flows: FlowCache, config, netw
     contents: list[dict[int, np.ndarray]] = [dict() for _ in my_lanes]
     outputs: list[dict[int, np.ndarray]] = [dict() for _ in my_lanes]
     procs = work.num_processes
-    # every process resumes at the same step: the latest one that all of them checkpointed
-    latest = work.latest_checkpoint() if resume else None
+    rows = -(-len(lanes) // procs)  # lanes per process (the processes' counts differ by at most one)
+    checkpoints = work.checkpoints(rows, history, (source.height, source.width))
+    # every process resumes at the same step (Orbax commits a step for all processes or for none)
+    latest = checkpoints.latest_step() if resume else None
     common = min_over_processes(-1 if latest is None else latest, procs)
-    restored = work.load_checkpoint(common) if common >= 0 else None
-    if restored is not None:
-        last, state = restored
+    if common >= 0:
+        outputs = checkpoints.restore(common, len(my_lanes))
         for i in range(len(my_lanes)):
-            for key, value in state.get(f"lane{i}", {"outputs": {}})["outputs"].items():
-                outputs[i][int(key)] = np.asarray(value)
             if outputs[i]:  # the contents of the history are decoded again, not stored
                 first, last_t = min(outputs[i]), max(outputs[i])
                 for t, frame in zip(range(first, last_t + 1), source.reader(first, last_t + 1 - first)):
                     contents[i][t] = frame
-        start_step = last + 1
+        start_step = common + 1
         log(f"resuming at step {start_step} of {steps}")
     readers = [source.reader(lane.start + start_step, lane.length - start_step)
                if start_step < lane.length else iter(()) for lane in my_lanes]
@@ -196,13 +195,12 @@ def run_lanes(source: VideoSource, work: WorkDir, flows: FlowCache, config, netw
                 for old in [x for x in outputs[i] if x <= t - history]:
                     outputs[i].pop(old)
                     contents[i].pop(old, None)
-        work.save_checkpoint(k, {f"lane{i}": {"outputs": {str(t): v for t, v in outputs[i].items()}}
-                                 for i in range(len(my_lanes))})
+        checkpoints.save(k, outputs)
         if bar is not None:
             bar.update(1)
             bar.set_postfix(frames_per_s=f"{(k + 1 - start_step) * len(my_lanes) / (time.perf_counter() - t0):.2f}")
     if bar is not None:
         bar.close()
-    work.close()
+    checkpoints.close()
     stats["lane_seconds"] = time.perf_counter() - t0
     return stats

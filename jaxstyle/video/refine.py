@@ -9,11 +9,11 @@ import math
 import jax
 import numpy as np
 
+from ..hosts import spans_processes
 from ..nets.vgg import Network
 from ..objective import Temporal
 from .cuts import Cuts
 from .flow import FlowCache
-from .hosts import spans_processes
 from .lanes import Lane, blend_weight
 from .source import VideoSource
 from .step import stylize_step

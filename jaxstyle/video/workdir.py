@@ -1,5 +1,5 @@
 """The work directory of a video job: its manifest (what run it belongs to), the finished frames as
-8-bit PNGs, the lanes' checkpoints, the decoded mask labels and the cached flows.
+8-bit PNGs, the lanes' checkpoints (:mod:`.checkpoints`), the decoded mask labels and the cached flows.
 
 It sits beside the output (``.OUT.jaxstyle-work``) unless ``--work-dir`` names another. Everything
 in it is written atomically (a temporary name, then a rename), so a killed run leaves only whole
@@ -15,11 +15,11 @@ from pathlib import Path
 
 import imageio.v3 as iio
 import numpy as np
-import orbax.checkpoint as ocp
 from jax.experimental import multihost_utils
 
 from ..errors import UserError
 from ..io.files import write_failure
+from .checkpoints import LaneCheckpoints
 
 
 class WorkDir:
@@ -27,7 +27,6 @@ class WorkDir:
         self.path = path
         self.process_id = process_id
         self.num_processes = num_processes
-        self._orbax = None
 
     @property
     def manifest(self) -> Path:
@@ -120,78 +119,7 @@ class WorkDir:
         return np.asarray(iio.imread(path))
 
     # ---- checkpoints ----------------------------------------------------------------------------
-    def save_checkpoint(self, step: int, tree: dict) -> None:
-        """Checkpoint the lanes' histories after ``step``.
-
-        One process: an Orbax CheckpointManager (the last two steps kept). Several processes: each
-        process writes its own lanes' histories to its own atomically replaced ``.npz`` (two,
-        alternating). They are host-local NumPy data, not global arrays, so a host's checkpoint
-        needs nothing from the others; the processes agree on the step to resume from
-        (:func:`jaxstyle.video.lanes.run_lanes`).
-        """
-        if self.num_processes == 1:
-            self._manager().save(step, args=ocp.args.StandardSave(tree))
-            self._manager().wait_until_finished()
-            return
-        flat = {"step": np.int64(step)}
-        for lane, data in tree.items():
-            for t, image in data["outputs"].items():
-                flat[f"{lane}/{t}"] = image
-        # two files, alternating: a process killed between its peers' saves still has the step
-        # they all finished (resuming takes the latest step every process has)
-        path = self._npz(step % 2)
-        tmp = path.with_name(f".{path.name}.tmp.npz")
-        np.savez(tmp, **flat)
-        os.replace(tmp, path)
-
-    def _npz(self, slot: int) -> Path:
-        return self.path / f"ckpt_p{self.process_id}_{slot}.npz"
-
-    def _npz_steps(self) -> dict[int, Path]:
-        steps = {}
-        for slot in (0, 1):
-            path = self._npz(slot)
-            try:
-                with np.load(path) as data:
-                    steps[int(data["step"])] = path
-            except (OSError, ValueError, KeyError):
-                continue  # absent, or cut short by a kill (the write is atomic, so only absent)
-        return steps
-
-    def latest_checkpoint(self) -> int | None:
-        """The last step this process checkpointed (None: none)."""
-        if self.num_processes == 1:
-            return self._manager().latest_step()
-        steps = self._npz_steps()
-        return max(steps) if steps else None
-
-    def load_checkpoint(self, step: int | None = None) -> tuple[int, dict] | None:
-        """The lanes' histories after ``step`` (default: the latest), or None."""
-        if self.num_processes == 1:
-            manager = self._manager()
-            step = manager.latest_step() if step is None else step
-            if step is None or step not in manager.all_steps():
-                return None
-            return step, manager.restore(step, args=ocp.args.StandardRestore())
-        steps = self._npz_steps()
-        step = max(steps) if step is None and steps else step
-        if step not in steps:
-            return None
-        tree: dict = {}
-        with np.load(steps[step]) as data:
-            for key in data.files:
-                if key != "step":
-                    lane, t = key.split("/")
-                    tree.setdefault(lane, {"outputs": {}})["outputs"][t] = data[key]
-        return step, tree
-
-    def close(self) -> None:
-        if self._orbax is not None:
-            self._orbax.close()
-            self._orbax = None
-
-    def _manager(self):
-        if self._orbax is None:
-            options = ocp.CheckpointManagerOptions(max_to_keep=2, create=True)
-            self._orbax = ocp.CheckpointManager((self.path / "ckpt").resolve(), options=options)
-        return self._orbax
+    def checkpoints(self, rows: int, history: int, frame_hw: tuple[int, int]) -> LaneCheckpoints:
+        """The lanes' checkpoints (Orbax, in ``ckpt/``): ``rows`` lanes per process, ``history``
+        frames each."""
+        return LaneCheckpoints(self.path / "ckpt", rows, history, frame_hw)

@@ -1,5 +1,6 @@
 """The Colab notebook runs from top to bottom (on CPU, with small parameters) and shows the
-stylized image and clip inline."""
+stylized image and clip inline, then trains a network on the clip, stylizes the clip with it and
+runs a batch job of stills through it."""
 
 import json
 import os
@@ -10,8 +11,8 @@ from nbclient import NotebookClient
 from ..helpers import ROOT
 
 NOTEBOOK = ROOT / "notebooks" / "colab_tpu.ipynb"
-SMALL = {"IMAGE_SIZE": 32, "ITERATIONS": 2, "VIDEO_SIZE": 24, "VIDEO_SECONDS": 0.5, "VIDEO_ITERATIONS": 1,
-         "FRAMES_PER_DEVICE": 1}
+SMALL = {"IMAGE_SIZE": 32, "ITERATIONS": 2, "VIDEO_SIZE": 32, "VIDEO_SECONDS": 0.5, "VIDEO_ITERATIONS": 1,
+         "FRAMES_PER_DEVICE": 1, "TRAIN_STEPS": 2, "TRAIN_SIZE": 32, "TRAIN_BATCH": 2, "TRAIN_WIDTH": 4}
 
 
 def _with_parameters(nb, values: dict):
@@ -40,3 +41,9 @@ def test_the_notebook_runs_on_cpu_and_shows_the_results(tmp_path, monkeypatch):
     metrics = json.loads((tmp_path / "outputs" / "colab" / "clip.json").read_text())
     assert metrics["frames"] == 6 and metrics["devices"] == 2
     assert os.path.getsize(tmp_path / "outputs" / "colab" / "stylized.mp4") > 0
+    work = tmp_path / "outputs" / "colab"
+    assert json.loads((work / "model" / "metrics.json").read_text())["steps"] == 2
+    assert json.loads((work / "network.json").read_text())["frames"] == 6
+    assert sum("<video" in d.get("text/html", "") for d in shown) == 2, "both clips are shown"
+    index = [json.loads(line) for line in (work / "batch" / "index.jsonl").read_text().splitlines()]
+    assert [r["status"] for r in index] == ["ok"] * 3

@@ -1,0 +1,90 @@
+"""Batch jobs over trained feed-forward networks: items with a "model" (or the job's --model) are
+stylized by it, equal to the single command's output; what does not fit the network is a failed
+item with its reason, and the rest go on."""
+
+import json
+
+import jax
+import numpy as np
+import pytest
+
+from jaxstyle import imaging
+from jaxstyle.feedforward import Model, save_model
+from jaxstyle.io.images import read_image, write_image
+from jaxstyle.io.video import iter_frames, probe
+from jaxstyle.nets.transformer import Stylizer, StylizerSpec
+
+from ..helpers import MEDIA, run_main
+from ..video.test_video import make_clip
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    """A two-style network with random parameters (so its output is not its input); nothing here
+    needs a trained one."""
+    spec = StylizerSpec("styles", 2, width=4, blocks=1)
+    params = Stylizer(spec).init_params(jax.random.PRNGKey(0))
+    leaves, tree = jax.tree.flatten(params)
+    rng = np.random.default_rng(0)
+    noisy = [np.asarray(a) + rng.normal(0, 0.1, np.shape(a)).astype(np.float32) for a in leaves]
+    folder = tmp_path_factory.mktemp("models") / "wave"
+    save_model(folder, Model(spec, jax.tree.unflatten(tree, noisy), {"kind": "styles", "styles": ["a", "b"]}))
+    return folder
+
+
+@pytest.fixture()
+def inputs(tmp_path):
+    photo = read_image(MEDIA / "content" / "tubingen.jpg")
+    folder = tmp_path / "in"
+    folder.mkdir()
+    write_image(folder / "a.png", imaging.resize(photo, 30, 40))
+    write_image(folder / "b.png", imaging.resize(photo, 40, 30))
+    make_clip(folder / "c.mp4", "40x30", frames=4)
+    return folder
+
+
+def test_items_with_a_model_match_single_runs_and_misfits_fail_alone(capsys, tmp_path, inputs, model_dir):
+    jobs = tmp_path / "jobs.jsonl"
+    jobs.write_text("\n".join(json.dumps(line) for line in [
+        {"content": "in/a.png", "model": str(model_dir)},
+        {"content": "in/c.mp4", "model": str(model_dir), "options": "--style-mix 1,3 --frames-per-device 2"},
+        {"content": "in/b.png", "model": str(model_dir), "style": str(MEDIA / "styles" / "starry_night.jpg")},
+        {"content": "in/b.png", "model": str(model_dir), "options": "--style-mix 1,2,3"},
+        {"content": "in/b.png"},
+    ]))
+    out = tmp_path / "out"
+    code, err = run_main(["batch", jobs, "--out-dir", out, "--size", "40", "--quiet"], capsys)
+    assert code == 2 and "3 of 5 item(s) failed" in err.strip().splitlines()[-1], err
+    records = {r["item"]: r for r in map(json.loads, (out / "index.jsonl").read_text().splitlines())}
+    assert [records[i]["status"] for i in range(5)] == ["ok", "ok", "failed", "failed", "failed"]
+    assert "--style-mix instead of --style" in records[2]["error"] and "2 style(s)" in records[3]["error"]
+    assert "\"style\"" in records[4]["error"]
+    assert records[0]["model"] == str(model_dir) and records[0]["output"] == str(out / "a_wave.png")
+    # the same as the single command
+    code, err = run_main([inputs / "a.png", "--model", model_dir, "--size", "40", "-o", tmp_path / "a.png"], capsys)
+    assert code == 0, err
+    batch_image, single_image = read_image(out / "a_wave.png"), read_image(tmp_path / "a.png")
+    assert batch_image.shape == (30, 40, 3) and np.array_equal(batch_image, single_image)
+    assert not np.allclose(batch_image, read_image(inputs / "a.png"), atol=0.02)  # the network did something
+    code, err = run_main([inputs / "c.mp4", "--model", model_dir, "--size", "40", "--style-mix", "1,3", "-q",
+                          "--frames-per-device", "2", "-o", tmp_path / "c.mp4"], capsys)
+    assert code == 0, err
+    assert probe(out / "c_wave.mp4").frame_count == 4
+    for x, y in zip(iter_frames(out / "c_wave.mp4"), iter_frames(tmp_path / "c.mp4")):
+        assert np.array_equal(x, y)
+    # rerun: the finished items are skipped, the failed ones fail again
+    code, err = run_main(["batch", jobs, "--out-dir", out, "--size", "40", "--quiet"], capsys)
+    assert code == 2 and "2 item(s) already done" in err, err
+
+
+def test_a_folder_with_the_jobs_model_needs_no_styles(capsys, tmp_path, inputs, model_dir):
+    out = tmp_path / "out"
+    code, err = run_main(["batch", "--contents", inputs, "--model", model_dir, "--out-dir", out, "--size", "32",
+                          "--quiet"], capsys)
+    assert code == 0, err
+    assert sorted(p.name for p in out.iterdir() if p.suffix in (".png", ".mp4")) == \
+        ["a_wave.png", "b_wave.png", "c_wave.mp4"]
+    assert read_image(out / "b_wave.png").shape == (32, 24, 3)
+    code, err = run_main(["batch", "--contents", inputs, "--model", tmp_path / "none", "--out-dir", tmp_path / "o2"],
+                         capsys)
+    assert code == 2 and "does not exist" in err and not (tmp_path / "o2").exists()
