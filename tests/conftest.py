@@ -1,9 +1,23 @@
 """Test set-up: 8 fake CPU devices (set before JAX starts), a private weights directory, media paths."""
 
 import os
+import shutil
+import tempfile
 
 os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8").strip()
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# One persistent XLA cache for the run: the many small CLI runs compile the same VGG programs, and a
+# cache hit halves such a run. The first process to load this file (pytest itself, before xdist
+# starts its workers) makes a fresh folder; the workers and every CLI subprocess inherit it through
+# the environment, and the process that made it removes it at the end (pytest_unconfigure).
+_OWN_CACHE = "JAX_COMPILATION_CACHE_DIR" not in os.environ
+if _OWN_CACHE:
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="jaxstyle-tests-xla-")
+    os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
+    os.environ["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"] = "0"
+    # a size limit turns on the cache's file lock, so processes compiling the same program at once
+    # never read each other's half-written entry
+    os.environ["JAX_COMPILATION_CACHE_MAX_SIZE"] = str(8 << 30)
 
 from pathlib import Path  # noqa: E402
 
@@ -19,6 +33,11 @@ from .helpers import MEDIA  # noqa: E402
 def pytest_addoption(parser):
     parser.addoption("--fuzz-scale", type=int, default=1,
                      help="run the fuzz suite with N times its examples and a random seed (CI: 1, a fixed seed)")
+
+
+def pytest_unconfigure(config):
+    if _OWN_CACHE:
+        shutil.rmtree(os.environ["JAX_COMPILATION_CACHE_DIR"], ignore_errors=True)
 
 
 def pytest_configure(config):

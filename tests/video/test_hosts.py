@@ -73,7 +73,9 @@ def _two_processes(script: str, *args) -> list[dict]:
     for proc in procs:
         out, err = proc.communicate(timeout=240)
         assert proc.returncode == 0, err.decode()[-3000:]
-        outs.append(json.loads(out.decode().strip().splitlines()[-1]))
+        # the result line (Gloo may write its own log on the same line, without a newline)
+        line = next(x for x in reversed(out.decode().splitlines()) if '{"' in x)
+        outs.append(json.JSONDecoder().raw_decode(line[line.index('{"'):])[0])
     return outs
 
 
