@@ -15,6 +15,11 @@ from jaxstyle.io.ffmpeg import ffmpeg_exe
 from jaxstyle.objective import Objective, ScaleInputs
 
 ROOT = Path(__file__).resolve().parents[1]
+# Tests of I/O, schedules, resumption and errors need a network, not its deep layers: losses on the
+# first two VGG blocks compile and run in about half the time of the default relu1_1..relu5_1.
+# (The default layers are exercised by the objective, parity, multiscale and network tests.)
+SHALLOW = ["--content-layers", "relu2_2", "--style-layers", "relu1_2,relu2_2"]
+SHALLOW_LAYERS = {"content_layers": ("relu2_2",), "style_layers": ("relu1_2", "relu2_2")}
 MEDIA = ROOT.parent / "shared" / "media"
 FF = ffmpeg_exe()
 

@@ -180,12 +180,14 @@ def train_network(job: TrainJob, network: Network, style_images: Sequence[np.nda
                     bar.set_postfix(loss=f"{values['total']:.4g}", content=f"{values['content']:.3g}",
                                     style=f"{values['style']:.3g}", temporal=f"{values['temporal']:.3g}",
                                     img_s=f"{rate:.2f}")
+            # the curve goes to disk before the checkpoint: whatever step a resume restores, the
+            # records up to it are there (a kill between the two loses no record)
+            if me == 0 and (done % tc.log_every == 0 or done == tc.steps):
+                _write_metrics(job.output, records, {"steps": tc.steps, "compile_seconds": compile_seconds})
             manager.save(done, args=ocp.args.StandardSave(state))
             if me == 0 and tc.preview_every and (done % tc.preview_every == 0 or done == tc.steps) and len(previews):
                 _write_preview(job.output / "previews" / f"step_{done:06d}.png", module.spec, state["params"],
                                previews, preview_conds)
-            if me == 0 and (done % tc.log_every == 0 or done == tc.steps):
-                _write_metrics(job.output, records, {"steps": tc.steps, "compile_seconds": compile_seconds})
             if bar is not None:
                 bar.update(1)
         if bar is not None:

@@ -15,9 +15,9 @@ from jaxstyle.batch import BatchItem, ResultsIndex, batchable, expand_folder, gr
 from jaxstyle.config import StyleConfig
 from jaxstyle.io.images import image_size, read_image
 
-from ..helpers import MEDIA, ROOT, assert_one_line_error, free_port, run_main
+from ..helpers import MEDIA, ROOT, SHALLOW, assert_one_line_error, free_port, run_main
 
-FAST = ["--iterations", "2", "--coarse-iterations", "1", "--start-size", "0", "--chunk", "2"]
+FAST = ["--iterations", "2", "--coarse-iterations", "1", "--start-size", "0", "--chunk", "2", *SHALLOW]
 
 
 def _write(path, image):

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from jaxstyle.nets import weights
-from ..helpers import ROOT, assert_one_line_error, run_main
+from ..helpers import ROOT, SHALLOW, assert_one_line_error, run_main
 
-FAST = ["--iterations", "2", "--coarse-iterations", "1", "--start-size", "0", "--chunk", "2", "--quiet"]
+FAST = ["--iterations", "2", "--coarse-iterations", "1", "--start-size", "0", "--chunk", "2", "--quiet", *SHALLOW]
 
 
 def test_missing_content(capsys, images, tmp_path):
@@ -152,6 +152,6 @@ def test_tile_size_below_the_receptive_field(capsys, images, tmp_path):
     """Coupled tiles need the receptive field on both sides of a block: one line naming the way out."""
     out = tmp_path / "o.png"
     code, err = run_main([images["content"], "--style", images["style"], "-o", out, "--size", "100",
-                          "--tile-size", "64", "--network", "vgg16", *FAST], capsys)
+                          "--tile-size", "64", "--network", "vgg16", *FAST, "--style-layers", "relu1_1,relu5_1"], capsys)
     assert_one_line_error(code, err, "--tile-size 64", "at least 144 px", "--tile-mode independent")
     assert not out.exists()

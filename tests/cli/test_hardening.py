@@ -16,10 +16,10 @@ from jaxstyle.io.files import OutputLock, temp_path
 from jaxstyle.io.images import read_image, write_image
 from jaxstyle.io.video import probe
 
-from ..helpers import MEDIA, ROOT, assert_one_line_error, run_main
+from ..helpers import MEDIA, ROOT, SHALLOW, assert_one_line_error, run_main
 
 FAST = ["--iterations", "1", "--coarse-iterations", "1", "--start-size", "0", "--chunk", "1", "--quiet",
-        "--network", "vgg16"]
+        "--network", "vgg16", *SHALLOW]
 VFAST = [*FAST, "--video-iterations", "1", "--size", "24"]
 
 

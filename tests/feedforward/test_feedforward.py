@@ -30,14 +30,14 @@ from jaxstyle.cli import main
 from jaxstyle.nets.transformer import Stylizer, StylizerSpec
 from jaxstyle.video.flow import FlowCache
 
-from ..helpers import MEDIA, ROOT, assert_one_line_error, free_port, run_main
+from ..helpers import MEDIA, ROOT, SHALLOW, SHALLOW_LAYERS, assert_one_line_error, free_port, run_main
 from ..video.test_video import ff, make_clip
 
 STYLE = MEDIA / "styles" / "starry_night.jpg"
 STYLE2 = MEDIA / "styles" / "the_scream.jpg"
 CLIP = MEDIA / "video" / "realshort.mp4"
 TINY = ["--size", "32", "--frame-size", "48", "--width", "4", "--blocks", "1", "--previews", "1", "--log-every", "1",
-        "--network", "vgg16", "--quiet"]
+        "--network", "vgg16", "--quiet", *SHALLOW]
 
 
 def _params(folder: Path):
@@ -149,7 +149,7 @@ def test_crops_are_a_function_of_the_sample_and_pairs_carry_flows(data_folder, t
 
 
 def _train(folder, data_folder, vgg16, devices, steps=2, batch=8):
-    cfg = StyleConfig(network="vgg16").resolved()
+    cfg = StyleConfig(network="vgg16", **SHALLOW_LAYERS).resolved()
     tc = TrainConfig(size=32, frame_size=48, steps=steps, batch_size=batch, width=4, blocks=1, previews=1,
                      preview_every=0, log_every=1, checkpoint_every=10)
     # stills only (frame pairs across hosts: test_two_processes_train_as_one)

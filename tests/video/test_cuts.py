@@ -18,10 +18,10 @@ from jaxstyle.video.cuts import Cuts, detect_cuts, is_cut
 from jaxstyle.video.flow import FlowCache
 from jaxstyle.video.source import VideoSource
 
-from ..helpers import FF, MEDIA, run_main
+from ..helpers import FF, MEDIA, SHALLOW, SHALLOW_LAYERS, run_main
 
 FAST = ["--iterations", "2", "--coarse-iterations", "1", "--video-iterations", "2", "--start-size", "0",
-        "--chunk", "2", "--quiet", "--network", "vgg16"]
+        "--chunk", "2", "--quiet", "--network", "vgg16", *SHALLOW]
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +66,8 @@ def test_a_lane_restarts_at_the_cut(capsys, joined, tmp_path, vgg16):
     info = vio.probe(joined)
     h, w = target_size(info.height, info.width, 48)
     frame = list(vio.iter_frames(joined, info, size=(w, h)))[8]
-    cfg = StyleConfig(size=48, iterations=2, coarse_iterations=1, start_size=0, chunk=2, network="vgg16")
+    cfg = StyleConfig(size=48, iterations=2, coarse_iterations=1, start_size=0, chunk=2, network="vgg16",
+                      **SHALLOW_LAYERS)
     alone = jaxstyle.stylize_frames(frame[None], [read_image(style)], cfg, network=vgg16)
     lane = iio.imread(tmp_path / "work" / "frames" / "000008_000.png")
     assert np.abs(lane.astype(int) - to_uint8(alone.images[0]).astype(int)).max() <= 1

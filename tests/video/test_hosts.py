@@ -107,7 +107,7 @@ def test_tiled_frames_across_two_processes_equal_one_process(style, tmp_path, vg
     over the mesh as a single frame's would be); the frames equal one process with 2 devices."""
     clip = make_clip(tmp_path / "clip.mp4", size="80x60", frames=8)
     common = [clip, "--style", style, "--frames-per-device", "1", "--overlap", "0", "--optimizer", "adam",
-              "--tile-size", "64", "--content-layers", "relu2_2", "--style-layers", "relu1_2,relu2_2", *FAST]
+              "--tile-size", "64", *FAST]
     port = free_port()
     multi = [cli_start([*common, "-o", tmp_path / "multi.mp4", "--work-dir", tmp_path / "work_multi",
                         "--frames-dir", tmp_path / "frames_multi", "--metrics-json", tmp_path / "multi.json",

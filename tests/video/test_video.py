@@ -28,9 +28,9 @@ from jaxstyle.cli import main
 from jaxstyle.io import video as vio
 from jaxstyle.video import MIN_LANE_FRAMES, blend_weight, plan_lanes
 
-from ..helpers import FF, ROOT, assert_one_line_error, free_port
+from ..helpers import FF, ROOT, SHALLOW, assert_one_line_error, free_port
 FAST = ["--iterations", "2", "--coarse-iterations", "1", "--video-iterations", "2", "--start-size", "0",
-        "--chunk", "2", "--quiet", "--network", "vgg16"]
+        "--chunk", "2", "--quiet", "--network", "vgg16", *SHALLOW]
 
 
 # ------------------------------------------------------------------------------------------------
