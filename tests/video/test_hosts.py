@@ -13,7 +13,7 @@ import textwrap
 import numpy as np
 
 from ..helpers import ROOT, free_port
-from .test_video import FAST, cli_env, cli_start, cli_wait, make_clip, max_level_diff, pngs, style  # noqa: F401 (a fixture)
+from .test_video import FAST, cli_env, make_clip, max_level_diff, pngs, style, two_processes_and_one  # noqa: F401 (a fixture)
 
 # Each process saves its lanes' histories (process p's frames are filled with 10 * p + the step),
 # restores the step before last and checks it gets its own rows back. A second pair of processes
@@ -108,17 +108,9 @@ def test_tiled_frames_across_two_processes_equal_one_process(style, tmp_path, vg
     clip = make_clip(tmp_path / "clip.mp4", size="80x60", frames=8)
     common = [clip, "--style", style, "--frames-per-device", "1", "--overlap", "0", "--optimizer", "adam",
               "--tile-size", "64", *FAST]
-    port = free_port()
-    multi = [cli_start([*common, "-o", tmp_path / "multi.mp4", "--work-dir", tmp_path / "work_multi",
-                        "--frames-dir", tmp_path / "frames_multi", "--metrics-json", tmp_path / "multi.json",
-                        "--coordinator", f"127.0.0.1:{port}", "--num-processes", "2", "--process-id", str(i)], 1)
-             for i in range(2)]
-    single = cli_start([*common, "-o", tmp_path / "single.mp4", "--frames-dir", tmp_path / "frames_single",
-                        "--metrics-json", tmp_path / "single.json"], 2)
-    errs = cli_wait([*multi, single])
+    errs, m = two_processes_and_one(common, tmp_path, 1)
     assert "2 lane(s) (1 here)" in errs[0] and "2 lane(s) (1 here)" in errs[1], errs[0]
     assert "working size 80x60" in errs[0], errs[0]
-    m = {name: json.loads((tmp_path / f"{name}.json").read_text()) for name in ("multi", "single")}
     assert m["multi"]["devices"] == 2 == m["single"]["devices"] and m["multi"]["processes"] == 2
     frames = {name: pngs(tmp_path / f"frames_{name}") for name in ("multi", "single")}
     assert len(frames["multi"]) == 8 and np.ptp(frames["multi"]["frame_000001.png"]) > 0

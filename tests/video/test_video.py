@@ -120,6 +120,22 @@ def cli_wait(procs: list[subprocess.Popen], timeout: float = 400) -> list[str]:
     return errs
 
 
+def two_processes_and_one(common: list, tmp_path: Path, devices_per_process: int) -> tuple[list[str], dict]:
+    """Run `common` as one program over two processes (``multi``, a coordinator on localhost) beside
+    one process with as many devices as both (``single``), each with its own frames and metrics;
+    returns (stderr of [multi 0, multi 1, single], {"multi": metrics, "single": metrics})."""
+    port = free_port()
+    multi = [cli_start([*common, "-o", tmp_path / "multi.mp4", "--work-dir", tmp_path / "work_multi",
+                        "--frames-dir", tmp_path / "frames_multi", "--metrics-json", tmp_path / "multi.json",
+                        "--coordinator", f"127.0.0.1:{port}", "--num-processes", "2", "--process-id", str(i)],
+                       devices_per_process)
+             for i in range(2)]
+    single = cli_start([*common, "-o", tmp_path / "single.mp4", "--frames-dir", tmp_path / "frames_single",
+                        "--metrics-json", tmp_path / "single.json"], 2 * devices_per_process)
+    errs = cli_wait([*multi, single])
+    return errs, {name: json.loads((tmp_path / f"{name}.json").read_text()) for name in ("multi", "single")}
+
+
 @pytest.fixture(scope="module")
 def style(media) -> Path:
     return media / "styles" / "starry_night.jpg"
@@ -321,18 +337,10 @@ def test_two_processes_form_one_mesh_equal_to_one_process(style, tmp_path, vgg16
     clip = make_clip(tmp_path / "clip32.mp4", frames=32)
     common = [clip, "--style", style, "--frames-per-device", "1", "--overlap", "0", "--passes", "2", "--optimizer", "adam",
               *FAST]
-    port = free_port()
-    multi = [cli_start([*common, "-o", tmp_path / "multi.mp4", "--work-dir", tmp_path / "work_multi",
-                        "--frames-dir", tmp_path / "frames_multi", "--metrics-json", tmp_path / "multi.json",
-                        "--coordinator", f"127.0.0.1:{port}", "--num-processes", "2", "--process-id", str(i)], 4)
-             for i in range(2)]
-    single = cli_start([*common, "-o", tmp_path / "single.mp4", "--frames-dir", tmp_path / "frames_single",
-                        "--metrics-json", tmp_path / "single.json"], 8)
-    errs = cli_wait([*multi, single])
+    errs, m = two_processes_and_one(common, tmp_path, 4)
     assert "process 1 of 2" in errs[0] and "process 2 of 2" in errs[1]
     assert "8 lane(s) (4 here)" in errs[0] and "8 lane(s) (4 here)" in errs[1]
     assert "wrote" in errs[0] and "wrote" not in errs[1]  # only process 0 assembles
-    m = {name: json.loads((tmp_path / f"{name}.json").read_text()) for name in ("multi", "single")}
     assert m["multi"]["processes"] == 2 and m["multi"]["devices"] == 8 == m["single"]["devices"]
     assert m["multi"]["lanes"] == m["single"]["lanes"] and len(m["single"]["lanes"]) == 8
     assert vio.probe(tmp_path / "multi.mp4").frame_count == 32
