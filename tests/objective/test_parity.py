@@ -30,8 +30,9 @@ def test_loss_and_gradient_match_pytorch(vgg16, content_small, style_small, pool
     def total(img):
         return objective.total(net, net.variables, img, targets, weights)
 
-    value, grad = jax.value_and_grad(total)(jnp.asarray(x))
-    parts = objective.parts(net, net.variables, jnp.asarray(x), targets, weights)
+    # jitted: op by op, the first call compiles every primitive of VGG's forward and backward apart
+    value, grad = jax.jit(jax.value_and_grad(total))(jnp.asarray(x))
+    parts = jax.jit(lambda img: objective.parts(net, net.variables, img, targets, weights))(jnp.asarray(x))
 
     ref = TorchGatysLoss(TorchVGG(net), cfg.content_layers, cfg.style_layers, cfg.style_layer_weights,
                          1.0, 10.0, 5.0)
