@@ -12,13 +12,15 @@ evaluation count go to the JSON; the comparison is by iterations and evaluations
 evaluation costs the same VGG pass plus a few resizes).
 
     PYTHONPATH=. python benchmarks/bench_parametrization.py --size 128 --iterations 100 \\
-        --configs 0:1,3:1,3:0.5,3:2,0:1:30
+        --configs 0:1,3:1,3:0.5,3:2,0:1:30,0:1:100
+    PYTHONPATH=. python benchmarks/bench_parametrization.py --size 128 --iterations 100 \
+        --configs 0:1,3:0.5,0:1:100 --style ../shared/media/styles/shipwreck.jpg \
+        --json outputs/bench/parametrization_shipwreck.json   # and the_scream
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -32,7 +34,8 @@ import common  # noqa: E402
 
 from jaxstyle import imaging  # noqa: E402
 from jaxstyle.config import StyleConfig  # noqa: E402
-from jaxstyle.io.images import write_image  # noqa: E402
+from jaxstyle.errors import UserError  # noqa: E402
+from jaxstyle.io.images import read_image, write_image  # noqa: E402
 from jaxstyle.nets.weights import load_network  # noqa: E402
 from jaxstyle.optim.lbfgs import BatchedLBFGS  # noqa: E402
 
@@ -70,29 +73,57 @@ def run(objective, network, targets, weights, content, levels: int, s: float, it
     return trace, np.clip(np.asarray(synthesize(z[0])), 0.0, 1.0)
 
 
+def parse_configs(text: str) -> list[tuple[int, float, int]]:
+    """"0:1,3:0.5:30" -> [(levels, s, history), ...] (argparse reports a ValueError as a usage error)."""
+    configs = []
+    for spec in text.split(","):
+        fields = spec.split(":")
+        if len(fields) not in (2, 3):
+            raise argparse.ArgumentTypeError(f"{spec!r} is not LEVELS:S[:HISTORY]")
+        try:
+            levels, s, memory = int(fields[0]), float(fields[1]), int(fields[2]) if len(fields) > 2 else 10
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{spec!r} is not LEVELS:S[:HISTORY] (integers and a number)") from None
+        if levels < 0 or memory < 1 or not np.isfinite(s) or s <= 0:
+            raise argparse.ArgumentTypeError(f"{spec!r}: LEVELS >= 0, S > 0 and HISTORY >= 1")
+        configs.append((levels, s, memory))
+    return configs
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--size", type=int, default=128, help="long side of the content, px")
     ap.add_argument("--iterations", type=int, default=100, help="L-BFGS iterations (a multiple of 10)")
-    ap.add_argument("--configs", default="0:1,3:1,3:0.5,3:2,0:1:30", help="comma-separated LEVELS:S[:MEMORY] (0:1 = pixels; MEMORY = L-BFGS history, default 10)")
+    ap.add_argument("--configs", type=parse_configs, default="0:1,3:1,3:0.5,3:2,0:1:30",
+                    help="comma-separated LEVELS:S[:HISTORY] (0:1 = pixels; HISTORY = L-BFGS pairs, default 10)")
+    ap.add_argument("--content", type=Path, default=common.CONTENT, help="content image (default: tubingen)")
+    ap.add_argument("--style", type=Path, default=common.STYLE, help="style image (default: starry night)")
     ap.add_argument("--json", default=str(common.OUT_DIR / "parametrization.json"))
     args = ap.parse_args(argv)
+    if args.iterations < 10 or args.iterations % 10:
+        ap.error("--iterations must be a positive multiple of 10")
+    if Path(args.json).is_dir():
+        ap.error(f"--json {args.json} is a directory")
+    try:
+        content_full, style = read_image(args.content), read_image(args.style)
+    except UserError as exc:
+        print(f"bench_parametrization: {exc}", file=sys.stderr)
+        return 2
     common.OUT_DIR.mkdir(parents=True, exist_ok=True)
     network = load_network("vgg16")
-    content_full, style = common.read_media()
     h, w = imaging.scaled_size(content_full.shape[0], content_full.shape[1], args.size)
     content = imaging.resize(content_full, h, w)
     cfg = StyleConfig(network="vgg16", start_size=0).resolved()
     objective, targets, weights = common.jax_problem(network, cfg, content[None], style)
     targets = jax.tree.map(lambda a: a[0], targets)
     weights = {k: jnp.asarray(v, jnp.float32) for k, v in weights.items()}
-    results = {"size": [h, w], "iterations": args.iterations, "runs": {}}
-    for spec in args.configs.split(","):
-        fields = spec.split(":")
-        levels, s, memory = int(fields[0]), float(fields[1]), int(fields[2]) if len(fields) > 2 else 10
+    results = {"content": args.content.name, "style": args.style.name, "size": [h, w],
+               "iterations": args.iterations, "runs": {}}
+    for levels, s, memory in args.configs:
+        spec = f"{levels}:{s:g}" + (f":{memory}" if memory != 10 else "")
         trace, image = run(objective, network, targets, weights, content, levels, s, args.iterations, memory)
         results["runs"][spec] = trace
-        write_image(common.OUT_DIR / f"parametrization_{args.size}_{levels}_{s:g}_m{memory}.png", image)
+        write_image(common.OUT_DIR / f"parametrization_{args.content.stem}_{args.style.stem}_{args.size}_{levels}_{s:g}_m{memory}.png", image)
         print(f"levels {levels}, s {s:g}, history {memory}: " + " ".join(f"{t['iterations']}:{t['total']:.4f}" for t in trace)
               + f" ({trace[-1]['evaluations']} evaluations)", flush=True)
     base = results["runs"].get("0:1")
@@ -102,9 +133,7 @@ def main(argv=None) -> int:
             hit = next((t["iterations"] for t in trace if t["total"] <= base[-1]["total"]), None)
             print(f"{spec}: final {trace[-1]['total']:.4f} ({trace[-1]['total'] / base[-1]['total']:.3f}x the pixels'); "
                   f"reaches the pixels' final loss after {hit if hit else 'more than ' + str(args.iterations)} iterations")
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps(results, indent=1))
-    print(f"wrote {args.json}")
+    print(f"wrote {common.write_json(args.json, results)}")
     return 0
 
 
