@@ -7,14 +7,14 @@ For L-BFGS this is a preconditioner: its initial inverse Hessian becomes ``sum_k
 which lengthens the steps of the coarse frequencies. ``levels 0`` is the pixel parametrization.
 
 Single scale at ``--size``, the engine's default loss (VGG16, content relu4_2, style relu1_1..5_1),
-jaxstyle's batched L-BFGS (strong Wolfe, history 10). The loss after every 10 iterations and the
-evaluation count go to the JSON; the comparison is by iterations and evaluations, not by time (each
-evaluation costs the same VGG pass plus a few resizes).
+jaxstyle's batched L-BFGS (strong Wolfe, history 10 unless a config says otherwise). The loss
+after every 10 iterations and the evaluation count go to the JSON; the comparison is by iterations
+and evaluations, not by time (each evaluation costs the same VGG pass plus a few resizes).
 
     PYTHONPATH=. python benchmarks/bench_parametrization.py --size 128 --iterations 100 \\
         --configs 0:1,3:1,3:0.5,3:2,0:1:30,0:1:100
-    PYTHONPATH=. python benchmarks/bench_parametrization.py --size 128 --iterations 100 \
-        --configs 0:1,3:0.5,0:1:100 --style ../shared/media/styles/shipwreck.jpg \
+    PYTHONPATH=. python benchmarks/bench_parametrization.py --size 128 --iterations 100 \\
+        --configs 0:1,3:0.5,0:1:100 --style ../shared/media/styles/shipwreck.jpg \\
         --json outputs/bench/parametrization_shipwreck.json   # and the_scream
 """
 
