@@ -4,8 +4,9 @@
 
 Parts (``--parts``):
   stability  e_stab of the lane schedule (--frames-per-device lanes) vs per-frame independent
-             stylization and vs --sequential, on ../shared/media/video/realshort.mp4; the largest
-             pair error over the median pair (joins).
+             stylization and vs --sequential, on each clip of --clips (default: the three real clips
+             in ../shared/media/video and two made from a photo: a camera pan and a fast object),
+             the first --seconds of each; the largest pair error over the median pair (joins).
   warm       iterations a warped-init frame needs to reach the first frame's final loss.
   batch      frames/s with --frames-per-device 8 vs 1 on one CPU device (interleaved rounds, median).
   memory     peak RSS for 100 vs 400 frames at 64 px (a generated clip, a few iterations per frame).
@@ -38,9 +39,14 @@ from jaxstyle.io.images import read_image  # noqa: E402
 from jaxstyle.objective import Temporal  # noqa: E402
 from jaxstyle.video import flow as flowlib  # noqa: E402
 
+from common import write_json  # noqa: E402
+
 MEDIA = ROOT.parent / "shared" / "media"
 CLIP = MEDIA / "video" / "realshort.mp4"
 STYLE = MEDIA / "styles" / "starry_night.jpg"
+PHOTO = MEDIA / "content" / "tubingen.jpg"
+REAL_CLIPS = ("realshort", "carphone", "bigbuckbunny")
+MADE_CLIPS = ("pan", "fast")
 
 
 def cli(args: list[str], env=None) -> tuple[float, int]:
@@ -58,23 +64,23 @@ def cli(args: list[str], env=None) -> tuple[float, int]:
     return wall, usage.ru_maxrss
 
 
-def run_video(out_dir: Path, name: str, extra: list[str], size: int) -> dict:
+def run_video(out_dir: Path, clip: Path, name: str, extra: list[str], size: int) -> dict:
     out = out_dir / f"{name}.mp4"
     metrics = out_dir / f"{name}.json"
-    wall, _ = cli([str(CLIP), "--style", str(STYLE), "-o", str(out), "--size", str(size), "--metrics-json",
+    wall, _ = cli([str(clip), "--style", str(STYLE), "-o", str(out), "--size", str(size), "--metrics-json",
                    str(metrics), *extra])
     data = json.loads(metrics.read_text())
     data["bench_wall_seconds"] = wall
     return data
 
 
-def independent_stability(out_dir: Path, size: int, preset: str) -> dict:
+def independent_stability(clip: Path, size: int, preset: str, seconds: float | None) -> dict:
     """Per-frame independent stylization (content init, no temporal term, full preset per frame)."""
-    info = video_io.probe(CLIP)
+    info = video_io.probe(clip)
     h, w = target_size(info.height, info.width, size)
-    frames = np.stack(list(video_io.iter_frames(CLIP, info, size=(w, h))))
+    frames = np.stack(list(video_io.iter_frames(clip, info, size=(w, h), duration=seconds)))
     style = read_image(STYLE)
-    cfg = jaxstyle.StyleConfig(preset=preset, frames_per_device=len(frames))
+    cfg = jaxstyle.StyleConfig(preset=preset, frames_per_device=min(len(frames), 16))
     t0 = time.perf_counter()
     out = jaxstyle.stylize_frames(frames, [style], cfg).images
     wall = time.perf_counter() - t0
@@ -93,27 +99,87 @@ def independent_stability(out_dir: Path, size: int, preset: str) -> dict:
             "iterations_per_frame": n_iters, "wall_seconds": wall}
 
 
-def part_stability(out_dir: Path, size: int, preset: str, fpd: int, extra: list[str] = ()) -> dict:
-    common = ["--preset", preset]
-    lanes = run_video(out_dir, "lanes", [*common, "--frames-per-device", str(fpd), *extra], size)
-    seq = run_video(out_dir, "sequential", [*common, "--sequential"], size)
-    indep = independent_stability(out_dir, size, preset)
-    res = {
-        "lanes": {k: lanes[k] for k in ("stability_error", "max_pair_over_median", "iterations_per_frame",
-                                        "frames_per_second", "pair_temporal_errors", "lanes")},
-        "sequential": {k: seq[k] for k in ("stability_error", "max_pair_over_median", "iterations_per_frame",
-                                           "frames_per_second", "pair_temporal_errors")},
-        "independent": indep,
-    }
-    res["lanes_over_independent"] = lanes["stability_error"] / indep["stability_error"]
-    res["lanes_over_sequential"] = lanes["stability_error"] / seq["stability_error"]
-    print(f"e_stab: lanes {lanes['stability_error']:.4f} | sequential {seq['stability_error']:.4f} | "
-          f"independent {indep['stability_error']:.4f}")
-    print(f"  lanes/independent = {res['lanes_over_independent']:.3f} (target <= 0.35); "
-          f"lanes/sequential = {res['lanes_over_sequential']:.3f} (target <= 1.15); "
-          f"max pair / median pair: lanes {lanes['max_pair_over_median']:.2f}, "
-          f"sequential {seq['max_pair_over_median']:.2f} (target <= 2)")
-    return res
+def made_clip(path: Path, kind: str, frames: int = 40, width: int = 320, height: int = 240, fps: int = 25) -> Path:
+    """A clip made from a real photo (tubingen.jpg), so that its motion is known:
+
+    pan   the camera pans right and a little down across the photo (4 px per frame at 320 px wide);
+    fast  the camera holds still while a disc cut from another part of the photo crosses the frame
+          and back, fast (12 px per frame at 320 px wide), occluding and uncovering what it passes.
+    """
+    photo = read_image(PHOTO)  # float [0, 1], (H, W, 3)
+    ph, pw = photo.shape[:2]
+    scale = max((width + 4 * frames) / pw, (height + frames) / ph)
+    photo = imaging.resize(photo, round(ph * scale) + 1, round(pw * scale) + 1)
+    yy, xx = np.mgrid[0:height, 0:width]
+    radius = 0.18 * height
+    with video_io.VideoWriter(path, width, height, fps) as writer:
+        for t in range(frames):
+            if kind == "pan":
+                frame = photo[t:t + height, 4 * t:4 * t + width]
+            elif kind == "fast":
+                frame = photo[:height, :width].copy()
+                span, travelled = 0.84 * width, 12 * t * width / 320
+                leg = travelled % (2 * span)
+                cx = 0.08 * width + (leg if leg <= span else 2 * span - leg)  # there and back
+                cy = height * (0.35 + 0.3 * t / frames)
+                disc = (xx - cx) ** 2 + (yy - cy) ** 2 < radius ** 2
+                patch = photo[-height:, -width:]  # another part of the photo, moving with the disc
+                shifted = np.roll(patch, (0, round(cx - width / 2)), axis=(0, 1))
+                frame[disc] = shifted[disc]
+            else:
+                raise ValueError(kind)
+            writer.write(np.clip(frame, 0, 1))
+    return path
+
+
+def clip_path(out_dir: Path, name: str) -> Path:
+    if name in REAL_CLIPS:
+        return MEDIA / "video" / f"{name}.mp4"
+    path = out_dir / f"made_{name}.mp4"
+    if not path.exists():
+        made_clip(path, name)
+    return path
+
+
+def part_stability(out_dir: Path, clips: list[str], size: int, preset: str, fpd: int, seconds: float | None,
+                   extra: list[str] = (), independent: bool = True, reuse_sequential: bool = False) -> dict:
+    """Lanes against --sequential (and against independent frames) on each clip; a summary over all."""
+    results = {}
+    for name in clips:
+        clip = clip_path(out_dir, name)
+        common = ["--preset", preset, *(["--duration", str(seconds)] if seconds else [])]
+        lanes = run_video(out_dir, clip, f"{name}_lanes", [*common, "--frames-per-device", str(fpd), *extra], size)
+        cached = out_dir / f"{name}_sequential.json"
+        seq = json.loads(cached.read_text()) if reuse_sequential and cached.is_file() else None
+        if seq is not None and (seq["config"]["preset"] != preset or seq["frames"] != lanes["frames"]
+                                or seq["work_size"] != lanes["work_size"]):
+            seq = None  # another size, preset or segment: run it again
+        if seq is None:  # (--sequential is one lane: nothing of the lanes' settings changes it)
+            seq = run_video(out_dir, clip, f"{name}_sequential", [*common, "--sequential"], size)
+        keys = ("stability_error", "max_pair_over_median", "iterations_per_frame", "frames_per_second",
+                "pair_temporal_errors", "frames", "scene_cuts")
+        res = {"clip": str(clip),
+               "lanes": {k: lanes.get(k) for k in (*keys, "lanes")},
+               "sequential": {k: seq.get(k) for k in keys}}
+        res["lanes_over_sequential"] = lanes["stability_error"] / seq["stability_error"]
+        line = (f"{name}: e_stab lanes {lanes['stability_error']:.4f} | sequential {seq['stability_error']:.4f} "
+                f"-> lanes/sequential {res['lanes_over_sequential']:.3f} (target <= 1.15); max pair / median: "
+                f"lanes {lanes['max_pair_over_median']:.2f}, sequential {seq['max_pair_over_median']:.2f} "
+                f"(target <= 2); scene cuts {lanes.get('scene_cuts')}")
+        if independent:
+            indep = independent_stability(clip, size, preset, seconds)
+            res["independent"] = indep
+            res["lanes_over_independent"] = lanes["stability_error"] / indep["stability_error"]
+            line += f"; lanes/independent {res['lanes_over_independent']:.3f} (target <= 0.35)"
+        print(line, flush=True)
+        results[name] = res
+    ratios = [r["lanes_over_sequential"] for r in results.values()]
+    pairs = [r["lanes"]["max_pair_over_median"] for r in results.values()]
+    results["summary"] = {"lanes_over_sequential_max": max(ratios), "lanes_over_sequential_median":
+                          statistics.median(ratios), "max_pair_over_median_max": max(pairs)}
+    print(f"all clips: lanes/sequential median {statistics.median(ratios):.3f}, max {max(ratios):.3f}; "
+          f"largest pair / median at most {max(pairs):.2f}")
+    return results
 
 
 def part_warm(size: int, iterations: int) -> dict:
@@ -223,23 +289,40 @@ def main() -> None:
     parser.add_argument("--batch-frames", type=int, default=16, help="clip length for the batch part (> 36: generated)")
     parser.add_argument("--batch-size", type=int, default=128, help="working size for the batch part")
     parser.add_argument("--parts", default="stability,warm,batch,memory")
+    parser.add_argument("--clips", default=",".join(REAL_CLIPS + MADE_CLIPS),
+                        help=f"clips for the stability part: of {', '.join(REAL_CLIPS + MADE_CLIPS)}")
+    parser.add_argument("--seconds", type=float, default=1.6,
+                        help="the first this many seconds of each clip (0: all of it) for the stability part")
+    parser.add_argument("--reuse-sequential", action="store_true",
+                        help="reuse the --sequential runs of an earlier call (their metrics in the output folder) "
+                             "when the preset, frames and working size are the same")
+    parser.add_argument("--no-independent", action="store_true",
+                        help="skip the per-frame independent baseline in the stability part")
     parser.add_argument("--extra", default="", help="extra CLI flags for the lane runs, e.g. '--overlap 4'")
     parser.add_argument("--json", default=str(ROOT / "outputs" / "bench" / "video.json"))
     args = parser.parse_args()
+    clips = [c for c in args.clips.split(",") if c]
+    unknown = sorted(set(clips) - set(REAL_CLIPS + MADE_CLIPS))
+    if unknown or not clips:
+        parser.error(f"--clips: unknown {', '.join(unknown) or '(none given)'}; "
+                     f"choose from {', '.join(REAL_CLIPS + MADE_CLIPS)}")
+    if args.seconds < 0:
+        parser.error("--seconds must be >= 0")
     out_dir = Path(args.json).resolve().parent / "video"
     out_dir.mkdir(parents=True, exist_ok=True)
     results = {"args": vars(args)}
     parts = args.parts.split(",")
     if "stability" in parts:
-        results["stability"] = part_stability(out_dir, args.size, args.preset, args.frames_per_device,
-                                              args.extra.split())
+        results["stability"] = part_stability(out_dir, clips, args.size, args.preset, args.frames_per_device,
+                                              args.seconds or None, args.extra.split(), not args.no_independent,
+                                              args.reuse_sequential)
     if "warm" in parts:
         results["warm"] = part_warm(args.size, args.warm_iterations)
     if "batch" in parts:
         results["batch"] = part_batch(out_dir, args.batch_size, args.rounds, args.batch_frames, args.extra.split())
     if "memory" in parts:
         results["memory"] = part_memory(out_dir)
-    Path(args.json).write_text(json.dumps(results, indent=1, default=str))
+    write_json(args.json, results)
     print(f"wrote {args.json}")
 
 
