@@ -3,6 +3,7 @@
 import os
 import shutil
 import tempfile
+import time
 
 os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8").strip()
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
@@ -77,3 +78,18 @@ def content_small(media):
 @pytest.fixture(scope="session")
 def style_small(media):
     return imaging.resize(read_image(media / "styles" / "starry_night.jpg"), 40, 64)
+
+
+_TIMELINE = os.environ.get("JAXSTYLE_TEST_TIMELINE")  # a file: when each test ran, on which worker
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    """With JAXSTYLE_TEST_TIMELINE set, append "worker start end test" lines to that file (to see
+    what ran beside a test that was slow in the suite but fast alone)."""
+    start = time.time()
+    yield
+    if _TIMELINE:
+        worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+        with open(_TIMELINE, "a") as f:
+            f.write(f"{worker} {start:.1f} {time.time():.1f} {item.nodeid}\n")

@@ -3,6 +3,8 @@ comparisons and packet checksums of media files."""
 
 from __future__ import annotations
 
+import os
+import re
 import socket
 import subprocess
 from pathlib import Path
@@ -80,3 +82,14 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def cli_env(devices: int) -> dict[str, str]:
+    """This process's environment (weights dir, compilation cache and the other XLA flags of
+    tests/conftest.py included) with ``devices`` fake CPU devices, for a child process."""
+    env = dict(os.environ)
+    flags = re.sub(r"--xla_force_host_platform_device_count=\d+", "", env.get("XLA_FLAGS", ""))
+    env["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={devices}".strip()
+    env["JAX_PLATFORMS"] = "cpu"
+    env["PYTHONPATH"] = str(ROOT)
+    return env

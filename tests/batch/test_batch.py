@@ -15,7 +15,7 @@ from jaxstyle.batch import BatchItem, ResultsIndex, batchable, expand_folder, gr
 from jaxstyle.config import StyleConfig
 from jaxstyle.io.images import image_size, read_image
 
-from ..helpers import MEDIA, ROOT, SHALLOW, assert_one_line_error, free_port, run_main
+from ..helpers import MEDIA, ROOT, SHALLOW, assert_one_line_error, cli_env, free_port, run_main
 
 FAST = ["--iterations", "2", "--coarse-iterations", "1", "--start-size", "0", "--chunk", "2", *SHALLOW]
 
@@ -184,7 +184,7 @@ def test_bad_job_flags_end_the_job_before_any_item(capsys, tmp_path, argv, needl
 
 
 def _batch_process(argv, devices: int, log):
-    env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
+    env = cli_env(devices)
     return subprocess.Popen([sys.executable, "-m", "jaxstyle", "batch", *map(str, argv)], cwd=ROOT, env=env,
                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=open(log, "w"))
 

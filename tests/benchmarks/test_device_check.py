@@ -6,7 +6,7 @@ import os
 import subprocess
 import sys
 
-from tests.helpers import ROOT
+from tests.helpers import ROOT, cli_env
 
 
 def test_device_check_tiny_runs_every_part(tmp_path):
@@ -15,7 +15,7 @@ def test_device_check_tiny_runs_every_part(tmp_path):
     # contender that fails is recorded in the JSON, it never ends the run. The budget is lifted so
     # that a loaded machine skips no part (the test is about every part running).
     env = {**os.environ, "PYTHON": sys.executable, "OUT": str(tmp_path), "JAX_PLATFORMS": "cpu"}
-    env.pop("XLA_FLAGS", None)  # one CPU device, as on a single chip
+    env["XLA_FLAGS"] = cli_env(1)["XLA_FLAGS"]  # one CPU device, as on a single chip
     proc = subprocess.run(["bash", str(ROOT / "benchmarks" / "device_check.sh"), "--tiny", "--precisions",
                            "bfloat16", "--torch-compile-precisions", "", "--budget-s", "3600"],
                           env=env, capture_output=True, text=True, timeout=400)

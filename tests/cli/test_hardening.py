@@ -16,7 +16,7 @@ from jaxstyle.io.files import OutputLock, temp_path
 from jaxstyle.io.images import read_image, write_image
 from jaxstyle.io.video import probe
 
-from ..helpers import MEDIA, ROOT, SHALLOW, assert_one_line_error, run_main
+from ..helpers import MEDIA, ROOT, SHALLOW, assert_one_line_error, cli_env, run_main
 
 FAST = ["--iterations", "1", "--coarse-iterations", "1", "--start-size", "0", "--chunk", "1", "--quiet",
         "--network", "vgg16", *SHALLOW]
@@ -149,7 +149,7 @@ def test_photos_cmyk_16bit_and_exif(tmp_path):
 def _cli(args, limit_kib=None, timeout=300):
     """The CLI in a child process; ``limit_kib`` caps the size of every file it writes (``ulimit -f``,
     as a full disk: a write past it fails with EFBIG, SIGXFSZ being ignored)."""
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=1", "JAX_PLATFORMS": "cpu"}
+    env = cli_env(1)
     cmd = [sys.executable, str(ROOT / "cli.py"), *map(str, args)]
     if limit_kib:  # (the tests' compilation cache could not be written under the limit either)
         env.pop("JAX_COMPILATION_CACHE_DIR", None)

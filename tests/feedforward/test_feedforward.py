@@ -30,7 +30,7 @@ from jaxstyle.cli import main
 from jaxstyle.nets.transformer import Stylizer, StylizerSpec
 from jaxstyle.video.flow import FlowCache
 
-from ..helpers import MEDIA, ROOT, SHALLOW, SHALLOW_LAYERS, assert_one_line_error, free_port, run_main
+from ..helpers import MEDIA, ROOT, SHALLOW, SHALLOW_LAYERS, assert_one_line_error, cli_env, free_port, run_main
 from ..video.test_video import ff, make_clip
 
 STYLE = MEDIA / "styles" / "starry_night.jpg"
@@ -171,7 +171,7 @@ def test_eight_fake_devices_train_as_one(data_folder, vgg16, tmp_path):
 
 
 def _cli_process(argv, devices: int, log):
-    env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
+    env = cli_env(devices)
     return subprocess.Popen([sys.executable, "-m", "jaxstyle", *map(str, argv)], cwd=ROOT, env=env,
                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=open(log, "w"))
 

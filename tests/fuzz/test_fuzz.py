@@ -23,7 +23,7 @@ from jaxstyle.cli import build_parser
 from jaxstyle.io import audio as audio_io
 from jaxstyle.io.images import read_image
 
-from ..helpers import FF, MEDIA, ROOT, run_main
+from ..helpers import FF, MEDIA, ROOT, cli_env, run_main
 
 SCALE = int(os.environ.get("JAXSTYLE_FUZZ_SCALE", "1"))
 SENTINEL = b"an existing file that a failed run must not change"
@@ -197,7 +197,7 @@ def test_malformed_media(capsys, files, tmp_path_factory, vgg16, kind):
 
 def test_interrupts_at_random_moments(files, tmp_path_factory, vgg16):
     out_dir = tmp_path_factory.mktemp("interrupts")
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=1", "JAX_PLATFORMS": "cpu"}
+    env = cli_env(1)
 
     @examples(4)
     @given(delay=st.floats(0.0, 7.0), video=st.booleans())

@@ -8,7 +8,7 @@ import os
 import nbformat
 from nbclient import NotebookClient
 
-from ..helpers import ROOT
+from ..helpers import ROOT, cli_env
 
 NOTEBOOK = ROOT / "notebooks" / "colab_tpu.ipynb"
 SMALL = {"IMAGE_SIZE": 32, "ITERATIONS": 2, "VIDEO_SIZE": 32, "VIDEO_SECONDS": 0.5, "VIDEO_ITERATIONS": 1,
@@ -29,7 +29,7 @@ def _with_parameters(nb, values: dict):
 
 def test_the_notebook_runs_on_cpu_and_shows_the_results(tmp_path, monkeypatch):
     monkeypatch.setenv("JAX_PLATFORMS", "cpu")
-    monkeypatch.setenv("XLA_FLAGS", "--xla_force_host_platform_device_count=2")
+    monkeypatch.setenv("XLA_FLAGS", cli_env(2)["XLA_FLAGS"])
     nb = _with_parameters(nbformat.read(NOTEBOOK, as_version=4), SMALL)
     NotebookClient(nb, kernel_name="python3", timeout=600, resources={"metadata": {"path": str(tmp_path)}}).execute()
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]

@@ -12,8 +12,8 @@ import textwrap
 
 import numpy as np
 
-from ..helpers import ROOT, free_port
-from .test_video import FAST, cli_env, make_clip, max_level_diff, pngs, style, two_processes_and_one  # noqa: F401 (a fixture)
+from ..helpers import ROOT, cli_env, free_port
+from .test_video import FAST, make_clip, max_level_diff, pngs, style, two_processes_and_one  # noqa: F401 (a fixture)
 
 # Each process saves its lanes' histories (process p's frames are filled with 10 * p + the step),
 # restores the step before last and checks it gets its own rows back. A second pair of processes
@@ -43,7 +43,8 @@ CHECKPOINT_SCRIPT = textwrap.dedent("""
 """)
 
 
-# Each process has its own copy of an input; process 1's differs where the test says so.
+# Each process has its own copy of an input; process 1's differs where the case says so. One pair
+# of processes runs every case (a start of jax.distributed costs more than the checks).
 SAME_INPUTS_SCRIPT = textwrap.dedent("""
     import json, sys
     from pathlib import Path
@@ -51,16 +52,19 @@ SAME_INPUTS_SCRIPT = textwrap.dedent("""
     jax.distributed.initialize(sys.argv[1], 2, int(sys.argv[2]))
     from jaxstyle.errors import UserError
     from jaxstyle.hosts import check_same_inputs
-    me, folder, case = jax.process_index(), Path(sys.argv[3]), sys.argv[4]
-    mine = folder / f"p{me}" / "clip.mp4"
-    mine.parent.mkdir(parents=True, exist_ok=True)
-    mine.write_bytes(b"x" * 100_000 + (b"other" if case == "file" and me == 1 else b"same"))
-    settings = {"iterations": 5 if case == "settings" and me == 1 else 4}
-    try:
-        check_same_inputs(settings, [mine], 2, "video job")
-        print(json.dumps({"error": None}))
-    except UserError as exc:
-        print(json.dumps({"error": str(exc).replace(str(mine), "FILE")}))
+    me, folder = jax.process_index(), Path(sys.argv[3])
+    errors = {}
+    for case in ("same", "file", "settings"):
+        mine = folder / case / f"p{me}" / "clip.mp4"
+        mine.parent.mkdir(parents=True, exist_ok=True)
+        mine.write_bytes(b"x" * 100_000 + (b"other" if case == "file" and me == 1 else b"same"))
+        settings = {"iterations": 5 if case == "settings" and me == 1 else 4}
+        try:
+            check_same_inputs(settings, [mine], 2, "video job")
+            errors[case] = None
+        except UserError as exc:
+            errors[case] = str(exc).replace(str(mine), "FILE")
+    print(json.dumps(errors))
 """)
 
 
@@ -82,12 +86,11 @@ def _two_processes(script: str, *args) -> list[dict]:
 def test_every_host_must_run_the_same_command_on_the_same_inputs(tmp_path):
     """Each host reads its own copy (a path of its own here, as on two machines): equal copies pass,
     a differing copy or setting is one line on every process."""
-    same = _two_processes(SAME_INPUTS_SCRIPT, tmp_path / "a", "same")
-    assert same == [{"error": None}] * 2
-    other = _two_processes(SAME_INPUTS_SCRIPT, tmp_path / "b", "file")
-    assert other[0] == other[1] and "process 1 reads another FILE than process 0" in other[0]["error"], other
-    settings = _two_processes(SAME_INPUTS_SCRIPT, tmp_path / "c", "settings")
-    assert "process 1 runs this video job with other settings" in settings[0]["error"], settings
+    errors = _two_processes(SAME_INPUTS_SCRIPT, tmp_path)
+    assert errors[0] == errors[1], errors  # every process says the same
+    assert errors[0]["same"] is None, errors
+    assert "process 1 reads another FILE than process 0" in errors[0]["file"], errors
+    assert "process 1 runs this video job with other settings" in errors[0]["settings"], errors
 
 
 def test_lane_checkpoints_across_two_processes(tmp_path):
