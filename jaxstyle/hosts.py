@@ -39,6 +39,19 @@ def min_over_processes(value: int, num_processes: int) -> int:
     return int(np.min(multihost_utils.process_allgather(np.asarray(value, np.int64))))
 
 
+def sum_over_processes(value: int, num_processes: int) -> int:
+    if num_processes == 1:
+        return value
+    return int(np.sum(multihost_utils.process_allgather(np.asarray(value, np.int64))))
+
+
+def broadcast_from_first(value: np.ndarray, num_processes: int) -> np.ndarray:
+    """Process 0's ``value`` on every process (each passes an array of the same shape and dtype)."""
+    if num_processes == 1:
+        return value
+    return np.asarray(multihost_utils.broadcast_one_to_all(value))
+
+
 def file_digest(path: Path) -> str:
     """SHA-256 of a file's size and of its first and last 64 KiB: cheap for a long video or 10,000
     photos, and a copy that differs (another take, a re-encode, a cut-short transfer) differs here."""

@@ -132,7 +132,7 @@ def run_passes(source: VideoSource, work: WorkDir, flows: FlowCache, cfg, networ
 def iterations_per_frame(stats: dict, lanes: list[Lane], cuts: Cuts, n_frames: int, cfg) -> float:
     """The optimizer iterations actually spent, overlap frames included, per output frame."""
     restarts = sum(1 for lane in lanes for c in cuts.frames if lane.start < c < lane.stop)  # lanes restarted at a cut
-    firsts = len(lanes) + restarts
+    firsts = len(lanes) - stats.get("anchored_lanes", 0) + restarts  # (an anchored start costs a later frame's)
     return (stats["iterations_first"] * firsts + stats["iterations_later"]
             * (sum(lane.length for lane in lanes) - firsts)) / n_frames + (cfg.video.passes - 1) * cfg.video.iterations
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -24,11 +23,13 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 
+from jaxstyle import imaging
 from jaxstyle.cli import main
+from jaxstyle.io.images import read_image
 from jaxstyle.io import video as vio
 from jaxstyle.video import MIN_LANE_FRAMES, blend_weight, plan_lanes
 
-from ..helpers import FF, ROOT, SHALLOW, assert_one_line_error, free_port
+from ..helpers import FF, MEDIA, ROOT, SHALLOW, assert_one_line_error, cli_env, free_port
 FAST = ["--iterations", "2", "--coarse-iterations", "1", "--video-iterations", "2", "--start-size", "0",
         "--chunk", "2", "--quiet", "--network", "vgg16", *SHALLOW]
 
@@ -76,16 +77,6 @@ def max_level_diff(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> int:
     """Largest difference in 8-bit levels between two sets of frames with the same names."""
     assert sorted(a) == sorted(b)
     return max(int(np.abs(a[k].astype(np.int16) - b[k].astype(np.int16)).max()) for k in a)
-
-
-def cli_env(devices: int) -> dict[str, str]:
-    """This process's environment (weights dir included) with ``devices`` fake CPU devices."""
-    env = dict(os.environ)
-    flags = re.sub(r"--xla_force_host_platform_device_count=\d+", "", env.get("XLA_FLAGS", ""))
-    env["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={devices}".strip()
-    env["JAX_PLATFORMS"] = "cpu"
-    env["PYTHONPATH"] = str(ROOT)
-    return env
 
 
 def cli_start(argv, devices: int) -> subprocess.Popen:
@@ -294,6 +285,44 @@ def test_sequential_is_one_lane(capsys, clip8, style, tmp_path, vgg16):
     assert len(data["pair_temporal_errors"]) == 7 and np.isfinite(data["stability_error"])
 
 
+def _still_clip(path: Path, frames: int = 8) -> Path:
+    """A camera held still on a photo (a little sensor noise per frame): the direct flow from the
+    first frame to any other is reliable."""
+    photo = imaging.resize(read_image(MEDIA / "content" / "tubingen.jpg"), 24, 32)
+    rng = np.random.default_rng(0)
+    with vio.VideoWriter(path, 32, 24, 25, quality=0) as writer:
+        for _ in range(frames):
+            writer.write(np.clip(photo + rng.normal(0, 0.01, photo.shape), 0, 1))
+    return path
+
+
+def test_lanes_are_anchored_on_the_first_frame(capsys, style, tmp_path, vgg16):
+    """On a still shot the second lane starts from the first frame's output warped (its first frame
+    costs a later frame's iterations), so the lanes meet in nearly the same stylization and the
+    cross-fade is smoother than with --no-anchor, where it starts afresh."""
+    clip = _still_clip(tmp_path / "still.mp4")
+    base = [clip, "--style", style, "--frames-per-device", "2", "--iterations", "12", "--video-iterations", "6",
+            "--start-size", "0", "--chunk", "6", "--quiet", "--network", "vgg16", *SHALLOW]
+    runs = {}
+    for name, extra in (("anchored", []), ("fresh", ["--no-anchor"])):
+        code, err = run_main([*base, *extra, "-o", tmp_path / f"{name}.mp4", "--metrics-json",
+                              tmp_path / f"{name}.json", "--frames-dir", tmp_path / name], capsys)
+        assert code == 0, err
+        runs[name] = json.loads((tmp_path / f"{name}.json").read_text())
+    assert len(runs["anchored"]["lanes"]) == 2
+    assert runs["anchored"]["anchored_lanes"] == 1 and runs["fresh"]["anchored_lanes"] == 0
+    # 2 lanes of 4 and 7 frames: 2 first frames without the anchor, 1 with it
+    for name, firsts in (("fresh", 2), ("anchored", 1)):
+        m = runs[name]
+        assert m["iterations_per_frame"] == pytest.approx(
+            (firsts * m["iterations_first"] + (11 - firsts) * m["iterations_later"]) / 8), name
+    a, f = runs["anchored"]["stability_error"], runs["fresh"]["stability_error"]
+    print(f"still shot, 2 lanes: e_stab anchored {a:.4f}, fresh {f:.4f}")
+    assert a < 0.7 * f
+    # the frames are the anchored run's own, not the fresh run's
+    assert max_level_diff(pngs(tmp_path / "anchored"), pngs(tmp_path / "fresh")) > 0
+
+
 def test_sharded_equals_unsharded(clip8, style, tmp_path, vgg16):
     """2 lanes as --frames-per-device 1 on 2 devices vs --frames-per-device 2 on 1 device."""
     runs = {"sharded": (2, "1"), "single": (1, "2")}
@@ -343,6 +372,9 @@ def test_two_processes_form_one_mesh_equal_to_one_process(style, tmp_path, vgg16
     assert "wrote" in errs[0] and "wrote" not in errs[1]  # only process 0 assembles
     assert m["multi"]["processes"] == 2 and m["multi"]["devices"] == 8 == m["single"]["devices"]
     assert m["multi"]["lanes"] == m["single"]["lanes"] and len(m["single"]["lanes"]) == 8
+    # the anchor (lane 0's first frame, on process 0) reaches the lanes of both processes
+    print(f"anchored lanes: {m['multi']['anchored_lanes']} of 7")
+    assert m["multi"]["anchored_lanes"] == m["single"]["anchored_lanes"] >= 4
     assert vio.probe(tmp_path / "multi.mp4").frame_count == 32
     assert not (tmp_path / "work_multi").exists()
     frames = {name: pngs(tmp_path / f"frames_{name}") for name in ("multi", "single")}
