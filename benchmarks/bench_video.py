@@ -7,6 +7,9 @@ Parts (``--parts``):
              stylization and vs --sequential, on each clip of --clips (default: the three real clips
              in ../shared/media/video and two made from a photo: a camera pan and a fast object),
              the first --seconds of each; the largest pair error over the median pair (joins).
+  divergence how far apart two stylizations of neighbouring frames from the content are (frames 10
+             and 11 of --clips' first clip, each alone, after 40, 200 and 600 iterations): the jump a
+             lane join must hide when lanes start afresh.
   warm       iterations a warped-init frame needs to reach the first frame's final loss.
   batch      frames/s with --frames-per-device 8 vs 1 on one CPU device (interleaved rounds, median).
   memory     peak RSS for 100 vs 400 frames at 64 px (a generated clip, a few iterations per frame).
@@ -182,6 +185,27 @@ def part_stability(out_dir: Path, clips: list[str], size: int, preset: str, fpd:
     return results
 
 
+def part_divergence(out_dir: Path, clip_name: str, size: int) -> dict:
+    clip = clip_path(out_dir, clip_name)
+    info = video_io.probe(clip)
+    h, w = target_size(info.height, info.width, size)
+    frames = np.stack(list(video_io.iter_frames(clip, info, size=(w, h), duration=float(12 / info.fps))))[10:12]
+    style = read_image(STYLE)
+    net = jaxstyle.load_network("vgg16")
+
+    def rms(a, b) -> float:
+        return float(np.sqrt(np.mean((np.asarray(a) - np.asarray(b)) ** 2)))
+
+    res = {"clip": str(clip), "content_rms": rms(frames[0], frames[1]), "by_iterations": {}}
+    for iterations in (40, 200, 600):
+        cfg = jaxstyle.StyleConfig(preset="fast", iterations=iterations, start_size=0, frames_per_device=2)
+        out = jaxstyle.stylize_frames(frames, [style], cfg, network=net).images
+        res["by_iterations"][iterations] = rms(out[0], out[1])
+        print(f"{clip_name} frames 10 and 11 stylized alone, {iterations} iterations: RMS difference "
+              f"{rms(out[0], out[1]):.4f} (content {res['content_rms']:.4f})", flush=True)
+    return res
+
+
 def part_warm(size: int, iterations: int) -> dict:
     """Frame 0 from the content (single scale) vs frame 1 from frame 0's output warped."""
     info = video_io.probe(CLIP)
@@ -316,6 +340,8 @@ def main() -> None:
         results["stability"] = part_stability(out_dir, clips, args.size, args.preset, args.frames_per_device,
                                               args.seconds or None, args.extra.split(), not args.no_independent,
                                               args.reuse_sequential)
+    if "divergence" in parts:
+        results["divergence"] = part_divergence(out_dir, clips[0], args.size)
     if "warm" in parts:
         results["warm"] = part_warm(args.size, args.warm_iterations)
     if "batch" in parts:
