@@ -4,7 +4,7 @@ reads (:mod:`.source`), its work directory (:mod:`.workdir`), the output (:mod:`
 the job that runs them in order (:mod:`.job`)."""
 
 from .job import Processes, VideoJob, VideoOptions, stylize_video
-from .lanes import MIN_LANE_FRAMES, Lane, blend_weight, plan_lanes
+from .lanes import MIN_LANE_FRAMES, Lane, blend_weight, plan_lanes, snap_to_cuts
 
 __all__ = ["Processes", "VideoJob", "VideoOptions", "stylize_video", "MIN_LANE_FRAMES", "Lane", "blend_weight",
-           "plan_lanes"]
+           "plan_lanes", "snap_to_cuts"]

@@ -29,12 +29,12 @@ import numpy as np
 
 from ..config import StyleConfig, setting
 from ..errors import UserError
-from ..hosts import check_same_inputs, file_digest
+from ..hosts import broadcast_from_first, check_same_inputs, file_digest
 from ..nets.vgg import Network
 from .assemble import assemble
 from .cuts import Cuts, detect_cuts
 from .flow import FlowCache
-from .lanes import Lane, plan_lanes, run_lanes
+from .lanes import Lane, plan_lanes, run_lanes, snap_to_cuts
 from .refine import refine
 from .source import VideoSource
 from .workdir import WorkDir
@@ -114,6 +114,17 @@ def plan_job_lanes(n_frames: int, cfg, n_devices: int, procs: Processes) -> tupl
     return lanes, lanes[bounds[procs.process_id]:bounds[procs.process_id + 1]]
 
 
+def agreed_cuts(cuts: Cuts, n_frames: int, procs: Processes) -> Cuts:
+    """Process 0's cuts on every process: each computes its own flows, and lanes planned on
+    different cuts would run different programs."""
+    if procs.num_processes == 1:
+        return cuts
+    marks = np.zeros(n_frames, np.int8)
+    marks[cuts.frames] = 1
+    agreed = broadcast_from_first(marks, procs.num_processes)
+    return dataclasses.replace(cuts, frames=[int(t) for t in np.flatnonzero(agreed)])
+
+
 def run_passes(source: VideoSource, work: WorkDir, flows: FlowCache, cfg, network: Network, devices,
                lanes: list[Lane], my_lanes: list[Lane], cuts: Cuts, *, resume: bool = False,
                progress: bool = False, log=print) -> dict:
@@ -162,7 +173,11 @@ def stylize_video(job: VideoJob, network: Network, log=print) -> dict:
     if procs.process_id == 0:
         source.prepare_masks(work.masks)
     work.barrier("masks")
-    cuts = detect_cuts(source, flows, cfg.video.flow) if cfg.video.scene_cuts else Cuts()
+    cuts = agreed_cuts(detect_cuts(source, flows, cfg.video.flow), source.n_frames, procs) if cfg.video.scene_cuts \
+        else Cuts()
+    # joins move onto nearby cuts (the plan in the fingerprint is the one before: cuts follow from the inputs)
+    lanes = snap_to_cuts(lanes, cuts)
+    my_lanes = [lanes[lane.index] for lane in my_lanes]
     log(f"video {source.info.width}x{source.info.height} @ {float(source.fps):.3f} fps, {source.n_frames} frames "
         f"-> working size {source.width}x{source.height}; {len(lanes)} lane(s) "
         f"({len(my_lanes)} here), {max(lane.length for lane in lanes)} steps"

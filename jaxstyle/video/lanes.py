@@ -18,6 +18,9 @@ between) starts from its output warped, like a later frame (init, temporal term,
 iterations); neighbouring lanes then meet in nearly the same stylization. Other lanes (a moving
 camera, another shot) start afresh.
 
+After scene cuts are detected, joins move onto cuts near them (:func:`snap_to_cuts`): a lane that
+starts at a cut needs no warm-up and the lane before it no restart.
+
 The outputs a lane warps are the 8-bit frames it stored, and the lanes' short histories are
 checkpointed after every step, so ``--resume`` after a kill gives the same frames as an
 uninterrupted run.
@@ -244,3 +247,26 @@ def run_lanes(source: VideoSource, work: WorkDir, flows: FlowCache, config, netw
     checkpoints.close()
     stats["lane_seconds"] = time.perf_counter() - t0
     return stats
+
+
+def snap_to_cuts(lanes: list[Lane], cuts: Cuts) -> list[Lane]:
+    """``lanes`` with each join moved onto a scene cut near it, where that lengthens no lane past the
+    plan's longest: the later lane then starts at the cut with no warm-up (a first frame, as the
+    cut makes it anyway) and the earlier one stops there, so no frame is computed twice and neither
+    lane restarts at the cut. A join can move onto a cut in the later lane's warm-up for free
+    (both lanes get shorter); past the old join only as far as the earlier lane has room."""
+    if len(lanes) == 1 or not cuts.frames:
+        return list(lanes)
+    steps = max(lane.length for lane in lanes)
+    out = [dataclasses.replace(lane) for lane in lanes]
+    for i in range(1, len(out)):
+        before, lane = out[i - 1], out[i]
+        next_start = out[i + 1].start if i + 1 < len(out) else lane.stop
+        usable = [c for c in cuts.frames
+                  if lane.start <= c and c - before.start <= steps                        # no lane longer
+                  and c - before.core_start >= MIN_LANE_FRAMES and lane.stop - c >= MIN_LANE_FRAMES and next_start >= c]
+        if usable:
+            c = min(usable, key=lambda c: (abs(c - lane.core_start), c))
+            out[i - 1] = dataclasses.replace(before, stop=c)
+            out[i] = dataclasses.replace(lane, start=c, core_start=c)
+    return out

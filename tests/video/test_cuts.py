@@ -16,6 +16,7 @@ from jaxstyle.io import video as vio
 from jaxstyle.io.images import read_image
 from jaxstyle.video.cuts import Cuts, detect_cuts, is_cut
 from jaxstyle.video.flow import FlowCache
+from jaxstyle.video.lanes import plan_lanes, snap_to_cuts
 from jaxstyle.video.source import VideoSource
 
 from ..helpers import FF, MEDIA, SHALLOW, SHALLOW_LAYERS, run_main
@@ -77,3 +78,43 @@ def test_a_lane_restarts_at_the_cut(capsys, joined, tmp_path, vgg16):
     assert code == 0, err
     plain = iio.imread(tmp_path / "plain" / "frames" / "000008_000.png")
     assert np.abs(plain.astype(int) - lane.astype(int)).mean() > 1.0
+
+
+def test_joins_move_onto_nearby_cuts_and_no_lane_gets_longer():
+    lanes = plan_lanes(72, 4, 8)  # joins at 24, 40, 56; warm-ups from 16, 32, 48
+    snapped = snap_to_cuts(lanes, Cuts([36, 63]))
+    # 36 lies in lane 2's warm-up (32..40): the join moves there and lane 2 starts afresh at the cut;
+    # 63 is in lane 3's own frames, past where lane 2 could reach without growing: left to a restart
+    assert [(lane.start, lane.core_start, lane.stop) for lane in snapped] == \
+        [(0, 0, 24), (16, 24, 36), (36, 36, 56), (48, 56, 72)]
+    assert snap_to_cuts(lanes, Cuts()) == lanes and snap_to_cuts(lanes[:1], Cuts([36])) == lanes[:1]
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        n, count, overlap = int(rng.integers(8, 120)), int(rng.integers(2, 9)), int(rng.integers(0, 10))
+        lanes = plan_lanes(n, count, overlap)
+        cuts = Cuts(sorted(set(rng.integers(1, n, size=int(rng.integers(0, 5))).tolist())))
+        snapped = snap_to_cuts(lanes, cuts)
+        assert len(snapped) == len(lanes) and snapped[0].start == 0 and snapped[-1].stop == n
+        assert max(lane.length for lane in snapped) <= max(lane.length for lane in lanes)
+        assert sum(lane.length for lane in snapped) <= sum(lane.length for lane in lanes)
+        for a, b in zip(snapped, snapped[1:]):
+            assert b.core_start == a.stop and a.core_start < a.stop and b.start <= b.core_start
+            if b.start == b.core_start and b.start != [x for x in lanes if x.index == b.index][0].start:
+                assert b.start in cuts  # a join that moved sits on a cut, with no warm-up
+        owned = [t for lane in snapped for t in range(lane.core_start, lane.stop)]
+        assert owned == list(range(n))
+
+
+def test_lanes_join_at_the_cut(capsys, joined, tmp_path):
+    """Lanes on the joined clip: the lane whose join is the cut (8) drops its warm-up (5..7) and starts
+    there afresh; no lane restarts at the cut."""
+    style = MEDIA / "styles" / "starry_night.jpg"
+    code, err = run_main([joined, "--style", style, "--size", "48", "--frames-per-device", "2",
+                          *FAST, "--metrics-json", tmp_path / "m.json", "-o", tmp_path / "out.mp4"], capsys)
+    assert code == 0, err
+    metrics = json.loads((tmp_path / "m.json").read_text())
+    lanes = [(lane["start"], lane["core_start"], lane["stop"]) for lane in metrics["lanes"]]
+    planned = [(lane.start, lane.core_start, lane.stop) for lane in plan_lanes(16, len(lanes), 8)]
+    assert len(lanes) == 4 and planned[2] == (5, 8, 12) and lanes == [*planned[:2], (8, 8, 12), planned[3]]
+    assert metrics["restarts"] == 0 and metrics["lane_frames_computed"] == 22  # planned: 25
+    assert len(metrics["pair_temporal_errors"]) == 14
