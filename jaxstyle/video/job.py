@@ -117,8 +117,6 @@ def plan_job_lanes(n_frames: int, cfg, n_devices: int, procs: Processes) -> tupl
 def agreed_cuts(cuts: Cuts, n_frames: int, procs: Processes) -> Cuts:
     """Process 0's cuts on every process: each computes its own flows, and lanes planned on
     different cuts would run different programs."""
-    if procs.num_processes == 1:
-        return cuts
     marks = np.zeros(n_frames, np.int8)
     marks[cuts.frames] = 1
     agreed = broadcast_from_first(marks, procs.num_processes)

@@ -258,7 +258,7 @@ def snap_to_cuts(lanes: list[Lane], cuts: Cuts) -> list[Lane]:
     if len(lanes) == 1 or not cuts.frames:
         return list(lanes)
     steps = max(lane.length for lane in lanes)
-    out = [dataclasses.replace(lane) for lane in lanes]
+    out = list(lanes)  # (lanes are replaced, not changed in place)
     for i in range(1, len(out)):
         before, lane = out[i - 1], out[i]
         next_start = out[i + 1].start if i + 1 < len(out) else lane.stop
