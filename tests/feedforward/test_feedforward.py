@@ -114,7 +114,9 @@ def test_a_training_step_lowers_the_engines_loss(data_folder, vgg16, tmp_path, k
     grams, cond = bank.for_samples(batch.styles)
     arrays = {"contents": batch.contents, "cond": cond, "grams": grams}
     params = module.init_params(jax.random.PRNGKey(0))
-    tx = optax.adam(1e-2)
+    # a step size small enough to descend smoothly: at 1e-2 the six steps oscillated, and whether
+    # they ended below 0.8x depended on the CPU's rounding (one CPU went 13.2 -> 40 -> 10.6)
+    tx = optax.adam(3e-3)
     state = tx.init(params)
 
     @jax.jit

@@ -13,7 +13,7 @@ import textwrap
 import numpy as np
 
 from ..helpers import ROOT, cli_env, free_port
-from .test_video import FAST, make_clip, max_level_diff, pngs, style, two_processes_and_one  # noqa: F401 (a fixture)
+from .test_video import FAST, assert_same_frames, make_clip, pngs, style, two_processes_and_one  # noqa: F401 (a fixture)
 
 # Each process saves its lanes' histories (process p's frames are filled with 10 * p + the step),
 # restores the step before last and checks it gets its own rows back. A second pair of processes
@@ -117,6 +117,4 @@ def test_tiled_frames_across_two_processes_equal_one_process(style, tmp_path, vg
     assert m["multi"]["devices"] == 2 == m["single"]["devices"] and m["multi"]["processes"] == 2
     frames = {name: pngs(tmp_path / f"frames_{name}") for name in ("multi", "single")}
     assert len(frames["multi"]) == 8 and np.ptp(frames["multi"]["frame_000001.png"]) > 0
-    diff = max_level_diff(frames["multi"], frames["single"])
-    print(f"tiled frames, two processes vs one: max difference {diff} levels")
-    assert diff <= 1
+    assert_same_frames(frames["multi"], frames["single"], "tiled frames, two processes vs one")

@@ -79,6 +79,22 @@ def max_level_diff(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> int:
     return max(int(np.abs(a[k].astype(np.int16) - b[k].astype(np.int16)).max()) for k in a)
 
 
+def assert_same_frames(a: dict[str, np.ndarray], b: dict[str, np.ndarray], what: str) -> None:
+    """Two differently compiled programs (sharded or not, one process or two) that must compute the
+    same frames. They agree to float rounding, but on some CPUs the two programs round differently,
+    and a last-bit difference can flip a decision (a pixel of an occlusion mask at its threshold, a
+    line-search step) that the later frames of the lane carry on: seen on one CPU, up to 11 levels in
+    7% of one frame's pixels (mean 0.5 level), every other frame within a level. So each frame's mean
+    difference must stay under a level: a frame from the wrong lane, device or position differs by
+    more (even the neighbouring frame of these tiny clips: 2.5-10 levels), a wrong collective by far
+    more."""
+    assert sorted(a) == sorted(b) and a
+    means = {k: float(np.abs(a[k].astype(np.int16) - b[k].astype(np.int16)).mean()) for k in a}
+    worst = max(means, key=means.get)
+    print(f"{what}: max difference {max_level_diff(a, b)} levels; worst frame {worst}, mean {means[worst]:.3f} levels")
+    assert means[worst] <= 1.0, (worst, means[worst])
+
+
 def cli_start(argv, devices: int) -> subprocess.Popen:
     """The CLI in a subprocess; its stderr goes to a temporary file (``stderr_text``), never a pipe."""
     errfile = tempfile.TemporaryFile()
@@ -342,12 +358,10 @@ def test_sharded_equals_unsharded(clip8, style, tmp_path, vgg16):
     # Per-lane frames in the work dirs (overlap frames of both lanes included), then the output frames.
     work = {name: pngs(tmp_path / f"work_{name}" / "frames") for name in runs}
     assert len(work["single"]) == 8 + 3
-    diff_work = max_level_diff(work["sharded"], work["single"])
+    assert_same_frames(work["sharded"], work["single"], "sharded vs unsharded, lane frames")
     final = {name: pngs(tmp_path / f"frames_{name}") for name in runs}
     assert len(final["single"]) == 8
-    diff_final = max_level_diff(final["sharded"], final["single"])
-    print(f"sharded vs unsharded: max difference {diff_work} levels (lane frames), {diff_final} (output frames)")
-    assert diff_work <= 1 and diff_final <= 1
+    assert_same_frames(final["sharded"], final["single"], "sharded vs unsharded, output frames")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -357,12 +371,11 @@ def test_sharded_equals_unsharded(clip8, style, tmp_path, vgg16):
 
 def test_two_processes_form_one_mesh_equal_to_one_process(style, tmp_path, vgg16):
     """2 processes with 4 fake CPU devices each run one program over an 8-device mesh (8 lanes, a
-    refinement pass); the frames equal one process with 8 devices to 8-bit rounding.
+    refinement pass); the frames equal one process with 8 devices (``assert_same_frames``).
 
-    The two compiled programs (one with cross-process collectives) agree to float rounding, which
-    can flip an 8-bit level. Adam, because its result is a smooth function of the loss: with L-BFGS
-    a last-bit difference can flip a line-search decision, and in one lane of 32 frames that left
-    1-5 levels (measured while building this; every other frame was identical)."""
+    The two compiled programs (one with cross-process collectives) agree to float rounding. Adam,
+    because a last-bit difference flips L-BFGS line-search decisions more often; even so, on one CPU
+    a lane's last two frames came out up to 11 levels apart in a few pixels."""
     clip = make_clip(tmp_path / "clip32.mp4", frames=32)
     common = [clip, "--style", style, "--frames-per-device", "1", "--overlap", "0", "--passes", "2", "--optimizer", "adam",
               *FAST]
@@ -379,9 +392,7 @@ def test_two_processes_form_one_mesh_equal_to_one_process(style, tmp_path, vgg16
     assert not (tmp_path / "work_multi").exists()
     frames = {name: pngs(tmp_path / f"frames_{name}") for name in ("multi", "single")}
     assert len(frames["multi"]) == 32
-    diff = max_level_diff(frames["multi"], frames["single"])
-    print(f"two processes (one 8-device mesh) vs one process with 8 devices: max difference {diff} levels")
-    assert diff <= 1
+    assert_same_frames(frames["multi"], frames["single"], "two processes (one 8-device mesh) vs one process")
 
 
 # ------------------------------------------------------------------------------------------------
