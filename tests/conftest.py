@@ -80,6 +80,33 @@ def style_small(media):
     return imaging.resize(read_image(media / "styles" / "starry_night.jpg"), 40, 64)
 
 
+# Seconds each of the heaviest files takes alone (`pytest -n 0 FILE`, 2 CPU cores, 2026-12-06). The
+# suite runs a file per xdist worker, handed out in collection order as workers free up; every test
+# already keeps both cores busy, so two workers barely overlap, and a heavy file handed out last
+# leaves the other worker idle while it runs. Heaviest first (longest-processing-time order) packs
+# them; files not listed follow in their usual order. xdist's own reordering (by number of tests per
+# file) is turned off in pyproject.toml (--no-loadscope-reorder) so this order holds.
+HEAVY_FILES = {
+    "feedforward/test_feedforward.py": 158, "video/test_video.py": 83, "fuzz/test_fuzz.py": 82,
+    "schedules/test_multiscale.py": 67, "notebooks/test_colab.py": 59, "schedules/test_tiled.py": 54,
+    "schedules/test_coupled.py": 51, "cli/test_hardening.py": 50, "nets/test_precision.py": 43,
+    "video/test_hosts.py": 42, "benchmarks/test_device_check.py": 40, "batch/test_batch.py": 40,
+    "video/test_cuts.py": 32, "objective/test_windowed.py": 27, "audio/test_audio.py": 27,
+}
+
+
+def file_weight(path: Path) -> int:
+    try:
+        return HEAVY_FILES.get(path.resolve().relative_to(Path(__file__).resolve().parent).as_posix(), 0)
+    except ValueError:  # a test outside this folder
+        return 0
+
+
+def pytest_collection_modifyitems(session, config, items):
+    order = {id(item): i for i, item in enumerate(items)}
+    items.sort(key=lambda item: (-file_weight(Path(str(item.path))), order[id(item)]))
+
+
 _TIMELINE = os.environ.get("JAXSTYLE_TEST_TIMELINE")  # a file: when each test ran, on which worker
 
 
