@@ -103,15 +103,13 @@ def main(argv=None) -> int:
             xg = xt.clone().requires_grad_(True)
             y = torch.relu(torch.nn.functional.conv2d(xg, wt, bt, padding=1))
             y.backward(y.detach())
+            return xg.grad
 
-        # the same input gradient on both sides (checks the contenders compute the same thing)
-        xg = xt.clone().requires_grad_(True)
-        y = torch.relu(torch.nn.functional.conv2d(xg, wt, bt, padding=1))
-        y.backward(y.detach())
-        grad_torch = xg.grad.permute(0, 2, 3, 1).numpy()
+        # the same input gradient on both sides (checks the contenders compute the same thing); the
+        # first calls also warm both up
+        grad_torch = run_torch().permute(0, 2, 3, 1).numpy()
         grad_jax = np.asarray(fj(xj))
         rel = float(np.linalg.norm(grad_jax - grad_torch) / max(np.linalg.norm(grad_torch), 1e-30))
-        run_torch()  # warm-up (first-use allocations)
         samples = {"jax": [], "torch": []}
         for r in range(args.rounds):
             order = (("jax", run_jax), ("torch", run_torch))

@@ -103,8 +103,7 @@ def file_weight(path: Path) -> int:
 
 
 def pytest_collection_modifyitems(session, config, items):
-    order = {id(item): i for i, item in enumerate(items)}
-    items.sort(key=lambda item: (-file_weight(Path(str(item.path))), order[id(item)]))
+    items.sort(key=lambda item: -file_weight(item.path))  # (a stable sort: the rest keep their order)
 
 
 _TIMELINE = os.environ.get("JAXSTYLE_TEST_TIMELINE")  # a file: when each test ran, on which worker
