@@ -402,11 +402,19 @@ def test_two_processes_form_one_mesh_equal_to_one_process(style, tmp_path, vgg16
 # ------------------------------------------------------------------------------------------------
 
 
-def test_kill_and_resume_matches_uninterrupted_run(capsys, style, tmp_path, vgg16):
+# 12 frames: one lane of 12 steps; or 3 lanes of 4 frames with a 2-frame warm-up (6 steps, 16 PNGs:
+# the overlap frames are stored once per lane): each lane's history comes back from the checkpoint
+RESUME_MODES = {"sequential": (["--sequential"], 1, 12, 12),
+                "lanes": (["--frames-per-device", "1", "--overlap", "2"], 3, 6, 16)}
+
+
+@pytest.mark.parametrize("mode", sorted(RESUME_MODES))
+def test_kill_and_resume_matches_uninterrupted_run(capsys, style, tmp_path, vgg16, mode):
+    schedule, per_step, steps, n_pngs = RESUME_MODES[mode]
     clip = make_clip(tmp_path / "clip12.mp4", size="32x24", frames=12)
     out = tmp_path / "resumed.mp4"
     work = tmp_path / "work"
-    args = [clip, "--style", style, "-o", out, "--sequential", "--work-dir", work, "--keep-work", *FAST]
+    args = [clip, "--style", style, "-o", out, *schedule, "--work-dir", work, "--keep-work", *FAST]
     # Same 8 fake devices as this process, so the resumed (in-process) run computes exactly the same.
     proc = cli_start(args, devices=8)
     deadline = time.monotonic() + 300
@@ -414,7 +422,7 @@ def test_kill_and_resume_matches_uninterrupted_run(capsys, style, tmp_path, vgg1
         while True:
             done = [p for p in (work / "frames").glob("*.png") if not p.name.startswith(".")] \
                 if (work / "frames").is_dir() else []
-            if len(done) >= 3:
+            if len(done) >= 2 * per_step + 1:  # (two steps written: the first is checkpointed)
                 break
             assert proc.poll() is None, f"finished before it could be killed: {stderr_text(proc)}"
             assert time.monotonic() < deadline, "no frames appeared"
@@ -429,26 +437,28 @@ def test_kill_and_resume_matches_uninterrupted_run(capsys, style, tmp_path, vgg1
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".resumed")] == [".resumed.mp4.jaxstyle-lock"]
     before = {p.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in (work / "frames").glob("*.png")
               if not p.name.startswith(".")}
-    assert 3 <= len(before) < 12, sorted(before)
+    assert 2 * per_step < len(before) < n_pngs, sorted(before)
     checkpoints = [int(p.name) for p in (work / "ckpt").iterdir() if p.name.isdigit()]
     assert checkpoints, "no finished checkpoint"
     last_step = max(checkpoints)
 
     code, err = run_main([*args, "--resume", "--frames-dir", tmp_path / "frames_resumed"], capsys)
     assert code == 0, err
-    assert f"resuming at step {last_step + 1} of 12" in err and "took over the lock" in err
+    assert f"resuming at step {last_step + 1} of {steps}" in err and "took over the lock" in err
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".resumed")]
     assert vio.probe(out).frame_count == 12
     after = {p.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in (work / "frames").glob("*.png")
              if not p.name.startswith(".")}
-    assert len(after) == 12
+    assert len(after) == n_pngs
     changed = sorted(name for name in before if after[name] != before[name])
     # Frames up to the last checkpoint were kept; only an in-flight step (written, not yet
-    # checkpointed) may have been recomputed.
-    assert all(int(name[:6]) > last_step for name in changed), (changed, last_step)
-    assert len(changed) <= 1, changed
+    # checkpointed) may have been recomputed: the frames of one step, one per lane.
+    lane_starts = {0: 0} if mode == "sequential" else {0: 0, 1: 2, 2: 6}
+    step_of = {name: int(name[:6]) - lane_starts[int(name[7:10])] for name in before}  # "{t:06d}_{lane:03d}.png"
+    assert all(step_of[name] > last_step for name in changed), (changed, last_step)
+    assert len(changed) <= per_step, changed
 
-    code, err = run_main([clip, "--style", style, "-o", tmp_path / "straight.mp4", "--sequential",
+    code, err = run_main([clip, "--style", style, "-o", tmp_path / "straight.mp4", *schedule,
                           "--work-dir", tmp_path / "work_straight", "--keep-work",
                           "--frames-dir", tmp_path / "frames_straight", *FAST], capsys)
     assert code == 0, err
@@ -457,8 +467,8 @@ def test_kill_and_resume_matches_uninterrupted_run(capsys, style, tmp_path, vgg1
     assert len(resumed) == 12
     diff = max_level_diff(resumed, straight)
     with capsys.disabled():
-        print(f"killed with {len(before)} frames written, last checkpoint step {last_step}, recomputed {changed}; "
-              f"resumed vs uninterrupted: max difference {diff} levels")
+        print(f"{mode}: killed with {len(before)} frames written, last checkpoint step {last_step}, recomputed "
+              f"{changed}; resumed vs uninterrupted: max difference {diff} levels")
     assert diff == 0
     assert max_level_diff(pngs(work / "frames"), pngs(tmp_path / "work_straight" / "frames")) == 0
 
