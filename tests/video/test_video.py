@@ -453,7 +453,7 @@ def test_kill_and_resume_matches_uninterrupted_run(capsys, style, tmp_path, vgg1
     changed = sorted(name for name in before if after[name] != before[name])
     # Frames up to the last checkpoint were kept; only an in-flight step (written, not yet
     # checkpointed) may have been recomputed: the frames of one step, one per lane.
-    lane_starts = {0: 0} if mode == "sequential" else {0: 0, 1: 2, 2: 6}
+    lane_starts = {lane.index: lane.start for lane in plan_lanes(12, per_step, 2)}
     step_of = {name: int(name[:6]) - lane_starts[int(name[7:10])] for name in before}  # "{t:06d}_{lane:03d}.png"
     assert all(step_of[name] > last_step for name in changed), (changed, last_step)
     assert len(changed) <= per_step, changed
