@@ -18,6 +18,7 @@ from .. import interrupts
 from ..config import StyleConfig
 from ..errors import UserError
 from ..io.audio import is_audio
+from ..io.compile_cache import enable_compile_cache
 from ..io.files import WRITE_ERRNOS, write_failure
 from ..io.video import is_video
 from .audio import audio_main
@@ -58,6 +59,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     main_thread = threading.current_thread() is threading.main_thread()
     previous = interrupts.install() if main_thread else None  # signals reach the main thread only
     try:
+        enable_compile_cache()  # a later run with the same shapes skips their compiles
         if argv and argv[0] == "batch":
             code = batch_main(argv[1:])
         elif argv and argv[0] == "train":

@@ -29,6 +29,16 @@ TEMP_TAGS = ("partial", "video", "frames", "audio")
 LOCK_SUFFIX = ".jaxstyle-lock"
 
 
+def cache_root() -> Path:
+    """Where jaxstyle keeps what it can recompute (flows, compiled programs): ``$JAXSTYLE_CACHE`` if
+    set, else ``$XDG_CACHE_HOME/jaxstyle`` (``~/.cache/jaxstyle``)."""
+    root = os.environ.get("JAXSTYLE_CACHE")
+    if root:
+        return Path(root).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(xdg) / "jaxstyle"
+
+
 def temp_path(path: str | os.PathLike, tag: str = "partial", suffix: str | None = None) -> Path:
     """A hidden temporary name beside ``path`` that ends with its extension (or ``suffix``):
     ``.NAME.XXXXXXXX.TAG.EXT``, NAME the whole file name, so two outputs never share one."""

@@ -49,7 +49,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..errors import UserError
-from ..io.files import write_failure
+from ..io.files import cache_root, write_failure
 
 ArrayLike = np.ndarray | jax.Array
 
@@ -185,11 +185,7 @@ def compute_flows(
 
 def default_cache_dir() -> Path:
     """``$JAXSTYLE_CACHE/flows`` if set, else ``$XDG_CACHE_HOME/jaxstyle/flows`` (``~/.cache``)."""
-    root = os.environ.get("JAXSTYLE_CACHE")
-    if root:
-        return Path(root).expanduser() / "flows"
-    xdg = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(xdg) / "jaxstyle" / "flows"
+    return cache_root() / "flows"
 
 
 class FlowCache:
