@@ -16,7 +16,8 @@ from jaxstyle.io.compile_cache import enable_compile_cache
 folder = enable_compile_cache()
 jax.jit(lambda x: jnp.sin(x) @ x.T)(jnp.ones((64, 64))).block_until_ready()
 print(json.dumps({"folder": None if folder is None else str(folder),
-                  "jax_dir": jax.config.jax_compilation_cache_dir}))
+                  "jax_dir": jax.config.jax_compilation_cache_dir,
+                  "max_size": jax.config.jax_compilation_cache_max_size}))
 """
 
 
@@ -38,6 +39,7 @@ def test_cache_defaults_to_the_cache_root_and_fills(tmp_path):
     out = run_child(tmp_path)
     folder = tmp_path / "xdg" / "jaxstyle" / "xla"
     assert out["folder"] == str(folder) == out["jax_dir"]
+    assert out["max_size"] == 2 << 30  # capped: JAX's default lets it grow without bound
     assert entries(folder), "the compiled program was not written to the cache"
 
 
