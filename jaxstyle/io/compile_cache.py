@@ -14,6 +14,7 @@ be written is skipped: it only saves time.
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import jax
@@ -36,6 +37,10 @@ def enable_compile_cache() -> Path | None:
     if not os.access(folder, os.W_OK | os.X_OK):
         return None
     jax.config.update("jax_compilation_cache_dir", str(folder))
+    # a cache that fails mid-run (a full disk, a file-size limit) only costs time: JAX's warnings
+    # about it must not read as a second error beside the job's own one line
+    warnings.filterwarnings("ignore", message="Error (writing|reading) persistent compilation cache",
+                            category=UserWarning)
     if jax.config.jax_compilation_cache_max_size < 0:  # unset: JAX would let it grow without bound
         jax.config.update("jax_compilation_cache_max_size", MAX_BYTES)
     return folder
