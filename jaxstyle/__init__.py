@@ -26,6 +26,7 @@ _EXPORTS = {
     "StyleConfig": "config", "PRESETS": "config", "UserError": "errors", "NonFiniteLoss": "errors",
     "Network": "nets", "load_network": "nets",
     "stylize_with_model": "api", "load_model": "api", "TrainConfig": "config",
+    "enable_compile_cache": "io.compile_cache",  # (the CLI turns it on; a library leaves JAX's settings alone)
 }
 _SUBMODULES = {"api", "audio", "cli", "config", "errors", "imaging", "io", "nets", "objective", "optim",
                "schedules", "video", "feedforward"}

@@ -1,4 +1,5 @@
-"""Test set-up: 8 fake CPU devices (set before JAX starts), a private weights directory, media paths."""
+"""Test set-up: 8 fake CPU devices (set before JAX starts), private compile, jaxstyle and weights
+directories, media paths."""
 
 import os
 import shutil
@@ -23,6 +24,12 @@ if _OWN_CACHE:
     # never read each other's half-written entry
     os.environ["JAX_COMPILATION_CACHE_MAX_SIZE"] = str(8 << 30)
 
+# jaxstyle's own cache (flows, and the CLI's compile cache where JAX's folder is not set) in a
+# private folder too, so no test reads or fills the user's ~/.cache/jaxstyle
+_OWN_JAXSTYLE_CACHE = "JAXSTYLE_CACHE" not in os.environ
+if _OWN_JAXSTYLE_CACHE:
+    os.environ["JAXSTYLE_CACHE"] = tempfile.mkdtemp(prefix="jaxstyle-tests-cache-")
+
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
@@ -42,6 +49,8 @@ def pytest_addoption(parser):
 def pytest_unconfigure(config):
     if _OWN_CACHE:
         shutil.rmtree(os.environ["JAX_COMPILATION_CACHE_DIR"], ignore_errors=True)
+    if _OWN_JAXSTYLE_CACHE:
+        shutil.rmtree(os.environ["JAXSTYLE_CACHE"], ignore_errors=True)
 
 
 def pytest_configure(config):

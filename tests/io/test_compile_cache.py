@@ -9,11 +9,12 @@ import sys
 
 import pytest
 
-# enable the cache as the CLI does, compile one small program, report the folder chosen
+# enable the cache as the CLI does (through the public name API users call), compile one small
+# program, report the folder chosen
 CHILD = """
 import json, jax, jax.numpy as jnp
-from jaxstyle.io.compile_cache import enable_compile_cache
-folder = enable_compile_cache()
+import jaxstyle
+folder = jaxstyle.enable_compile_cache()
 jax.jit(lambda x: jnp.sin(x) @ x.T)(jnp.ones((64, 64))).block_until_ready()
 print(json.dumps({"folder": None if folder is None else str(folder),
                   "jax_dir": jax.config.jax_compilation_cache_dir,
