@@ -5,8 +5,9 @@
 Parts (``--parts``):
   stability  e_stab of the lane schedule (--frames-per-device lanes) vs per-frame independent
              stylization and vs --sequential, on each clip of --clips (default: the three real clips
-             in ../shared/media/video and two made from a photo: a camera pan and a fast object),
-             the first --seconds of each; the largest pair error over the median pair (joins).
+             in ../shared/media/video and two made from a photo: a camera pan and a fast object,
+             --made-frames long), the first --seconds of each (0: whole); the largest pair error
+             over the median pair (joins).
   divergence how far apart two stylizations of neighbouring frames from the content are (frames 10
              and 11 of --clips' first clip, each alone, after 40, 200 and 600 iterations): the jump a
              lane join must hide when lanes start afresh.
@@ -135,21 +136,22 @@ def made_clip(path: Path, kind: str, frames: int = 40, width: int = 320, height:
     return path
 
 
-def clip_path(out_dir: Path, name: str) -> Path:
+def clip_path(out_dir: Path, name: str, made_frames: int = 40) -> Path:
     if name in REAL_CLIPS:
         return MEDIA / "video" / f"{name}.mp4"
-    path = out_dir / f"made_{name}.mp4"
+    path = out_dir / (f"made_{name}.mp4" if made_frames == 40 else f"made_{name}_{made_frames}.mp4")
     if not path.exists():
-        made_clip(path, name)
+        made_clip(path, name, frames=made_frames)
     return path
 
 
 def part_stability(out_dir: Path, clips: list[str], size: int, preset: str, fpd: int, seconds: float | None,
-                   extra: list[str] = (), independent: bool = True, reuse_sequential: bool = False) -> dict:
+                   extra: list[str] = (), independent: bool = True, reuse_sequential: bool = False,
+                   made_frames: int = 40) -> dict:
     """Lanes against --sequential (and against independent frames) on each clip; a summary over all."""
     results = {}
     for name in clips:
-        clip = clip_path(out_dir, name)
+        clip = clip_path(out_dir, name, made_frames)
         common = ["--preset", preset, *(["--duration", str(seconds)] if seconds else [])]
         lanes = run_video(out_dir, clip, f"{name}_lanes", [*common, "--frames-per-device", str(fpd), *extra], size)
         cached = out_dir / f"{name}_sequential.json"
@@ -317,6 +319,8 @@ def main() -> None:
                         help=f"clips for the stability part: of {', '.join(REAL_CLIPS + MADE_CLIPS)}")
     parser.add_argument("--seconds", type=float, default=1.6,
                         help="the first this many seconds of each clip (0: all of it) for the stability part")
+    parser.add_argument("--made-frames", type=int, default=40,
+                        help="length of the made clips (pan, fast) in frames, at 25 fps")
     parser.add_argument("--reuse-sequential", action="store_true",
                         help="reuse the --sequential runs of an earlier call (their metrics in the output folder) "
                              "when the preset, frames and working size are the same")
@@ -332,6 +336,8 @@ def main() -> None:
                      f"choose from {', '.join(REAL_CLIPS + MADE_CLIPS)}")
     if args.seconds < 0:
         parser.error("--seconds must be >= 0")
+    if args.made_frames < 8:
+        parser.error("--made-frames must be at least 8")
     out_dir = Path(args.json).resolve().parent / "video"
     out_dir.mkdir(parents=True, exist_ok=True)
     results = {"args": vars(args)}
@@ -339,7 +345,7 @@ def main() -> None:
     if "stability" in parts:
         results["stability"] = part_stability(out_dir, clips, args.size, args.preset, args.frames_per_device,
                                               args.seconds or None, args.extra.split(), not args.no_independent,
-                                              args.reuse_sequential)
+                                              args.reuse_sequential, args.made_frames)
     if "divergence" in parts:
         results["divergence"] = part_divergence(out_dir, clips[0], args.size)
     if "warm" in parts:
