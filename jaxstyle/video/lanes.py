@@ -78,8 +78,11 @@ def plan_lanes(n_frames: int, n_lanes: int, overlap: int) -> list[Lane]:
     if lanes_n == 1:
         return [Lane(0, 0, 0, n_frames)]
     ov = min(overlap, size - 1)
+    # the largest overlap that stays inside the lane before's own frames (a longer one asked for
+    # must not end up shorter than a shorter one would)
+    while ov > 0 and ov > int(max((n_frames - ov) / lanes_n, MIN_LANE_FRAMES)):
+        ov -= 1
     core = max((n_frames - ov) / lanes_n, MIN_LANE_FRAMES)   # frames owned by each lane after the first
-    ov = min(ov, int(core))
     bounds = [0] + [int(round(n_frames - (lanes_n - i) * core)) for i in range(1, lanes_n)] + [n_frames]
     return [Lane(i, max(0, bounds[i] - (ov if i else 0)), bounds[i], bounds[i + 1]) for i in range(lanes_n)]
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import jaxstyle
-from jaxstyle.config import StyleConfig
+from jaxstyle.config import StyleConfig, VideoConfig
 from jaxstyle.imaging import target_size, to_uint8
 from jaxstyle.io import video as vio
 from jaxstyle.io.images import read_image
@@ -114,7 +114,7 @@ def test_lanes_join_at_the_cut(capsys, joined, tmp_path):
     assert code == 0, err
     metrics = json.loads((tmp_path / "m.json").read_text())
     lanes = [(lane["start"], lane["core_start"], lane["stop"]) for lane in metrics["lanes"]]
-    planned = [(lane.start, lane.core_start, lane.stop) for lane in plan_lanes(16, len(lanes), 8)]
+    planned = [(lane.start, lane.core_start, lane.stop) for lane in plan_lanes(16, len(lanes), VideoConfig().overlap)]
     assert len(lanes) == 4 and planned[2] == (5, 8, 12) and lanes == [*planned[:2], (8, 8, 12), planned[3]]
     assert metrics["restarts"] == 0 and metrics["lane_frames_computed"] == 22  # planned: 25
     assert len(metrics["pair_temporal_errors"]) == 14

@@ -286,6 +286,11 @@ def test_plan_lanes_examples():
     assert {lane.length for lane in lanes} == {19} and lanes[1].start == 11
     assert [(lane.start, lane.stop) for lane in plan_lanes(12, 1, 6)] == [(0, 12)]
     assert len(plan_lanes(3, 8, 6)) == 1
+    # asking for more overlap than fits gives the most that fits, never less than a smaller ask
+    assert [lane.core_start - lane.start for lane in plan_lanes(40, 4, 16)][1:] == [8, 8, 8]
+    for n in range(8, 90):
+        fits = [max([lane.core_start - lane.start for lane in plan_lanes(n, 4, ov)]) for ov in range(0, 24)]
+        assert fits == sorted(fits), (n, fits)
 
 
 def test_sequential_is_one_lane(capsys, clip8, style, tmp_path, vgg16):
