@@ -295,6 +295,7 @@ class StyleConfig:
             _at_least(getattr(self, name), 0, f"--{name.replace('_', '-')}")
         if self.size is not None and self.size < 16:
             raise UserError(f"--size must be at least 16 px, not {self.size}")
+        _at_least(self.start_size, 0, "--start-size")
         if self.scale_factor is not None and self.scale_factor <= 1.0:
             raise UserError(f"--scale-factor must be > 1, not {self.scale_factor}")
         _at_least(self.frames_per_device, 1, "--frames-per-device")

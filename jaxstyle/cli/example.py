@@ -16,9 +16,9 @@ from .. import imaging, schedules
 from ..config import StyleConfig
 from ..imaging import target_size
 from ..io.images import write_image
-from ..io.files import write_json_atomic
+from ..io.files import check_output_dir, write_json_atomic
 from ..api import network_for
-from .common import Parser, log
+from .common import Parser, check_memory, log
 
 
 def example_content() -> np.ndarray:
@@ -51,15 +51,16 @@ def example_style(height: int = 320, width: int = 320, seed: int = 7) -> np.ndar
 
 
 def run(out_dir: str = "outputs", size: int = 256, preset: str = "balanced", quiet: bool = False) -> str:
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = check_output_dir(out_dir, "--out-dir")
+    config = StyleConfig(size=size, preset=preset).resolved()
     content, style = example_content(), example_style()
+    h, w = target_size(content.shape[0], content.shape[1], size)
+    check_memory(config, h, w)  # (before anything is written)
+    out.mkdir(parents=True, exist_ok=True)
     write_image(out / "example_content.png", content)
     write_image(out / "example_style.png", style)
-    config = StyleConfig(size=size, preset=preset).resolved()
     network = network_for(config)
     log(f"network: {network.describe()}")
-    h, w = target_size(content.shape[0], content.shape[1], size)
     frames = schedules.prepare(imaging.resize(content, h, w)[None], [style], config)
     result = schedules.stylize(frames, config, network, progress=not quiet)
     write_image(out / "example.png", result.images[0])
