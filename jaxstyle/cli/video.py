@@ -21,9 +21,9 @@ from ..io.audio import read_audio, write_audio
 from ..io.ffmpeg import audio_streams
 from ..io.files import check_output_dir, temp_path, write_json_atomic
 from ..io.images import check_output_path, read_image
-from ..io.video import VIDEO_OUTPUT_EXTENSIONS, is_video, mux_audio, probe
+from ..io.video import VIDEO_OUTPUT_EXTENSIONS, expected_frame_count, is_video, mux_audio, probe
 from ..api import network_for
-from ..video import Processes, VideoJob, VideoOptions, stylize_video
+from ..video import Processes, VideoJob, VideoOptions, frames_at_once, stylize_video
 from .audio import sound_metrics, stylize_sound
 from .common import check_memory, check_metrics_path, check_output_file, claimed, default_output, log
 from .flags import from_flags
@@ -137,7 +137,8 @@ def video_main(args, config: StyleConfig, warm_start: Callable[[np.ndarray], np.
     job = dataclasses.replace(job, processes=init_distributed(processes))
     processes = job.processes
     h, w = target_size(info.height, info.width, config.size)
-    check_memory(config, h, w, frames=config.frames_per_device * len(jax.local_devices()))
+    n_frames = max(1, expected_frame_count(info, options.start, options.duration))
+    check_memory(config, h, w, frames=frames_at_once(n_frames, config, len(jax.local_devices()), processes.num_processes))
     # process 0 writes the output; every process shares the work directory
     with claimed(*((output, job.work_path) if processes.process_id == 0 else ())):
         if options.frames_dir:

@@ -3,8 +3,8 @@
 reads (:mod:`.source`), its work directory (:mod:`.workdir`), the output (:mod:`.assemble`), and
 the job that runs them in order (:mod:`.job`)."""
 
-from .job import Processes, VideoJob, VideoOptions, stylize_video
+from .job import Processes, VideoJob, VideoOptions, frames_at_once, stylize_video
 from .lanes import MIN_LANE_FRAMES, Lane, blend_weight, plan_lanes, snap_to_cuts
 
-__all__ = ["Processes", "VideoJob", "VideoOptions", "stylize_video", "MIN_LANE_FRAMES", "Lane", "blend_weight",
+__all__ = ["Processes", "VideoJob", "VideoOptions", "frames_at_once", "stylize_video", "MIN_LANE_FRAMES", "Lane", "blend_weight",
            "plan_lanes", "snap_to_cuts"]

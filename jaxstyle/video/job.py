@@ -101,6 +101,17 @@ def _fingerprint(job: VideoJob, source: VideoSource, network: Network, lanes) ->
             "work_size": [source.height, source.width], "processes": job.processes.num_processes}
 
 
+def frames_at_once(n_frames: int, cfg, n_devices: int, num_processes: int) -> int:
+    """The most frames one step of a process stylizes together (what its memory must hold): its
+    lanes (a short clip gets fewer than asked), or a refinement pass's batch."""
+    lanes = 1 if cfg.video.sequential else len(plan_lanes(n_frames, cfg.frames_per_device * n_devices * num_processes,
+                                                          cfg.video.overlap))
+    at_once = -(-lanes // num_processes)
+    if cfg.video.passes > 1:
+        at_once = max(at_once, min(cfg.frames_per_device * n_devices, -(-n_frames // num_processes)))
+    return at_once
+
+
 def plan_job_lanes(n_frames: int, cfg, n_devices: int, procs: Processes) -> tuple[list[Lane], list[Lane]]:
     """All lanes of a job, and this process's share of them."""
     n_lanes = 1 if cfg.video.sequential else cfg.frames_per_device * n_devices * procs.num_processes

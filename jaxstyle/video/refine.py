@@ -48,7 +48,8 @@ def refine(source: VideoSource, work: WorkDir, flows: FlowCache, config, network
     procs = work.num_processes
     spans = spans_processes(devices)
     local = [d for d in devices if d.process_index == jax.process_index()]
-    batch = max(1, config.frames_per_device * len(local))
+    # (no more rows than this process has frames: a short clip needs no padding)
+    batch = max(1, min(config.frames_per_device * len(local), math.ceil(n / procs)))
     mine = [t for t in range(n) if t % procs == work.process_id]
     # one program over every process: all run as many batches (the last may be stand-in rows)
     rounds = math.ceil(math.ceil(n / procs) / batch) if spans else math.ceil(len(mine) / batch)
