@@ -20,7 +20,7 @@ from ..errors import UserError
 from ..io.audio import is_audio
 from ..io.compile_cache import enable_compile_cache
 from ..io.files import WRITE_ERRNOS, write_failure
-from ..io.video import is_video
+from ..io.video import is_video_content
 from .audio import audio_main
 from .batch import batch_main
 from .common import PROG, crash_log, one_line
@@ -45,9 +45,9 @@ def stylize_main(argv: Sequence[str]) -> int:
         return audio_main(args, config)
     if not args.style:
         raise UserError("--style STYLE is required (an audio CONTENT takes --style-audio instead)")
-    if args.style_audio and not is_video(args.content):
+    if args.style_audio and not is_video_content(args.content):
         raise UserError("--style-audio needs an audio file or a video with sound as CONTENT")
-    if is_video(args.content):
+    if is_video_content(args.content):
         return video_main(args, config)
     return image_main(args, config)
 

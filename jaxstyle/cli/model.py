@@ -16,7 +16,7 @@ from ..feedforward.video import stylize_video_with_model
 from ..imaging import target_size
 from ..io.files import check_output_dir, write_json_atomic
 from ..io.images import check_output_path, read_image, write_image
-from ..io.video import VIDEO_OUTPUT_EXTENSIONS, is_video, probe
+from ..io.video import VIDEO_OUTPUT_EXTENSIONS, is_video_content, probe
 from ..video import VideoOptions
 from .common import check_metrics_path, check_output_file, claimed, log
 from .flags import from_flags
@@ -59,9 +59,9 @@ def model_main(args, config: StyleConfig, model: Model | None = None) -> int:
         def warm_start(frames: np.ndarray) -> np.ndarray:
             return model.stylize(frames, cond, frames_per_device=config.frames_per_device)
 
-        return video_main(args, config, warm_start) if is_video(content_path) else image_main(args, config, warm_start)
+        return video_main(args, config, warm_start) if is_video_content(content_path) else image_main(args, config, warm_start)
     cond = model_conditioning(model, args.style_mix, styles[0] if styles else None, config)
-    if is_video(content_path):
+    if is_video_content(content_path):
         return _video(args, config, model, cond, content_path)
     return _image(args, config, model, cond, content_path)
 

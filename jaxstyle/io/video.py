@@ -308,6 +308,22 @@ def is_video(path: PathLike) -> bool:
     return Path(path).suffix.lower() in INPUT_VIDEO_EXTENSIONS
 
 
+def is_video_content(path: PathLike) -> bool:
+    """Whether CONTENT is stylized as a video: a video extension, except that a GIF of one frame
+    is a still image (stylized and written as one)."""
+    if not is_video(path):
+        return False
+    if Path(path).suffix.lower() == ".gif":
+        from PIL import Image  # (imageio's own reader of GIFs)
+
+        try:
+            with Image.open(path) as image:
+                return getattr(image, "n_frames", 1) > 1
+        except (OSError, ValueError):
+            return True  # unreadable: the video reader names the problem
+    return True
+
+
 # --------------------------------------------------------------------------------------------
 # Reading
 # --------------------------------------------------------------------------------------------

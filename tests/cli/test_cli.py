@@ -80,6 +80,8 @@ def test_bad_flag_values_are_one_line(capsys, images, tmp_path):
     assert_one_line_error(code, err, "style weights")
     code, err = run_main([images["content"], "--style", images["style"], "--tile-coarse-iterations", "-1"], capsys)
     assert_one_line_error(code, err, "--tile-coarse-iterations")
+    code, err = run_main([images["content"], "--style", images["style"], "--start-size", "-1"], capsys)
+    assert_one_line_error(code, err, "--start-size")
 
 
 def test_nan_loss_keeps_last_finite_image_beside_the_output(capsys, images, tmp_path):
@@ -93,12 +95,15 @@ def test_nan_loss_keeps_last_finite_image_beside_the_output(capsys, images, tmp_
     assert img.shape == (27, 35, 3)
 
 
-@pytest.mark.parametrize("kind", ["gray", "rgba", "16bit", "odd"])
+@pytest.mark.parametrize("kind", ["gray", "rgba", "16bit", "odd", "gif"])
 def test_odd_inputs_keep_exact_size(capsys, images, tmp_path, kind):
     rng = np.random.default_rng(0)
     base = iio.imread(images["content"])  # 27x35 RGB uint8
-    path = tmp_path / f"in_{kind}.png"
-    if kind == "gray":
+    path = tmp_path / f"in_{kind}.{'gif' if kind == 'gif' else 'png'}"
+    if kind == "gif":  # a still GIF is an image, not a one-frame video
+        iio.imwrite(path, base[None])
+        assert iio.imread(path).shape[0] == 1
+    elif kind == "gray":
         iio.imwrite(path, base.mean(-1).astype(np.uint8))
     elif kind == "rgba":
         alpha = rng.integers(0, 256, base.shape[:2], dtype=np.uint8)
