@@ -22,6 +22,7 @@ from ..feedforward import TrainJob, check_sizes, find_inputs, train_network
 from ..hosts import check_same_inputs
 from ..io.files import check_output_dir, write_text_atomic
 from ..io.images import IMAGE_EXTENSIONS, read_image
+from ..schedules.memory import check_training_memory
 from ..video import Processes
 from .common import Parser, claimed, log
 from .flags import add_flags, from_flags
@@ -78,19 +79,33 @@ def _fingerprint(job: TrainJob) -> dict:
             "loss": {name: getattr(job.config, name) for name in LOSS_FIELDS}}
 
 
+def checkpoint_steps(output: Path) -> list[int]:
+    """The steps of the finished checkpoints in a model directory (Orbax names each folder by its
+    step; a save cut short leaves only a temporary folder, which does not count)."""
+    folder = output / "checkpoints"
+    return sorted(int(p.name) for p in folder.iterdir() if p.is_dir() and p.name.isdigit()) if folder.is_dir() else []
+
+
 def check_model_dir(job: TrainJob) -> None:
-    """A new model directory, or (--resume) the one this job's settings were trained into."""
+    """A new model directory, or (--resume) the one this job's settings were trained into. A
+    directory that a run left before its first checkpoint (a failure, a kill) counts as new."""
     output = job.output
     check_output_dir(output, "-o")
     job_file = output / JOB_FILE
-    started = (output / "checkpoints").exists() or (output / "model.json").exists()
+    steps = checkpoint_steps(output)
     if not job.train.resume:
-        if started:
+        if steps or (output / "model.json").exists():
             raise UserError(f"{output} already holds a model or its checkpoints: --resume continues that training, "
                             "or choose another -o")
+        if output.is_dir() and any(output.iterdir()) and not job_file.is_file():
+            raise UserError(f"-o {output} is a folder with other files in it, not a model directory; "
+                            "choose a new or empty folder")
         return
-    if not (output / "checkpoints").is_dir():
+    if not steps and not job_file.is_file():
         raise UserError(f"--resume: {output} has no checkpoints to continue from")
+    if steps and steps[-1] > job.train.steps:
+        raise UserError(f"--resume: {output} is already at step {steps[-1]}, past --steps {job.train.steps}; "
+                        f"give --steps {steps[-1]} or more")
     try:
         before = json.loads(job_file.read_text())
     except (OSError, ValueError):
@@ -122,6 +137,7 @@ def train_main(argv: Sequence[str]) -> int:
                    progress=not args.quiet)
     check_model_dir(job)
     processes = init_distributed(processes)
+    check_training_memory(train, arch="vgg19" if "19" in str(config.network) else "vgg16")  # (JAX's devices known now)
     check_same_inputs(_fingerprint(job), [*job.styles, *job.data], processes.num_processes, "training")
     with claimed(*((job.output,) if processes.process_id == 0 else ())):
         job.output.mkdir(parents=True, exist_ok=True)

@@ -129,8 +129,9 @@ def train_network(job: TrainJob, network: Network, style_images: Sequence[np.nda
     kept = None if mesh is None else NamedSharding(mesh, P())
     step_c = jax.jit(step, donate_argnums=(0,), out_shardings=None if mesh is None else (kept, kept))
 
+    # (a save cut short by a kill leaves a temporary folder: cleared when training starts again)
     options = ocp.CheckpointManagerOptions(max_to_keep=2, save_interval_steps=tc.checkpoint_every,
-                                           enable_async_checkpointing=False)
+                                           enable_async_checkpointing=False, cleanup_tmp_directories=True)
     manager = ocp.CheckpointManager(job.checkpoints.resolve(), options=options)
     start = 0
     records: list[dict] = []

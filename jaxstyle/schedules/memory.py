@@ -74,13 +74,21 @@ def check_memory(config, height: int, width: int, frames: int = 1, *, arch: str 
     if need <= have:
         return
     long_side = max(height, width)
-    fits = _largest_fitting(config, height, width, frames, devices, arch, have)
-    hint = f"the largest --size that fits is about {fits} px" if fits else "even the smallest size does not fit"
+    batch = max(1, min(frames, config.frames_per_device * devices))
+    fewer = [f for f in range(-(-batch // devices) - 1, 0, -1)  # fewer frames at once, at this size
+             if estimate_bytes(dataclasses.replace(config, frames_per_device=f), height, width, frames, devices,
+                               arch) <= have]
+    if fewer:
+        hint = f"use --frames-per-device {fewer[0]} (at most that many frames at once per device fit at this size)"
+    else:
+        fits = _largest_fitting(config, height, width, frames, devices, arch, have)
+        hint = f"the largest --size that fits is about {fits} px" if fits else "even the smallest size does not fit"
     if not is_tiled(config, height, width):
         tiled = _with_tiles(config)
         if estimate_bytes(tiled, height, width, frames, devices, arch) <= have:
             hint += f", or keep the size and tile it: --tile-size {tiled.tiles.size}"
-    raise UserError(f"a {width}x{height} frame ({long_side} px) needs about {need / GIB:.1f} GiB of memory but "
+    what = f"{batch} frames of {width}x{height}" if batch > 1 else f"a {width}x{height} frame"
+    raise UserError(f"{what} ({long_side} px) need{'' if batch > 1 else 's'} about {need / GIB:.1f} GiB of memory but "
                     f"{have / GIB:.1f} GiB are available; {hint}")
 
 
@@ -99,3 +107,36 @@ def _largest_fitting(config, height, width, frames, devices, arch, have) -> int 
         else:
             hi = mid
     return int(math.floor(lo / 16) * 16) or lo
+
+
+# Training a feed-forward network (``python cli.py train``): per crop pixel, the loss network's
+# activations as above (each crop is a frame pair when video data trains the temporal term), plus
+# the transformation network's own activations and their gradients; per parameter, the parameter,
+# its gradient and Adam's two moments. A rough bound, like the one above: it refuses what is far
+# out of reach (a batch of a million crops, a network 100000 channels wide), not what is tight.
+TRAIN_NET_BYTES_PER_PX_PER_CHANNEL = 4 * 3 * 6   # float32 x (activation, norm, gradient) x ~6 full-size maps
+TRAIN_PARAM_BYTES = 4 * 4                         # float32 x (parameter, gradient, Adam's two moments)
+
+
+def estimate_training_bytes(train, devices: int = 1, arch: str = "vgg16") -> float:
+    """Peak bytes of one training step per device (``train`` a TrainConfig)."""
+    per_device = -(-train.batch_size // devices) * (2 if train.temporal_weight > 0 else 1)
+    px = train.size * train.size * per_device
+    loss_net = (VGG19_FACTOR if arch == "vgg19" else 1.0) * ACTIVATION_BYTES_PER_PX * px
+    net = TRAIN_NET_BYTES_PER_PX_PER_CHANNEL * train.width * px
+    params = TRAIN_PARAM_BYTES * 9 * train.width ** 2 * (32 * train.blocks + 20)  # 3x3 convs at 4w in the blocks
+    return BASE_BYTES + loss_net + net + params
+
+
+def check_training_memory(train, *, arch: str = "vgg16", devices: int | None = None) -> None:
+    """Raise a one-line UserError when a training step cannot fit, naming the batch that would."""
+    devices = devices or len(jax.local_devices())
+    need = estimate_training_bytes(train, devices, arch)
+    have = available_bytes()
+    if need <= have:
+        return
+    fits = [b for b in (2 ** k for k in range(20, -1, -1)) if b < train.batch_size
+            and estimate_training_bytes(dataclasses.replace(train, batch_size=b), devices, arch) <= have]
+    hint = (f"try --batch-size {fits[0]}" if fits else "try a smaller --width or --size") + " (or more devices)"
+    raise UserError(f"a training step (batch {train.batch_size} of {train.size} px crops, width {train.width}) needs "
+                    f"about {need / GIB:.1f} GiB of memory but {have / GIB:.1f} GiB are available; {hint}")

@@ -1,6 +1,7 @@
 """Hardening: every bad input, busy output, odd photo and failing write gives one line and a non-zero
 exit, before any work where it can be known, and no existing file changes."""
 
+import dataclasses
 import os
 import stat
 import subprocess
@@ -184,3 +185,38 @@ def test_a_full_disk_during_the_writes(images, tmp_path, vgg16):  # (the weights
     assert out.read_bytes() == b"an earlier video" and not list(tmp_path.glob(".w.mp4.*.mp4"))
     resumed = _cli([*video, "-o", out, "--resume"])
     assert resumed.returncode == 0 and "resuming at step" in resumed.stderr, resumed.stderr
+
+
+@pytest.mark.parametrize("extra,needle", [
+    (["--size", "100000"], "largest --size that fits"),
+    (["--size", "8"], "--size must be at least 16"),
+    (["--out-dir", "{file}"], "is a file, not a directory"),
+])
+def test_example_checks_before_writing(capsys, tmp_path, extra, needle):
+    """``example``'s flags are checked before it writes anything (its content and style included)."""
+    (tmp_path / "file").write_text("x")
+    extra = [a.replace("{file}", str(tmp_path / "file")) for a in extra]
+    out = tmp_path / "ex"
+    argv = ["example", "--quiet", *(["--out-dir", str(out)] if "--out-dir" not in extra else []), *extra]
+    assert_one_line_error(*run_main(argv, capsys), needle)
+    assert not out.exists() and (tmp_path / "file").read_text() == "x"
+
+
+def test_memory_hint_names_frames_per_device_when_fewer_frames_fit(monkeypatch):
+    """A batch that does not fit, whose frames would one by one, is told the --frames-per-device that
+    fits (not a smaller --size); a short clip is planned with its own lane count."""
+    from jaxstyle.config import StyleConfig
+    from jaxstyle.errors import UserError
+    from jaxstyle.schedules import memory
+    from jaxstyle.video import frames_at_once
+
+    config = StyleConfig(size=512, frames_per_device=16).resolved()
+    need_4 = memory.estimate_bytes(StyleConfig(size=512, frames_per_device=4).resolved(), 512, 512, frames=4, devices=1)
+    monkeypatch.setattr(memory, "available_bytes", lambda device=None: int(need_4) + 1)  # 4 frames fit, 5 do not
+    with pytest.raises(UserError, match=r"16 frames of 512x512 .* use --frames-per-device 4 "):
+        memory.check_memory(config, 512, 512, frames=16, devices=1)
+    memory.check_memory(config, 512, 512, frames=1, devices=1)  # one frame fits: no error
+    assert frames_at_once(2, config, 1, 1) == 1        # 2 frames give one lane, however many are asked
+    assert frames_at_once(200, config, 1, 1) == 16
+    assert frames_at_once(200, dataclasses.replace(config, video=dataclasses.replace(config.video, sequential=True)),
+                          1, 1) == 1

@@ -309,6 +309,11 @@ def test_a_style_prediction_network_trains_from_a_folder_and_takes_any_style(cap
     (["train", "--style", STYLE, "--data", "{data}", "-o", "{model}"], "--resume"),
     (["train", "--style", STYLE, "--data", "{data}", "-o", "{tmp}/m", "--resume"], "no checkpoints"),
     (["train", "--style", STYLE, "--data", "{data}", "-o", "{model}", "--resume", *TINY], "other settings"),
+    (["train", "--style", STYLE, "--style", STYLE2, "--data", "{data}", "-o", "{model}", *TINY, "--batch-size", "2",
+      "--resume", "--steps", "1"], "past --steps 1"),
+    (["train", "--style", STYLE, "--data", "{data}", "-o", "{data}"], "not a model directory"),
+    (["train", "--style", STYLE, "--data", "{data}", "-o", "{tmp}/m", "--batch-size", "100000000"], "try --batch-size"),
+    (["train", "--style", STYLE, "--data", "{data}", "-o", "{tmp}/m", "--width", "100000"], "smaller --width"),
     (["{content}", "--model", "{tmp}", "-o", "{tmp}/o.png"], "not a jaxstyle model"),
     (["{content}", "--model", "{tmp}/none", "-o", "{tmp}/o.png"], "does not exist"),
     (["{content}", "--model", "{model}", "--style-mix", "1,2,3", "-o", "{tmp}/o.png"], "2 style(s)"),
@@ -328,3 +333,26 @@ def test_bad_input_is_one_line_and_exit_2(capsys, tmp_path, data_folder, tiny_mo
     assert_one_line_error(code, err, needle)
     assert sorted(p.name for p in tiny_model.iterdir()) == before
     assert not (tmp_path / "o.png").exists()
+
+
+def test_a_folder_left_before_the_first_checkpoint_can_be_trained_into_again(tmp_path):
+    """A run that failed or was killed before its first checkpoint leaves job.json, a flow cache and
+    an empty checkpoints folder (or a cut-short save): a new run may start there; a finished
+    checkpoint or model may not be overwritten."""
+    from types import SimpleNamespace
+
+    from jaxstyle.cli.train import check_model_dir, checkpoint_steps
+    from jaxstyle.errors import UserError
+
+    folder = tmp_path / "m"
+    (folder / "checkpoints" / "5.orbax-checkpoint-tmp-123").mkdir(parents=True)
+    (folder / "cache").mkdir()
+    (folder / "job.json").write_text("{}")
+    job = SimpleNamespace(output=folder, train=SimpleNamespace(resume=False, steps=10))
+    assert checkpoint_steps(folder) == []
+    check_model_dir(job)  # no error: nothing finished to lose
+    (folder / "checkpoints" / "4").mkdir()
+    assert checkpoint_steps(folder) == [4]
+    with pytest.raises(UserError, match="--resume continues"):
+        check_model_dir(job)
+
