@@ -78,6 +78,7 @@ def image_main(args, config: StyleConfig, warm_start: Callable[[np.ndarray], np.
     if config.init == "network" and warm_start is None:
         raise UserError("--init network starts from a trained network's output: give its --model MODEL_DIR")
     h, w = target_size(content.shape[0], content.shape[1], config.size)
+    schedules.check_frame_size(h, w, content.shape[:2])  # (before the network loads)
     check_memory(config, h, w, frames=1)
     regions = load_regions(config, content.shape[:2], styles, (h, w))
     with claimed(output):

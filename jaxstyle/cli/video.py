@@ -137,6 +137,7 @@ def video_main(args, config: StyleConfig, warm_start: Callable[[np.ndarray], np.
     job = dataclasses.replace(job, processes=init_distributed(processes))
     processes = job.processes
     h, w = target_size(info.height, info.width, config.size)
+    schedules.check_frame_size(h, w, (info.height, info.width))
     n_frames = max(1, expected_frame_count(info, options.start, options.duration))
     check_memory(config, h, w, frames=frames_at_once(n_frames, config, len(jax.local_devices()), processes.num_processes))
     # process 0 writes the output; every process shares the work directory

@@ -20,12 +20,12 @@ import numpy as np
 from .. import imaging
 from ..errors import NonFiniteLoss
 from ..nets.vgg import Network, check_layers
-from .inputs import Frames, Result, prepare, restore_colours
+from .inputs import Frames, Result, check_frame_size, prepare, restore_colours
 from .multiscale import run_scales
 from .tile_plan import is_tiled, tiled_scales
 from .tiled import stylize_tiled
 
-__all__ = ["Frames", "Result", "prepare", "stylize", "check_network", "is_tiled", "tiled_scales", "run_scales"]
+__all__ = ["Frames", "Result", "check_frame_size", "prepare", "stylize", "check_network", "is_tiled", "tiled_scales", "run_scales"]
 
 
 def stylize(frames: Frames, cfg, network: Network, *, devices=None, progress=False, on_chunk=None) -> Result:

@@ -68,6 +68,17 @@ def blend_weights(style_weights, count: int) -> np.ndarray:
     return blend / blend.sum()
 
 
+def check_frame_size(height: int, width: int, source_hw: tuple[int, int] | None = None) -> None:
+    """Both sides of the working size at least the network's ``MIN_SIDE``; the hint names the --size
+    that gets there, from the source's own aspect when it is known (a resized side is rounded)."""
+    if min(height, width) >= MIN_SIDE:
+        return
+    sh, sw = source_hw or (height, width)
+    needed = -(-MIN_SIDE * max(sh, sw) // max(1, min(sh, sw)))  # the long side that makes the short one MIN_SIDE
+    raise UserError(f"the frames are {width}x{height} px; both sides must be at least {MIN_SIDE} px "
+                    f"(--size {needed} or more; a frame this thin may be better padded or cropped first)")
+
+
 def prepare(contents: np.ndarray, styles: Sequence[np.ndarray], config, *, init=None, temporal=None,
             frame_styles=None, regions=None) -> Frames:
     """Check the inputs and apply colour preservation (a resolved config)."""
@@ -90,8 +101,7 @@ def prepare(contents: np.ndarray, styles: Sequence[np.ndarray], config, *, init=
         if regions.content.shape[0] != contents.shape[0] or len(regions.styles) != len(styles):
             raise ValueError("regions must have one content mask per frame and one mask per style image")
     _, height, width, _ = contents.shape
-    if min(height, width) < MIN_SIDE:
-        raise UserError(f"the frames are {width}x{height} px; both sides must be at least {MIN_SIDE} px (use a larger --size)")
+    check_frame_size(height, width)
     return Frames(contents, guides, styles, blend, config.init if init is None else init, temporal, frame_styles,
                   regions)
 
