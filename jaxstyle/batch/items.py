@@ -76,7 +76,10 @@ def _options(value, where: str) -> tuple[str, ...]:
     if value is None:
         return ()
     if isinstance(value, str):
-        return tuple(shlex.split(value))
+        try:
+            return tuple(shlex.split(value))
+        except ValueError as exc:  # an unclosed quote
+            raise ValueError(f"{where}: \"options\": {exc}") from None
     if isinstance(value, list) and all(isinstance(v, (str, int, float)) for v in value):
         return tuple(str(v) for v in value)
     raise ValueError(f"{where}: \"options\" must be a string or a list of flags")

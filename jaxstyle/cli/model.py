@@ -14,6 +14,7 @@ from ..errors import UserError
 from ..feedforward import Model, load_model
 from ..feedforward.video import stylize_video_with_model
 from ..imaging import target_size
+from ..io.audio import is_audio
 from ..io.files import check_output_dir, write_json_atomic
 from ..io.images import check_output_path, read_image, write_image
 from ..io.video import VIDEO_OUTPUT_EXTENSIONS, is_video_content, probe
@@ -50,6 +51,9 @@ def model_main(args, config: StyleConfig, model: Model | None = None) -> int:
     content_path = Path(args.content)
     if not content_path.is_file():
         raise UserError(f"{content_path} does not exist" if not content_path.exists() else f"{content_path} is not a file")
+    if is_audio(content_path):
+        raise UserError(f"--model stylizes images and videos, not sound: {content_path} is audio "
+                        "(stylize it with --style-audio instead)")
     check_model_use(args, config, model)
     styles = [read_image(p) for p in (args.style or [])]
     if config.init == "network":  # the optimizer, from the network's output

@@ -48,9 +48,11 @@ def test_jobs_file_lines_become_items_and_bad_lines_failed_items(tmp_path):
         "{not json",
         json.dumps({"content": "c.png"}),
         json.dumps({"content": "c.png", "style": "s.png", "colour": "red"}),
+        json.dumps({"content": "d.png", "style": "s.png", "options": "--size \"64"}),
     ]))
     items = read_jobs(jobs)
-    assert len(items) == 5 and [i.index for i in items] == list(range(5))
+    assert len(items) == 6 and [i.index for i in items] == list(range(6))
+    assert items[5].problem == 'jobs.jsonl:8: "options": No closing quotation'
     assert items[0].content == tmp_path / "a.png" and items[0].styles == (tmp_path / "s.png",) and items[0].kind == "image"
     assert items[1].kind == "video" and items[1].options == ("--size", "64", "--fps", "12")
     assert items[2].problem.startswith("jobs.jsonl:5: not valid JSON")

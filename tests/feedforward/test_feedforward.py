@@ -314,6 +314,7 @@ def test_a_style_prediction_network_trains_from_a_folder_and_takes_any_style(cap
     (["train", "--style", STYLE, "--data", "{data}", "-o", "{data}"], "not a model directory"),
     (["train", "--style", STYLE, "--data", "{data}", "-o", "{tmp}/m", "--batch-size", "100000000"], "try --batch-size"),
     (["train", "--style", STYLE, "--data", "{data}", "-o", "{tmp}/m", "--width", "100000"], "smaller --width"),
+    (["{audio}", "--model", "{model}", "-o", "{tmp}/o.wav"], "not sound"),
     (["{content}", "--model", "{tmp}", "-o", "{tmp}/o.png"], "not a jaxstyle model"),
     (["{content}", "--model", "{tmp}/none", "-o", "{tmp}/o.png"], "does not exist"),
     (["{content}", "--model", "{model}", "--style-mix", "1,2,3", "-o", "{tmp}/o.png"], "2 style(s)"),
@@ -324,7 +325,7 @@ def test_a_style_prediction_network_trains_from_a_folder_and_takes_any_style(cap
 ])
 def test_bad_input_is_one_line_and_exit_2(capsys, tmp_path, data_folder, tiny_model, argv, needle):
     fill = {"{data}": str(data_folder), "{tmp}": str(tmp_path), "{model}": str(tiny_model),
-            "{content}": str(MEDIA / "content" / "tubingen.jpg")}
+            "{content}": str(MEDIA / "content" / "tubingen.jpg"), "{audio}": str(MEDIA / "audio" / "speech.wav")}
     args = [str(a) for a in argv]
     for key, value in fill.items():
         args = [a.replace(key, value) for a in args]
