@@ -61,6 +61,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
+from PIL import Image
 
 from ..errors import UserError
 from .ffmpeg import (AudioStreamInfo, audio_streams, dump, failure_reason, ff_path, ffmpeg_exe, fraction_str, last_error_line,
@@ -314,8 +315,6 @@ def is_video_content(path: PathLike) -> bool:
     if not is_video(path):
         return False
     if Path(path).suffix.lower() == ".gif":
-        from PIL import Image  # (imageio's own reader of GIFs)
-
         try:
             with Image.open(path) as image:
                 return getattr(image, "n_frames", 1) > 1
