@@ -22,7 +22,7 @@ from ..feedforward import TrainJob, check_sizes, find_inputs, train_network
 from ..hosts import check_same_inputs
 from ..io.files import check_output_dir, write_text_atomic
 from ..io.images import IMAGE_EXTENSIONS, read_image
-from ..schedules.memory import check_training_memory
+from ..schedules.memory import check_training_memory, loss_arch
 from ..video import Processes
 from .common import Parser, claimed, log
 from .flags import add_flags, from_flags
@@ -137,7 +137,7 @@ def train_main(argv: Sequence[str]) -> int:
                    progress=not args.quiet)
     check_model_dir(job)
     processes = init_distributed(processes)
-    check_training_memory(train, arch="vgg19" if "19" in str(config.network) else "vgg16")  # (JAX's devices known now)
+    check_training_memory(train, arch=loss_arch(config))  # (JAX's devices are known now)
     check_same_inputs(_fingerprint(job), [*job.styles, *job.data], processes.num_processes, "training")
     with claimed(*((job.output,) if processes.process_id == 0 else ())):
         job.output.mkdir(parents=True, exist_ok=True)

@@ -63,11 +63,16 @@ def estimate_bytes(config, height: int, width: int, frames: int = 1, devices: in
     return BASE_BYTES + factor * ACTIVATION_BYTES_PER_PX * active + FRAME_BYTES_PER_PX * height * width * per_device
 
 
+def loss_arch(config) -> str:
+    """The loss network's family, for the estimates (a VGG19 weighs more than a VGG16)."""
+    return "vgg19" if "19" in str(config.network) else "vgg16"
+
+
 def check_memory(config, height: int, width: int, frames: int = 1, *, arch: str | None = None,
                  devices: int | None = None) -> None:
     """Raise a one-line UserError when the run cannot fit, naming the largest size that does (or
     the tile size that would)."""
-    arch = arch or ("vgg19" if "19" in str(config.network) else "vgg16")
+    arch = arch or loss_arch(config)
     devices = devices or len(jax.local_devices())
     need = estimate_bytes(config, height, width, frames, devices, arch)
     have = available_bytes()
@@ -75,11 +80,11 @@ def check_memory(config, height: int, width: int, frames: int = 1, *, arch: str 
         return
     long_side = max(height, width)
     batch = max(1, min(frames, config.frames_per_device * devices))
-    fewer = [f for f in range(-(-batch // devices) - 1, 0, -1)  # fewer frames at once, at this size
-             if estimate_bytes(dataclasses.replace(config, frames_per_device=f), height, width, frames, devices,
-                               arch) <= have]
+    fewer = next((f for f in range(-(-batch // devices) - 1, 0, -1)  # fewer frames at once, at this size
+                  if estimate_bytes(dataclasses.replace(config, frames_per_device=f), height, width, frames, devices,
+                                    arch) <= have), None)
     if fewer:
-        hint = f"use --frames-per-device {fewer[0]} (at most that many frames at once per device fit at this size)"
+        hint = f"use --frames-per-device {fewer} (at most that many frames at once per device fit at this size)"
     else:
         fits = _largest_fitting(config, height, width, frames, devices, arch, have)
         hint = f"the largest --size that fits is about {fits} px" if fits else "even the smallest size does not fit"
@@ -129,8 +134,9 @@ def estimate_training_bytes(train, devices: int = 1, arch: str = "vgg16") -> flo
 
 
 def check_training_memory(train, *, arch: str = "vgg16", devices: int | None = None) -> None:
-    """Raise a one-line UserError when a training step cannot fit, naming the batch that would."""
-    devices = devices or len(jax.local_devices())
+    """Raise a one-line UserError when a training step cannot fit, naming the batch that would.
+    (--batch-size is over every device of every host, so its share per device uses them all.)"""
+    devices = devices or jax.device_count()
     need = estimate_training_bytes(train, devices, arch)
     have = available_bytes()
     if need <= have:
