@@ -58,6 +58,7 @@ def test_resolved_once():
     (StyleConfig(tiles=TileConfig(coarse_iterations=-1)), "--tile-coarse-iterations"),
     (StyleConfig(video=VideoConfig(long_term=(2, 4))), "--long-term"),
     (StyleConfig(video=VideoConfig(passes=0)), "--passes"),
+    (StyleConfig(video=VideoConfig(fade=-1)), "--fade"),
     (StyleConfig(video=VideoConfig(temporal_weight=-1.0)), "--temporal-weight"),
     (StyleConfig(audio=AudioConfig(batch=0)), "--audio-batch"),
     (StyleConfig(audio=AudioConfig(chunk_seconds=0.0)), "--audio-chunk-seconds"),

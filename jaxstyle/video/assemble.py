@@ -15,7 +15,7 @@ from . import flow as flowlib
 from .cuts import Cuts
 from .flow import FlowCache
 from .lanes import Lane
-from .refine import assembled_frame
+from .joins import pass_frames
 from .source import VideoSource
 from .temporal import from_u8, to_u8, warped_pair
 from .workdir import WorkDir
@@ -48,8 +48,8 @@ def measure_stability(source: VideoSource, work: WorkDir, flows: FlowCache, conf
     """The stability measures of the frames :func:`assemble` would write, without writing a video
     (the benchmarks; a machine without ffmpeg)."""
     meter = StabilityMeter(flows, config.video.flow, cuts)
-    for t, content in zip(range(source.n_frames), source.reader(0, source.n_frames)):
-        meter.add(t, from_u8(assembled_frame(work, lanes, t, last_pass, cuts)), content)
+    for t, content, frame in pass_frames(source, work, flows, config, lanes, last_pass, cuts):
+        meter.add(t, from_u8(frame), content)
     return meter.metrics()
 
 
@@ -58,16 +58,15 @@ def assemble(source: VideoSource, work: WorkDir, flows: FlowCache, config, lanes
     """Write ``output`` (atomically) and return the per-pair temporal errors and e_stab (the pairs
     across a scene cut left out)."""
     meter = StabilityMeter(flows, config.video.flow, cuts)
-    reader = source.reader(0, source.n_frames)
     audio_from = source.path if options.audio else None
     audio_start = options.start if options.start else 0.0
     audio_duration = float(Fraction(source.n_frames) / source.fps) if (options.start or options.duration) else None
     out_size = (source.info.height, source.info.width)
     with VideoWriter(output, source.info.width, source.info.height, source.fps, quality=options.quality,
                      audio_from=audio_from, audio_start=audio_start, audio_duration=audio_duration) as writer:
-        for t in range(source.n_frames):
-            frame = from_u8(assembled_frame(work, lanes, t, last_pass, cuts))
-            meter.add(t, frame, next(reader))
+        for t, content, frame_u8 in pass_frames(source, work, flows, config, lanes, last_pass, cuts):
+            frame = from_u8(frame_u8)
+            meter.add(t, frame, content)
             full = imaging.resize(frame, *out_size) if frame.shape[:2] != out_size else frame
             writer.write(full)
             if options.frames_dir is not None:

@@ -11,7 +11,7 @@ clips in ``../shared/media/video`` (no cuts): reliable share 0.84 or more, histo
 
 At a cut a lane restarts as a first frame: the full preset from the content, no warp, no temporal
 term; the refinement passes and the stability measure do not look across it, and lanes are not
-cross-faded across it.
+faded across it (:mod:`.joins`).
 """
 
 from __future__ import annotations

@@ -34,6 +34,7 @@ from ..nets.vgg import Network
 from .assemble import assemble
 from .cuts import Cuts, detect_cuts
 from .flow import FlowCache
+from .joins import write_joined
 from .lanes import Lane, plan_lanes, run_lanes, snap_to_cuts
 from .refine import refine
 from .source import VideoSource
@@ -143,8 +144,11 @@ def run_passes(source: VideoSource, work: WorkDir, flows: FlowCache, cfg, networ
                       progress=progress, log=log, cuts=cuts) if my_lanes else \
         {"iterations_first": 0, "iterations_later": 0, "steps": 0, "compile_seconds": 0.0}
     work.barrier("pass1")
+    if cfg.video.passes > 1 and work.process_id == 0:
+        write_joined(source, work, flows, cfg, lanes, cuts)  # what the refinement passes start from
+    work.barrier("joined")
     for p in range(2, cfg.video.passes + 1):
-        refine(source, work, flows, cfg, network, devices, lanes, p, cuts)
+        refine(source, work, flows, cfg, network, devices, p, cuts)
         work.barrier(f"pass{p}")
     return stats
 

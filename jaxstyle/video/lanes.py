@@ -6,8 +6,9 @@ Each lane walks its segment in order like Ruder et al.: its first frame gets the
 (coarse to fine); every later frame starts from the previous output warped by optical flow and
 adds a temporal loss toward the warped earlier outputs (offsets ``long_term``, combined "closest
 first") on the pixels the consistency check marks reliable. Lane i > 0 starts ``overlap`` frames
-early; in that overlap both lanes produce the frame and the output cross-fades from lane i-1 to
-lane i, so lanes join without a jump. ``--sequential`` is the special case B = 1.
+early; in that overlap both lanes produce the frame, and the output fades from lane i-1 to lane i
+over ``fade`` frames (the overlap, then their difference carried by the flow: :mod:`.joins`), so
+lanes join without a jump. ``--sequential`` is the special case B = 1.
 
 Two stylizations of the same frame from the content differ by 0.06-0.10 RMS (L-BFGS amplifies the
 small differences between neighbouring frames), several times a frame-to-frame error, and a
@@ -85,14 +86,6 @@ def plan_lanes(n_frames: int, n_lanes: int, overlap: int) -> list[Lane]:
     core = max((n_frames - ov) / lanes_n, MIN_LANE_FRAMES)   # frames owned by each lane after the first
     bounds = [0] + [int(round(n_frames - (lanes_n - i) * core)) for i in range(1, lanes_n)] + [n_frames]
     return [Lane(i, max(0, bounds[i] - (ov if i else 0)), bounds[i], bounds[i + 1]) for i in range(lanes_n)]
-
-
-def blend_weight(t: int, lane: Lane) -> float:
-    """Weight of ``lane`` (vs. the lane before it) for a frame in its warm-up overlap."""
-    if t >= lane.core_start or lane.index == 0:
-        return 1.0
-    ov = lane.core_start - lane.start
-    return (t - lane.start + 1) / (ov + 1)
 
 
 def _trace(metrics: dict) -> list[float]:

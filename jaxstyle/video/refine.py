@@ -14,32 +14,20 @@ from ..nets.vgg import Network
 from ..objective import Temporal
 from .cuts import Cuts
 from .flow import FlowCache
-from .lanes import Lane, blend_weight
 from .source import VideoSource
 from .step import stylize_step
 from .temporal import from_u8, neighbour_inputs, to_u8
 from .workdir import WorkDir
 
 
-def assembled_frame(work: WorkDir, lanes: list[Lane], t: int, pass_index: int, cuts: Cuts | None = None) -> np.ndarray:
-    """Frame t of a pass at the working size, uint8 (lanes cross-faded in pass 1, but not across a
-    scene cut: from a cut in its warm-up on, the later lane alone)."""
-    if pass_index > 1:
-        return work.load_png(work.frame_path(t, 0, pass_index))
-    owners = [lane for lane in lanes if lane.start <= t < lane.stop]
-    if len(owners) == 1:
-        return work.load_png(work.frame_path(t, owners[0].index))
-    a, b = owners[0], owners[-1]
-    if cuts is not None and cuts.between(b.start, t):
-        return work.load_png(work.frame_path(t, b.index))
-    alpha = blend_weight(t, b)
-    img = (1 - alpha) * from_u8(work.load_png(work.frame_path(t, a.index))) \
-        + alpha * from_u8(work.load_png(work.frame_path(t, b.index)))
-    return to_u8(img)
+def previous_pass_frame(work: WorkDir, t: int, pass_index: int) -> np.ndarray:
+    """Frame t of an earlier pass at the working size, uint8 (pass 1's lanes as joined by
+    :func:`.joins.write_joined`)."""
+    return work.load_png(work.joined_path(t) if pass_index == 1 else work.frame_path(t, 0, pass_index))
 
 
 def refine(source: VideoSource, work: WorkDir, flows: FlowCache, config, network: Network, devices,
-           lanes: list[Lane], pass_index: int, cuts: Cuts | None = None) -> None:
+           pass_index: int, cuts: Cuts | None = None) -> None:
     """Pass ``pass_index``: this process's frames (every num_processes-th), written to the work
     directory; a neighbour across a scene cut is left out."""
     video = config.video
@@ -59,7 +47,7 @@ def refine(source: VideoSource, work: WorkDir, flows: FlowCache, config, network
         ts = ts or mine[-1:]
         reader = source.reader(max(0, ts[0] - 1), min(n, ts[-1] + 2) - max(0, ts[0] - 1))
         contents = {max(0, ts[0] - 1) + i: f for i, f in enumerate(reader)}
-        previous = {t: from_u8(assembled_frame(work, lanes, t, pass_index - 1, cuts)) for t in contents}
+        previous = {t: from_u8(previous_pass_frame(work, t, pass_index - 1)) for t in contents}
         inits, targets, masks = [], [], []
         for t in ts:
             same_shot = {u: v for u, v in previous.items() if cuts is None or not cuts.between(u, t)}

@@ -103,6 +103,10 @@ class WorkDir:
         folder = "frames" if pass_index == 1 else f"pass{pass_index}"
         return self.path / folder / f"{t:06d}_{lane:03d}.png"
 
+    def joined_path(self, t: int) -> Path:
+        """Pass 1's frame t with the lanes joined (written for the refinement passes)."""
+        return self.path / "joined" / f"{t:06d}.png"
+
     @staticmethod
     def save_png(path: Path, image_u8: np.ndarray) -> None:
         tmp = path.with_name(f".{path.name}.tmp.png")

@@ -27,7 +27,7 @@ from jaxstyle import imaging
 from jaxstyle.cli import main
 from jaxstyle.io.images import read_image
 from jaxstyle.io import video as vio
-from jaxstyle.video import MIN_LANE_FRAMES, blend_weight, plan_lanes
+from jaxstyle.video import MIN_LANE_FRAMES, join_weight, plan_lanes
 
 from ..helpers import FF, MEDIA, ROOT, SHALLOW, assert_one_line_error, cli_env, free_port
 FAST = ["--iterations", "2", "--coarse-iterations", "1", "--video-iterations", "2", "--start-size", "0",
@@ -267,13 +267,13 @@ def test_plan_lanes_cover_every_frame(n_frames, n_lanes, overlap):
     for t in range(n_frames):
         owners = [lane for lane in lanes if lane.start <= t < lane.stop]
         assert len(owners) in (1, 2), (t, owners)
-        assert blend_weight(t, owners[0]) == 1.0
+        assert join_weight(t, owners[0], 0) == 1.0
         if len(owners) == 2:
             a, b = owners
             assert b.index == a.index + 1 and b.start <= t < b.core_start
-            assert 0.0 < blend_weight(t, b) < 1.0
+            assert 0.0 < join_weight(t, b, 0) < 1.0
             if t > b.start:
-                assert blend_weight(t, b) > blend_weight(t - 1, b)
+                assert join_weight(t, b, 0) > join_weight(t - 1, b, 0)
 
 
 def test_plan_lanes_examples():
@@ -322,10 +322,11 @@ def _still_clip(path: Path, frames: int = 8) -> Path:
 def test_lanes_are_anchored_on_the_first_frame(capsys, style, tmp_path, vgg16):
     """On a still shot the second lane starts from the first frame's output warped (its first frame
     costs a later frame's iterations), so the lanes meet in nearly the same stylization and the
-    cross-fade is smoother than with --no-anchor, where it starts afresh."""
+    cross-fade is smoother than with --no-anchor, where it starts afresh. (``--fade 0``: the plain
+    cross-fade over the overlap, which shows the lanes' difference most.)"""
     clip = _still_clip(tmp_path / "still.mp4")
     base = [clip, "--style", style, "--frames-per-device", "2", "--iterations", "12", "--video-iterations", "6",
-            "--start-size", "0", "--chunk", "6", "--quiet", "--network", "vgg16", *SHALLOW]
+            "--start-size", "0", "--chunk", "6", "--fade", "0", "--quiet", "--network", "vgg16", *SHALLOW]
     runs = {}
     for name, extra in (("anchored", []), ("fresh", ["--no-anchor"])):
         code, err = run_main([*base, *extra, "-o", tmp_path / f"{name}.mp4", "--metrics-json",
