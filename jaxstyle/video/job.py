@@ -144,9 +144,10 @@ def run_passes(source: VideoSource, work: WorkDir, flows: FlowCache, cfg, networ
                       progress=progress, log=log, cuts=cuts) if my_lanes else \
         {"iterations_first": 0, "iterations_later": 0, "steps": 0, "compile_seconds": 0.0}
     work.barrier("pass1")
-    if cfg.video.passes > 1 and work.process_id == 0:
-        write_joined(source, work, flows, cfg, lanes, cuts)  # what the refinement passes start from
-    work.barrier("joined")
+    if cfg.video.passes > 1:  # the refinement passes start from pass 1's joined frames
+        if work.process_id == 0:
+            write_joined(source, work, flows, cfg, lanes, cuts)
+        work.barrier("joined")
     for p in range(2, cfg.video.passes + 1):
         refine(source, work, flows, cfg, network, devices, p, cuts)
         work.barrier(f"pass{p}")
