@@ -1,5 +1,5 @@
 """Helpers shared by the test modules: paths, the CLI in-process, one-line error checks, float
-comparisons and packet checksums of media files."""
+comparisons, packet checksums of media files and a smooth texture for optical flow."""
 
 from __future__ import annotations
 
@@ -93,3 +93,21 @@ def cli_env(devices: int) -> dict[str, str]:
     env["JAX_PLATFORMS"] = "cpu"
     env["PYTHONPATH"] = str(ROOT)
     return env
+
+
+def texture(x: np.ndarray, y: np.ndarray, seed: int = 0, extent: tuple[int, int] = (64, 56)) -> np.ndarray:
+    """Smooth RGB texture in [0, 1] that optical flow can follow: a sum of sinusoids plus a few
+    Gaussian blobs (centred within ``extent`` = (width, height) and 10 px around), at (x, y)."""
+    width, height = extent
+    rng = np.random.default_rng(seed)
+    img = np.full(x.shape + (3,), 0.4, np.float32)
+    for c in range(3):
+        for _ in range(4):
+            fx, fy = rng.uniform(0.05, 0.25, 2)
+            phase = rng.uniform(0, 2 * np.pi)
+            img[..., c] += np.sin(fx * x + fy * y + phase) / 8
+        for _ in range(3):
+            cx, cy = rng.uniform(-10, width + 10), rng.uniform(-10, height + 10)
+            s = rng.uniform(3, 8)
+            img[..., c] += 0.3 * np.exp(-((x - cx) ** 2 + (y - cy) ** 2) / (2 * s * s))
+    return np.clip(img, 0, 1).astype(np.float32)

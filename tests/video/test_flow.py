@@ -10,24 +10,10 @@ import pytest
 from jaxstyle.video import flow as F
 from jaxstyle.errors import UserError
 
+from ..helpers import texture
+
 H, W = 56, 64  # image size used throughout: small and fast
 PAD = 8  # canvas margin for integer shifts made with np.roll
-
-
-def texture(x: np.ndarray, y: np.ndarray, seed: int = 0) -> np.ndarray:
-    """Smooth RGB texture in [0, 1]: a sum of sinusoids plus a few Gaussian blobs, evaluated at (x, y)."""
-    rng = np.random.default_rng(seed)
-    img = np.full(x.shape + (3,), 0.4, np.float32)
-    for c in range(3):
-        for _ in range(4):
-            fx, fy = rng.uniform(0.05, 0.25, 2)
-            phase = rng.uniform(0, 2 * np.pi)
-            img[..., c] += np.sin(fx * x + fy * y + phase) / 8
-        for _ in range(3):
-            cx, cy = rng.uniform(-10, W + 10), rng.uniform(-10, H + 10)
-            s = rng.uniform(3, 8)
-            img[..., c] += 0.3 * np.exp(-((x - cx) ** 2 + (y - cy) ** 2) / (2 * s * s))
-    return np.clip(img, 0, 1).astype(np.float32)
 
 
 def grid(h: int = H, w: int = W) -> tuple[np.ndarray, np.ndarray]:

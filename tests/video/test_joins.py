@@ -13,19 +13,16 @@ from jaxstyle.video.joins import LaneJoiner, join_weight
 from jaxstyle.video.lanes import Lane, plan_lanes
 from jaxstyle.video.workdir import WorkDir
 
+from ..helpers import texture
+
 H, W = 40, 56
 U8 = 1 / 255 + 1e-6
 
 
-def _texture(seed: int, h: int, w: int) -> np.ndarray:
-    """A smooth random texture (blurred noise) that DIS can follow."""
-    rng = np.random.default_rng(seed)
-    noise = rng.random((h // 4 + 2, w // 4 + 2, 3))
-    big = np.kron(noise, np.ones((4, 4, 1)))
-    kernel = np.ones(5) / 5
-    for axis in (0, 1):
-        big = np.apply_along_axis(lambda v: np.convolve(v, kernel, mode="same"), axis, big)
-    return big[:h, :w].astype(np.float32)
+def _scene(seed: int, h: int, w: int) -> np.ndarray:
+    """A smooth texture of h x w px that DIS can follow."""
+    y, x = np.mgrid[0:h, 0:w].astype(np.float32)
+    return texture(x, y, seed, extent=(w, h))
 
 
 def _work(tmp_path, lanes, frame_of) -> WorkDir:
@@ -46,7 +43,7 @@ def _join(work, lanes, contents, fade, tmp_path, cuts=None) -> list[np.ndarray]:
 def still():
     """A still shot: 20 identical frames, two lanes overlapping by 4 (lane 1 starts at frame 8)."""
     lanes = [Lane(0, 0, 0, 12), Lane(1, 8, 12, 20)]
-    return lanes, [_texture(0, H, W)] * 20
+    return lanes, [_scene(0, H, W)] * 20
 
 
 @pytest.mark.parametrize("fade", [0, 4, 9])
@@ -94,7 +91,7 @@ def test_carried_difference_follows_the_motion(tmp_path):
     carried difference moves with it, so a longer fade is steadier (e_stab) than the cross-fade,
     and steadier than carrying the difference without the flow would be."""
     n, step = 24, 3
-    scene, pattern = _texture(1, H, W + step * n), _texture(2, H, W + step * n) - 0.5
+    scene, pattern = _scene(1, H, W + step * n), _scene(2, H, W + step * n) - 0.5
     contents = [scene[:, step * t:step * t + W] for t in range(n)]
     lanes = [Lane(0, 0, 0, 12), Lane(1, 8, 12, n)]
     work = _work(tmp_path, lanes, lambda t, i: np.clip(
