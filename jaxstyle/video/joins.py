@@ -88,7 +88,9 @@ class LaneJoiner:
                 outputs[lane.index] = own
             else:
                 self.differences[lane.index] = difference
-                outputs[lane.index] = own + (1 - r) * difference
+                # (in the overlap written as the cross-fade itself, so --fade 0 gives its frames bit for bit)
+                outputs[lane.index] = (1 - r) * outputs[before] + r * own if before in outputs \
+                    else own + (1 - r) * difference
         for index in [i for i in self.differences if i not in outputs]:
             del self.differences[index]
         output = to_u8(outputs[owners[-1].index])
