@@ -37,7 +37,8 @@ def stylize_video_with_model(model: Model, cond: np.ndarray, source: Path, outpu
     bar = tqdm(total=n_frames, unit="frame", desc="network", dynamic_ncols=True) if progress else None
     with VideoWriter(output, info.width, info.height, info.fps, quality=quality,
                      audio_from=source if audio else None, audio_start=start,
-                     audio_duration=audio_duration) as writer:
+                     audio_duration=audio_duration, sample_aspect=info.sample_aspect,
+                     language=info.language) as writer:
         for batch in iter_frames(source, info, size=(w, h), start=start, duration=duration, batch=per_batch):
             t1 = time.perf_counter()
             out = model.stylize(batch, cond, frames_per_device=frames_per_device, devices=devices)

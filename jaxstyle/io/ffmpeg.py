@@ -167,24 +167,29 @@ def dump(path: PathLike, what: str = "Video file") -> MediaDump:
     video: dict[str, Any] | None = None
     audio: list[AudioStreamInfo] = []
     stream_re = re.compile(
-        r"^\s*Stream #0:(\d+)(?:\[[^\]]*\])?(?:\([^)]*\))?: (Video|Audio|Subtitle|Data|Attachment): (.*)$"
+        r"^\s*Stream #0:(\d+)(?:\[[^\]]*\])?(?:\(([^)]*)\))?: (Video|Audio|Subtitle|Data|Attachment): (.*)$"
     )
     in_video = False
     for line in err.splitlines():
         sm = stream_re.match(line)
         if sm:
             in_video = False
-            kind, rest = sm.group(2), sm.group(3)
+            language, kind, rest = sm.group(2), sm.group(3), sm.group(4)
             fields = _split_fields(rest)
             codec = fields[0].split()[0] if fields and fields[0] else "unknown"
             if kind == "Video" and video is None and "(attached pic)" not in rest:
                 width = height = 0
                 pix_fmt = ""
                 fps_txt = tbr_txt = None
+                sample_aspect = Fraction(1)
                 for i, f in enumerate(fields[1:], start=1):
                     size = re.match(r"(\d+)x(\d+)", f)
                     if size and not width:
                         width, height = int(size.group(1)), int(size.group(2))
+                    # "32x24 [SAR 128:117 DAR 1408:1053]" or a field of its own, "SAR 35:32 DAR 35:24"
+                    sar = re.search(r"\bSAR (\d+):(\d+)", f)
+                    if sar and width and int(sar.group(1)) > 0 and int(sar.group(2)) > 0:  # 0:1: unknown
+                        sample_aspect = Fraction(int(sar.group(1)), int(sar.group(2)))
                     elif i == 1:
                         pix_fmt = re.match(r"[A-Za-z0-9_]*", f).group(0)  # type: ignore[union-attr]
                     fm = re.fullmatch(r"([\d.]+k?) fps", f)
@@ -201,6 +206,8 @@ def dump(path: PathLike, what: str = "Video file") -> MediaDump:
                     "fps": fps_txt,
                     "tbr": tbr_txt,
                     "rotation": 0.0,
+                    "sample_aspect": sample_aspect,  # the pixels' width over their height
+                    "language": language if language and language != "und" else None,
                 }
                 in_video = True
             elif kind == "Audio":

@@ -146,6 +146,10 @@ class VideoInfo:
     is_still: bool  #: a single still image (png/jpg/...) rather than a video
     variable_frame_rate: bool  #: best effort: frame durations are not constant
     audio: tuple[AudioStreamInfo, ...] = ()
+    #: shape of a pixel as displayed (width / height; not 1 for anamorphic video such as DV or
+    #: the 'carphone' clip), kept by :class:`VideoWriter` so the output displays at the same aspect
+    sample_aspect: Fraction = Fraction(1)
+    language: str | None = None  #: the video stream's language tag (ISO 639), if it has one
 
     @property
     def num_audio_streams(self) -> int:
@@ -285,8 +289,10 @@ def probe(path: PathLike) -> VideoInfo:
     if span_s is None or count < 2:
         span_s = d.duration if (d.duration and not is_still) else count / float(fps)
     width, height = v["width"], v["height"]
+    sample_aspect = v["sample_aspect"]
     if round(abs(v["rotation"])) % 180 == 90:  # ffmpeg autorotates while decoding
         width, height = height, width
+        sample_aspect = 1 / sample_aspect
     return VideoInfo(
         path=p,
         width=width,
@@ -301,6 +307,8 @@ def probe(path: PathLike) -> VideoInfo:
         is_still=is_still,
         variable_frame_rate=vfr and not is_still,
         audio=d.audio,
+        sample_aspect=sample_aspect,
+        language=v["language"],
     )
 
 
@@ -573,7 +581,9 @@ class VideoWriter:
     ``quality`` is the x264 CRF (0-51, lower is better); it is scaled to VP9's 0-63 CRF and to
     an MJPEG qscale, and ignored for GIF. ``pix_fmt`` defaults to ``yuv420p`` (``yuv444p`` for
     H.264 with an odd width or height, so the exact size is kept). The output rate is exactly
-    ``fps`` (GIF stores centisecond delays, so GIF rates are approximate).
+    ``fps`` (GIF stores centisecond delays, so GIF rates are approximate). ``sample_aspect`` and
+    ``language`` (a source's :class:`VideoInfo` fields) are written into the stream, so a
+    non-square-pixel source's output displays at the source's aspect (GIF has no pixel aspect).
 
     The file is written under a hidden temporary name in the same directory and moved onto
     ``path`` only when :meth:`close` succeeds. If the ``with`` block raises (or :meth:`abort` is
@@ -595,6 +605,8 @@ class VideoWriter:
         audio_start: float = 0.0,
         audio_duration: float | None = None,
         preset: str = "medium",
+        sample_aspect: Fraction | None = None,
+        language: str | None = None,
     ):
         self.path = os.fspath(path)
         self.width, self.height = int(width), int(height)
@@ -621,6 +633,13 @@ class VideoWriter:
             self._audio = audio_streams(self.audio_from)  # fail early on a bad audio source
 
         self.codec, self.pix_fmt, codec_args, vf = self._codec_settings(codec, pix_fmt, quality, preset)
+        if sample_aspect is not None and Fraction(sample_aspect) != 1 and self.container != "gif":
+            sar = Fraction(sample_aspect)
+            if sar <= 0:
+                raise UserError(f"Invalid sample aspect ratio {sample_aspect}")
+            vf += f",setsar=r={sar.numerator}/{sar.denominator}:max=65535"  # max: no rounding to 2 digits
+        if language:  # the muxer keeps it when the audio is added (stream metadata is copied)
+            codec_args = [*codec_args, "-metadata:s:v:0", f"language={language}"]
         self.frames_written = 0
         self._video_tmp = str(temp_path(self.path, "video" if self._audio else "partial"))
         self._final_tmp: str | None = None

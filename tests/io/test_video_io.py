@@ -328,6 +328,31 @@ def test_odd_size_keeps_exact_size(tmp_path: Path) -> None:
     assert vio.probe(tmp_path / "odd_out.mp4").pix_fmt == "yuv444p"
 
 
+def test_pixel_aspect_and_language_are_kept(tmp_path: Path, real_info: vio.VideoInfo) -> None:
+    """Anamorphic video (non-square pixels, as in the 'carphone' clip) displays at its own aspect
+    only if the output carries the same pixel aspect; the video stream's language tag goes along."""
+    assert real_info.language == "eng" and real_info.sample_aspect == 1
+    src = tmp_path / "anamorphic.mp4"
+    make_clip(src, size="32x24", seconds=0.2, vcodec=("-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt",
+                                                     "yuv444p", "-vf", "setsar=r=128/117:max=1000", "-metadata:s:v:0",
+                                                     "language=fra"))
+    info = vio.probe(src)
+    assert (info.sample_aspect, info.language, info.width) == (Fraction(128, 117), "fra", 32)
+    frames = read_all(src, info)
+    for ext, audio_from in ((".mp4", src), (".mkv", None), (".webm", src)):  # with and without the audio mux
+        out = tmp_path / f"out{ext}"
+        write_all(out, frames, info.fps, audio_from=audio_from, sample_aspect=info.sample_aspect,
+                  language=info.language)
+        got = vio.probe(out)
+        assert (got.language, got.width, got.height) == ("fra", 32, 24), ext
+        if ext == ".webm":  # WebM stores a whole display width (35 px for 32 x 128/117): the nearest aspect
+            assert got.sample_aspect == Fraction(35, 32)
+        else:
+            assert got.sample_aspect == Fraction(128, 117), ext
+    write_all(tmp_path / "plain.mp4", frames, info.fps)
+    assert vio.probe(tmp_path / "plain.mp4").sample_aspect == 1
+
+
 def test_no_audio_input_or_no_audio_option(tmp_path: Path, real_info: vio.VideoInfo) -> None:
     silent = make_clip(tmp_path / "silent.mp4", seconds=0.3, audio=False)
     info = vio.probe(silent)
