@@ -104,7 +104,7 @@ class TileConfig:
 class VideoConfig:
     """The lanes schedule and the temporal loss of videos (ignored for still images)."""
 
-    temporal_weight: float = setting(200.0, "weight of the temporal loss toward the warped previous output(s)")
+    temporal_weight: float = setting(200.0, "weight of the temporal loss toward the warped previous output(s)", metavar="W")
     iterations: int | None = setting(None, "iterations for each frame after the first of a lane, which starts from the warped previous output (default: half of --iterations)", metavar="N", flag="--video-iterations")
     long_term: tuple[int, ...] = setting((1, 2, 4), "earlier frames (offsets) that the temporal loss looks at, closest first", metavar="J")
     passes: int = setting(1, "2 or more adds parallel refinement passes that pull each frame toward both warped neighbours", metavar="N")
@@ -221,15 +221,15 @@ class StyleConfig:
     scale_factor: float | None = setting(None, "growth of the long side from one scale to the next (default: preset)", metavar="F")
     optimizer: str = setting("lbfgs", "optimizer (optax); L-BFGS uses a zoom line search", choices=tuple(OPTIMIZERS))
     learning_rate: float | None = setting(None, "step size (default: 1 for lbfgs, 0.02 for adam, ...)", metavar="LR")
-    content_weight: float = setting(1.0, "weight of the content loss")
-    style_weight: float = setting(10.0, "weight of the style loss")
-    tv_weight: float = setting(1.0, "weight of the total-variation regularizer")
+    content_weight: float = setting(1.0, "weight of the content loss", metavar="W")
+    style_weight: float = setting(10.0, "weight of the style loss", metavar="W")
+    tv_weight: float = setting(1.0, "weight of the total-variation regularizer", metavar="W")
     content_layers: tuple[str, ...] = setting(("relu4_2",), "comma-separated content layers", metavar="LAYERS")
     style_layers: tuple[str, ...] = setting(("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"),
                                             "comma-separated style layers", metavar="LAYERS")
     style_layer_weights: tuple[float, ...] | None = setting(None, "comma-separated weights of the style layers (default: equal, summing to 1)", metavar="W")
     style_weights: tuple[float, ...] | None = setting(None, "comma-separated blend weights of several --style images (default: equal)", metavar="W")
-    style_scale: float = setting(1.0, "style image long side relative to the content's working size")
+    style_scale: float = setting(1.0, "style image long side relative to the content's working size", metavar="F")
     distance: str = setting("mse", "distance used by the content and style losses", choices=DISTANCES)
     init: str = setting("content", "initial image: content, noise, style, network (the output of --model: a warm start, at the full size only unless --start-size is given), or a path to an image", metavar="INIT")
     network: str = setting("auto", "vgg19, vgg16, random (benchmarks only), a weights file, or auto (VGG19 if ported, else VGG16)", metavar="NET")
@@ -237,7 +237,7 @@ class StyleConfig:
     precision: str = setting("float32", "the network's convolutions: float32; tf32, the accelerator's fast float32 (NVIDIA TF32; CPUs compute float32); bfloat16 operands with float32 accumulation. The image and the optimizer state stay float32", choices=PRECISIONS)
     preserve_colors: str = setting("none", "keep the content's colours: luminance-only transfer or histogram matching",
                                    choices=PRESERVE_COLORS)
-    seed: int = setting(0, "random seed (noise init)")
+    seed: int = setting(0, "random seed (noise init)", metavar="N")
     frames_per_device: int = setting(1, "frames (or tiles) optimized at once on each device", metavar="N")
     chunk: int = setting(10, "iterations per compiled chunk (the progress bar updates between chunks)", metavar="N")
     photoreal: float = setting(0.0, "weight of Luan et al.'s matting-Laplacian photorealism term (e.g. 1e3; 0: off)", metavar="LAMBDA", group="photorealism and semantic masks")
