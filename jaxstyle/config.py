@@ -110,7 +110,7 @@ class VideoConfig:
     passes: int = setting(1, "2 or more adds parallel refinement passes that pull each frame toward both warped neighbours", metavar="N")
     flow: str = setting("dis", "optical flow method (OpenCV DIS 'medium' preset, or DeepFlow with opencv-contrib)", choices=("dis", "deepflow", "farneback"))
     sequential: bool = setting(False, "one frame at a time in order (Ruder et al.), for comparison")
-    overlap: int = setting(16, "frames by which neighbouring lanes overlap and are cross-faded (at most a lane's own frames)", metavar="N")
+    overlap: int = setting(16, "frames by which neighbouring lanes overlap, both computing them (at most a lane's own frames; fewer: less work, rougher joins)", metavar="N")
     fade: int = setting(64, "frames over which a lane join fades from the earlier lane's stylization to the later's: the overlap, then their difference carried along the optical flow (no more frames computed; at least the overlap)", metavar="N")
     style_window: int = setting(5, "with a style video, Gram targets are averaged over this many style frames", metavar="N")
     anchor: bool = setting(True, "start every lane afresh (default: a lane whose first frame the clip's first frame reaches by a reliable direct flow starts from that frame's output warped, so that lanes agree where they meet)", flag="--no-anchor")
