@@ -186,12 +186,12 @@ def dump(path: PathLike, what: str = "Video file") -> MediaDump:
                     size = re.match(r"(\d+)x(\d+)", f)
                     if size and not width:
                         width, height = int(size.group(1)), int(size.group(2))
+                    elif i == 1:
+                        pix_fmt = re.match(r"[A-Za-z0-9_]*", f).group(0)  # type: ignore[union-attr]
                     # "32x24 [SAR 128:117 DAR 1408:1053]" or a field of its own, "SAR 35:32 DAR 35:24"
                     sar = re.search(r"\bSAR (\d+):(\d+)", f)
                     if sar and width and int(sar.group(1)) > 0 and int(sar.group(2)) > 0:  # 0:1: unknown
                         sample_aspect = Fraction(int(sar.group(1)), int(sar.group(2)))
-                    elif i == 1:
-                        pix_fmt = re.match(r"[A-Za-z0-9_]*", f).group(0)  # type: ignore[union-attr]
                     fm = re.fullmatch(r"([\d.]+k?) fps", f)
                     if fm:
                         fps_txt = fm.group(1)
