@@ -72,7 +72,7 @@ def check_sizes(paths: Sequence[Path], crop: int, frame_size: int | None) -> Non
     for path in paths:
         if is_video(path):
             info = probe(path)
-            height, width = info.height, info.width
+            height, width = info.height, info.display_width
         else:
             height, width = image_size(path)
         training_size(height, width, crop, frame_size)
@@ -118,7 +118,7 @@ def store_input(source: Path, folder: Path, crop: int, frame_size: int | None) -
     with atomic_output(raw) as tmp, open(tmp, "wb") as out:
         if video:
             info = probe(source)
-            h, w = training_size(info.height, info.width, crop, frame_size)
+            h, w = training_size(info.height, info.display_width, crop, frame_size)  # square pixels
             for frame in iter_frames(source, info, size=(w, h)):
                 out.write(imaging.to_uint8(frame).tobytes())
                 count += 1

@@ -26,7 +26,7 @@ def stylize_video_with_model(model: Model, cond: np.ndarray, source: Path, outpu
                              devices: Sequence[jax.Device] | None = None, progress: bool = False) -> dict:
     """Write ``output`` (atomically) and return frames, sizes and timings."""
     info = probe(source)
-    h, w = target_size(info.height, info.width, size)
+    h, w = target_size(info.height, info.display_width, size)  # square pixels, as the optimizer's
     n_frames = expected_frame_count(info, start, duration)
     devices = list(devices or jax.local_devices())
     devices = devices[:max(1, min(len(devices), -(-n_frames // frames_per_device)))]  # as many as the clip can use

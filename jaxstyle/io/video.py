@@ -152,6 +152,12 @@ class VideoInfo:
     language: str | None = None  #: the video stream's language tag (ISO 639), if it has one
 
     @property
+    def display_width(self) -> int:
+        """The width in square pixels (the stored width times the pixel aspect): the geometry the
+        stylization works in, so that strokes look as they should where the video is shown."""
+        return max(1, round(self.width * self.sample_aspect))
+
+    @property
     def num_audio_streams(self) -> int:
         return len(self.audio)
 

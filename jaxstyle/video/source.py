@@ -39,7 +39,9 @@ class VideoSource:
         self.start, self.duration = start, duration
         self.fps = self.info.fps
         self.first_frame = round(Fraction(start) * self.fps) if start else 0
-        self.height, self.width = target_size(self.info.height, self.info.width, config.size)
+        # square pixels: an anamorphic video is stylized at its display aspect and written back
+        # at its stored size (with its pixel aspect), so its strokes are not stretched on screen
+        self.height, self.width = target_size(self.info.height, self.info.display_width, config.size)
         if min(self.height, self.width) < 16:
             raise UserError(f"working size {self.width}x{self.height} is too small; use a larger --size")
         self.style_paths = list(style_paths)
@@ -62,7 +64,7 @@ class VideoSource:
                 if video is not None or len(self.style_paths) > 1:
                     raise UserError("a style video cannot be blended with other styles")
                 info = video_io.probe(path)
-                h, w = target_size(info.height, info.width, max(self.height, self.width))
+                h, w = target_size(info.height, info.display_width, max(self.height, self.width))
                 video = np.stack(list(video_io.iter_frames(path, info, size=(w, h))))
                 if len(video) == 0:
                     raise UserError(f"style video {path} has no frames")

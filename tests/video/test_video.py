@@ -230,6 +230,25 @@ def test_odd_size_ntsc_clip_without_audio(capsys, style, tmp_path, vgg16):
     assert not info.variable_frame_rate
 
 
+def test_anamorphic_clip_is_stylized_in_square_pixels(capsys, style, tmp_path, vgg16):
+    """Pixels 4:3 wide (as in DV or the 'carphone' clip): the frames are stylized at the display
+    aspect, so strokes are not stretched on screen, and written back at the stored size with the
+    same pixel aspect and language tag."""
+    clip = tmp_path / "anamorphic.mp4"
+    ff("-f", "lavfi", "-i", "testsrc2=size=24x24:rate=25", "-frames:v", 6, "-vf", "setsar=4/3",
+       "-metadata:s:v:0", "language=deu", "-c:v", "libx264", "-pix_fmt", "yuv444p", "-preset", "ultrafast", clip)
+    source_info = vio.probe(clip)
+    assert (source_info.width, source_info.display_width, source_info.sample_aspect) == (24, 32, Fraction(4, 3))
+    out, metrics_path = tmp_path / "out.mp4", tmp_path / "metrics.json"
+    code, err = run_main([clip, "--style", style, "-o", out, "--metrics-json", metrics_path, *FAST], capsys)
+    assert code == 0, err
+    metrics = json.loads(metrics_path.read_text())
+    assert metrics["work_size"] == [24, 32] and metrics["output_size"] == [24, 24]
+    info = vio.probe(out)
+    assert (info.width, info.height, info.frame_count) == (24, 24, 6)
+    assert (info.sample_aspect, info.language) == (Fraction(4, 3), "deu")
+
+
 # ------------------------------------------------------------------------------------------------
 # 3. lanes
 # ------------------------------------------------------------------------------------------------
