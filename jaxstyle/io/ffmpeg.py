@@ -54,6 +54,28 @@ class MediaDump:
     duration: float | None
     video: dict[str, Any] | None
     audio: tuple[AudioStreamInfo, ...]
+    tags: tuple[tuple[str, str], ...] = ()  #: the file's own metadata (title, comment, ...), in order
+
+
+def _file_tags(dump_text: str) -> tuple[tuple[str, str], ...]:
+    """The ``Metadata:`` block of ``Input #0`` (the file's, not a stream's): ``key : value`` lines,
+    a value's further lines printed as ``: more``."""
+    lines = dump_text.splitlines()
+    start = next((i for i, line in enumerate(lines) if line.startswith("Input #0")), None)
+    if start is None or start + 1 >= len(lines) or lines[start + 1].strip() != "Metadata:":
+        return ()
+    tags: list[list[str]] = []
+    for line in lines[start + 2:]:
+        if not line.startswith("    "):  # back at the input's level ("  Duration: ...")
+            break
+        more = re.match(r"^ {4}\s*: ?(.*)$", line)
+        if more and tags:
+            tags[-1][1] += "\n" + more.group(1)
+            continue
+        kv = re.match(r"^ {4}([^ :][^:]*?)\s*: ?(.*)$", line)
+        if kv:
+            tags.append([kv.group(1), kv.group(2)])
+    return tuple((k, v) for k, v in tags)
 
 
 def _split_fields(text: str) -> list[str]:
@@ -234,7 +256,7 @@ def dump(path: PathLike, what: str = "Video file") -> MediaDump:
             rm = re.search(r"rotation of (-?[\d.]+) degrees", line)
             if rm:
                 video["rotation"] = float(rm.group(1))
-    return MediaDump(container=container, duration=duration, video=video, audio=tuple(audio))
+    return MediaDump(container=container, duration=duration, video=video, audio=tuple(audio), tags=_file_tags(err))
 
 
 def audio_streams(path: PathLike) -> tuple[AudioStreamInfo, ...]:

@@ -54,7 +54,7 @@ import os
 import re
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -150,6 +150,7 @@ class VideoInfo:
     #: the 'carphone' clip), kept by :class:`VideoWriter` so the output displays at the same aspect
     sample_aspect: Fraction = Fraction(1)
     language: str | None = None  #: the video stream's language tag (ISO 639), if it has one
+    tags: tuple[tuple[str, str], ...] = ()  #: the file's metadata (title, comment, creation_time, ...)
 
     @property
     def display_width(self) -> int:
@@ -315,6 +316,7 @@ def probe(path: PathLike) -> VideoInfo:
         audio=d.audio,
         sample_aspect=sample_aspect,
         language=v["language"],
+        tags=d.tags,
     )
 
 
@@ -542,6 +544,18 @@ def _audio_codec_args(
     return args
 
 
+# Tags a muxer writes for itself: copied from a source they would describe the source's file.
+_MUXER_TAGS = frozenset({"major_brand", "minor_version", "compatible_brands", "encoder"})
+
+
+def _tag_args(tags: Sequence[tuple[str, str]], container: str) -> list[str]:
+    """``-metadata key=value`` for a file's tags, but the muxer's own (Matroska upper-cases keys);
+    none for GIF."""
+    if container == "gif":
+        return []
+    return [arg for key, value in tags if key.lower() not in _MUXER_TAGS for arg in ("-metadata", f"{key}={value}")]
+
+
 def _mux(
     video_src: str,
     audio_src: str,
@@ -551,8 +565,11 @@ def _mux(
     audio_start: float,
     audio_duration: float | None,
     keep_video_audio: tuple[AudioStreamInfo, ...] = (),
+    tag_args: Sequence[str] = (),
 ) -> None:
-    """Copy the first video stream of ``video_src`` and all audio of ``audio_src`` into ``out_tmp``."""
+    """Copy the first video stream of ``video_src`` and all audio of ``audio_src`` into ``out_tmp``
+    (``tag_args``: ``-metadata`` options, given again because ffmpeg drops some tags, such as
+    creation_time, from the metadata it copies)."""
     cut = audio_start > 0 or audio_duration is not None
     cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-nostats", "-loglevel", "error", "-y"]
     cmd += ["-i", ff_path(video_src)]
@@ -563,7 +580,7 @@ def _mux(
     cmd += ["-i", ff_path(audio_src), "-map", "0:V:0"]
     if keep_video_audio:
         cmd += ["-map", "0:a"]
-    cmd += ["-map", "1:a", "-c:v", "copy"]
+    cmd += ["-map", "1:a", "-c:v", "copy", *tag_args]
     cmd += _audio_codec_args(container, keep_video_audio, False)
     cmd += _audio_codec_args(container, streams, cut, first_out_index=len(keep_video_audio))
     if container in ("mp4", "mov"):
@@ -589,7 +606,8 @@ class VideoWriter:
     H.264 with an odd width or height, so the exact size is kept). The output rate is exactly
     ``fps`` (GIF stores centisecond delays, so GIF rates are approximate). ``sample_aspect`` and
     ``language`` (a source's :class:`VideoInfo` fields) are written into the stream, so a
-    non-square-pixel source's output displays at the source's aspect (GIF has no pixel aspect).
+    non-square-pixel source's output displays at the source's aspect (GIF has no pixel aspect), and
+    ``tags`` (a source's file metadata: title, comment, creation time, ...) into the file.
 
     The file is written under a hidden temporary name in the same directory and moved onto
     ``path`` only when :meth:`close` succeeds. If the ``with`` block raises (or :meth:`abort` is
@@ -613,6 +631,7 @@ class VideoWriter:
         preset: str = "medium",
         sample_aspect: Fraction | None = None,
         language: str | None = None,
+        tags: Sequence[tuple[str, str]] = (),
     ):
         self.path = os.fspath(path)
         self.width, self.height = int(width), int(height)
@@ -646,6 +665,8 @@ class VideoWriter:
             vf += f",setsar=r={sar.numerator}/{sar.denominator}:max=65535"  # max: no rounding to 2 digits
         if language:  # the muxer keeps it when the audio is added (stream metadata is copied)
             codec_args = [*codec_args, "-metadata:s:v:0", f"language={language}"]
+        self._tag_args = _tag_args(tags, self.container)
+        codec_args = [*codec_args, *self._tag_args]
         self.frames_written = 0
         self._video_tmp = str(temp_path(self.path, "video" if self._audio else "partial"))
         self._final_tmp: str | None = None
@@ -767,7 +788,7 @@ class VideoWriter:
                 self._final_tmp = str(temp_path(self.path, "partial"))
                 _mux(
                     self._video_tmp, self.audio_from, self._final_tmp, self.container,
-                    self._audio, self.audio_start, self.audio_duration,
+                    self._audio, self.audio_start, self.audio_duration, tag_args=self._tag_args,
                 )
                 remove_quietly(self._video_tmp)
                 replace_into(self._final_tmp, self.path)
@@ -846,7 +867,7 @@ def mux_audio(
     try:
         _mux(vp, ap, tmp, container, streams, float(audio_start),
              None if audio_duration is None else float(audio_duration),
-             keep_video_audio=vd.audio if keep_original_audio else ())
+             keep_video_audio=vd.audio if keep_original_audio else (), tag_args=_tag_args(vd.tags, container))
         replace_into(tmp, op)
     except BaseException:
         remove_quietly(tmp)

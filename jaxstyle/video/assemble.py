@@ -64,7 +64,8 @@ def assemble(source: VideoSource, work: WorkDir, flows: FlowCache, config, lanes
     out_size = (source.info.height, source.info.width)
     with VideoWriter(output, source.info.width, source.info.height, source.fps, quality=options.quality,
                      audio_from=audio_from, audio_start=audio_start, audio_duration=audio_duration,
-                     sample_aspect=source.info.sample_aspect, language=source.info.language) as writer:
+                     sample_aspect=source.info.sample_aspect, language=source.info.language,
+                     tags=source.info.tags) as writer:
         for t, content, frame_u8 in pass_frames(source, work, flows, config, lanes, last_pass, cuts):
             frame = from_u8(frame_u8)
             meter.add(t, frame, content)

@@ -353,6 +353,29 @@ def test_pixel_aspect_and_language_are_kept(tmp_path: Path, real_info: vio.Video
     assert vio.probe(tmp_path / "plain.mp4").sample_aspect == 1
 
 
+def test_file_metadata_is_kept_but_not_the_muxers_own(tmp_path: Path) -> None:
+    """A source's title, comment (over two lines) and creation time go into the output, with and
+    without the audio mux; the source muxer's own tags (major_brand, ...) do not."""
+    src = tmp_path / "tagged.mp4"
+    make_clip(src, seconds=0.2, vcodec=("-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv444p",
+                                       "-metadata", "title=Hello, world: a=b", "-metadata", "comment=line one\nline two",
+                                       "-metadata", "creation_time=2020-01-02T03:04:05.000000Z"))
+    info = vio.probe(src)
+    tags = dict(info.tags)
+    assert tags["title"] == "Hello, world: a=b" and tags["comment"] == "line one\nline two"
+    assert tags["major_brand"] == "isom"
+    frames = read_all(src, info)
+    for name, audio_from in (("out.mp4", None), ("out.mkv", src)):
+        out = tmp_path / name
+        write_all(out, frames, info.fps, audio_from=audio_from, tags=info.tags)
+        got = {k.lower(): v for k, v in vio.probe(out).tags}
+        assert got["title"] == "Hello, world: a=b" and got["comment"] == "line one\nline two", name
+        assert got["creation_time"].startswith("2020-01-02T03:04:05"), name
+    assert "major_brand" not in {k.lower() for k, _ in vio.probe(tmp_path / "out.mkv").tags}
+    write_all(tmp_path / "plain.mp4", frames, info.fps)
+    assert "title" not in dict(vio.probe(tmp_path / "plain.mp4").tags)
+
+
 def test_no_audio_input_or_no_audio_option(tmp_path: Path, real_info: vio.VideoInfo) -> None:
     silent = make_clip(tmp_path / "silent.mp4", seconds=0.3, audio=False)
     info = vio.probe(silent)
