@@ -99,6 +99,7 @@ def main() -> None:
     ap.add_argument("--blocks", type=int, default=3)
     ap.add_argument("--learning-rate", type=float, default=2e-3)
     ap.add_argument("--temporal-weight", type=float, default=TrainConfig.temporal_weight)
+    ap.add_argument("--synthetic-motion", type=float, default=TrainConfig.synthetic_motion)
     ap.add_argument("--no-warm-start", action="store_true", help="skip part 5 (the warm start)")
     ap.add_argument("--model-dir", default=None, help="where the model goes (default: outputs/bench/feedforward/"
                     "model_realshort_tw<temporal weight>); an existing one is resumed")
@@ -131,7 +132,7 @@ def main() -> None:
         return
     tc = TrainConfig(size=args.crop, frame_size=args.size, steps=args.steps, batch_size=args.batch_size,
                      width=args.width, blocks=args.blocks, learning_rate=args.learning_rate,
-                     temporal_weight=args.temporal_weight,
+                     temporal_weight=args.temporal_weight, synthetic_motion=args.synthetic_motion,
                      checkpoint_every=max(25, args.steps // 4), preview_every=max(25, args.steps // 4), log_every=5,
                      resume=model_dir.joinpath("checkpoints").is_dir())
     job = TrainJob([STYLE], [clip], model_dir, tc, cfg, kind="styles", progress=True)

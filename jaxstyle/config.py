@@ -185,6 +185,7 @@ class TrainConfig:
     blocks: int = setting(5, "residual blocks", metavar="N")
     kind: str = setting("auto", "styles: the --style images baked in (conditional instance norm, mixable with --style-mix); predicted: Ghiasi et al.'s style prediction network for arbitrary styles (trained from a folder of styles); auto: predicted for a folder, else styles", choices=NETWORK_KINDS)
     temporal_weight: float = setting(200.0, "video data: weight of the temporal loss between consecutive output frames (the earlier one warped by the content's flow, occlusions masked); 0: frames are sampled alone", metavar="W")
+    synthetic_motion: float = setting(0.0, "share of video samples whose earlier frame is the crop itself moved by a small random shift, rotation and zoom (exact flow) instead of the real previous frame; above 0, still images train the temporal term too (Wang et al. 2020)", metavar="P")
     checkpoint_every: int = setting(100, "steps between Orbax checkpoints (resume with --resume)", metavar="N")
     preview_every: int = setting(100, "steps between preview contact sheets of the held-out frames (0: none)", metavar="N")
     previews: int = setting(4, "held-out frames shown in the previews (never trained on)", metavar="N")
@@ -205,6 +206,8 @@ class TrainConfig:
             raise UserError(f"--learning-rate must be > 0, not {self.learning_rate}")
         if not (math.isfinite(self.temporal_weight) and self.temporal_weight >= 0):
             raise UserError(f"--temporal-weight must be >= 0, not {self.temporal_weight}")
+        if not (0.0 <= self.synthetic_motion <= 1.0):
+            raise UserError(f"--synthetic-motion must be between 0 and 1, not {self.synthetic_motion}")
         if self.kind not in NETWORK_KINDS:
             raise UserError(f"--kind must be one of {', '.join(NETWORK_KINDS)}")
 

@@ -99,7 +99,8 @@ def train_network(job: TrainJob, network: Network, style_images: Sequence[np.nda
             stored = [store_input(path, job.cache / "frames", tc.size, tc.frame_size) for path in job.data]
         _barrier(f"store{turn[0]}")
     data = TrainingData(stored, tc.size, pairs=tc.temporal_weight > 0, seed=cfg.seed, n_styles=len(style_images),
-                        previews=tc.previews, flows=FlowCache(job.cache / "flows"), flow_method=job.flow)
+                        previews=tc.previews, flows=FlowCache(job.cache / "flows"), flow_method=job.flow,
+                        motion=tc.synthetic_motion)
     log(f"data: {data.describe()}")
     style_side = cfg.style_scale * float(np.median([max(s.height, s.width) for s in stored]))
     bank = StyleBank.build(network, cfg, style_images, job.kind, style_side)

@@ -28,7 +28,7 @@ from jaxstyle.io.images import read_image, write_image
 from jaxstyle.io.video import iter_frames, probe
 from jaxstyle.cli import main
 from jaxstyle.nets.transformer import Stylizer, StylizerSpec
-from jaxstyle.video.flow import FlowCache
+from jaxstyle.video.flow import FlowCache, consistency_mask, warp
 
 from ..helpers import MEDIA, ROOT, SHALLOW, SHALLOW_LAYERS, assert_one_line_error, cli_env, free_port, run_main
 from ..video.test_video import ff, make_clip
@@ -148,6 +148,38 @@ def test_crops_are_a_function_of_the_sample_and_pairs_carry_flows(data_folder, t
     assert a.contents.shape == (8, 32, 32, 3) and a.forward.shape == (8, 32, 32, 2)
     assert set(a.paired.tolist()) <= {0.0, 1.0} and a.paired.sum() >= 1
     assert sorted(set(data.item_of(g) for g in range(len(data)))) == sorted(data.items)  # an epoch is a permutation
+
+
+def test_synthetic_motion_pairs_carry_their_exact_flow(data_folder, tmp_path):
+    """Stills get a moved copy of themselves as their earlier frame, the real clip's pairs stay as
+    they were at ``motion`` 0 and are partly replaced at 0.5; warped by its backward flow the
+    earlier frame lands on the later one (up to bilinear resampling) where the mask is on."""
+    still = [store_input(data_folder / f"img{i}.png", tmp_path / "frames", 32, 48) for i in range(2)]
+    assert not TrainingData(still, 32, pairs=True, seed=1, n_styles=1, previews=0).any_pairs
+    moved = TrainingData(still, 32, pairs=True, seed=1, n_styles=1, previews=0, motion=0.3)
+    plain = TrainingData(still, 32, pairs=False, seed=1, n_styles=1, previews=0)
+    assert moved.any_pairs
+    b = moved.batch(range(6))
+    np.testing.assert_array_equal(b.contents, plain.batch(range(6)).contents)  # the crops are the same
+    assert b.paired.tolist() == [1.0] * 6 and np.abs(b.backward).max() > 0.5
+    assert not np.allclose(b.previous, b.contents, atol=0.02)
+    mask = np.asarray(consistency_mask(b.forward, b.backward))
+    assert 0.8 < mask.mean() < 1.0  # what moved out of the crop is masked, the rest is kept
+    warped = np.asarray(warp(b.previous, b.backward))
+    before = np.abs(b.previous - b.contents).mean()
+    after = (np.abs(warped - b.contents).mean(-1) * mask).sum() / mask.sum()
+    assert after < 0.35 * before, (after, before)
+    np.testing.assert_array_equal(moved.batch(range(2, 4)).previous, b.previous[2:4])  # a function of the sample
+
+    clip = [store_input(data_folder / "clip.mp4", tmp_path / "frames", 32, 48)]
+    flows = FlowCache(tmp_path / "flows")
+    real = TrainingData(clip, 32, pairs=True, seed=3, n_styles=1, previews=0, flows=flows).batch(range(16))
+    mixed = TrainingData(clip, 32, pairs=True, seed=3, n_styles=1, previews=0, flows=flows, motion=0.5).batch(range(16))
+    same = np.all(mixed.previous == real.previous, axis=(1, 2, 3))
+    assert 0 < same.sum() < 16, same  # some real pairs kept, some replaced
+    np.testing.assert_array_equal(mixed.contents, real.contents)
+    with pytest.raises(UserError, match="--synthetic-motion"):
+        TrainConfig(synthetic_motion=1.5).check()
 
 
 def _train(folder, data_folder, vgg16, devices, steps=2, batch=8):
