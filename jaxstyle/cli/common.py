@@ -16,6 +16,7 @@ from pathlib import Path
 from .. import interrupts
 from ..errors import UserError
 from ..io.files import OutputLock, check_output_file, remove_stale_temps
+from ..io.video import audio_streams, dropped_subtitles_note
 from ..schedules.memory import check_memory
 
 __all__ = ["PROG", "Parser", "log", "default_output", "check_metrics_path", "check_output_file", "check_memory",
@@ -39,6 +40,16 @@ def default_output(content: Path, style: Path, suffix: str) -> Path:
     """``outputs/CONTENT_STYLE.suffix`` (the folder made on demand)."""
     Path("outputs").mkdir(exist_ok=True)
     return Path("outputs") / f"{content.stem}_{style.stem}{suffix}"
+
+
+def note_dropped_streams(content: Path, output: Path, audio: bool, segment: bool) -> None:
+    """Tell the user, before the work starts, which of the source video's sound and subtitle
+    streams the output's format cannot keep (``segment``: only part of the video is written)."""
+    if audio and output.suffix.lower() == ".gif" and audio_streams(content):
+        log(f"note: a GIF has no sound track; the audio of {content} is not in {output}")
+    note = dropped_subtitles_note(content, output, segment)
+    if note:
+        log(note)
 
 
 def check_metrics_path(metrics_json: str | None, paths) -> None:

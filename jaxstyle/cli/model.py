@@ -19,7 +19,7 @@ from ..io.files import check_output_dir, write_json_atomic
 from ..io.images import check_output_path, read_image, write_image
 from ..io.video import VIDEO_OUTPUT_EXTENSIONS, is_video_content, probe
 from ..video import VideoOptions
-from .common import check_metrics_path, check_output_file, claimed, log
+from .common import check_metrics_path, check_output_file, claimed, log, note_dropped_streams
 from .flags import from_flags
 from .image import image_main
 from .video import video_main
@@ -97,6 +97,7 @@ def _video(args, config: StyleConfig, model: Model, cond: np.ndarray, content_pa
     probe(content_path)
     if options.frames_dir:
         check_output_dir(options.frames_dir, "--frames-dir")
+    note_dropped_streams(content_path, output, options.audio, bool(options.start or options.duration))
     with claimed(output):
         if options.frames_dir:
             Path(options.frames_dir).mkdir(parents=True, exist_ok=True)

@@ -25,7 +25,8 @@ from ..io.video import VIDEO_OUTPUT_EXTENSIONS, expected_frame_count, is_video, 
 from ..api import network_for
 from ..video import Processes, VideoJob, VideoOptions, frames_at_once, stylize_video
 from .audio import sound_metrics, stylize_sound
-from .common import check_memory, check_metrics_path, check_output_file, claimed, default_output, log
+from .common import (check_memory, check_metrics_path, check_output_file, claimed, default_output, log,
+                     note_dropped_streams)
 from .flags import from_flags
 
 
@@ -131,8 +132,8 @@ def video_main(args, config: StyleConfig, warm_start: Callable[[np.ndarray], np.
     check_output_dir(job.work_path, "--work-dir")
     if args.style_audio:
         check_video_style_audio(args, content_path, output, options)
-    elif options.audio and output.suffix.lower() == ".gif" and audio_streams(content_path):
-        log(f"note: a GIF has no sound track; the audio of {content_path} is not in {output}")
+    note_dropped_streams(content_path, output, options.audio and not args.style_audio,
+                         bool(options.start or options.duration))
     # jax.distributed starts before anything asks JAX for its devices
     job = dataclasses.replace(job, processes=init_distributed(processes))
     processes = job.processes

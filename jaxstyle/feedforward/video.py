@@ -38,7 +38,7 @@ def stylize_video_with_model(model: Model, cond: np.ndarray, source: Path, outpu
     with VideoWriter(output, info.width, info.height, info.fps, quality=quality,
                      audio_from=source if audio else None, audio_start=start,
                      audio_duration=audio_duration, sample_aspect=info.sample_aspect,
-                     language=info.language, tags=info.tags) as writer:
+                     language=info.language, tags=info.tags, subtitles_from=source) as writer:
         for batch in iter_frames(source, info, size=(w, h), start=start, duration=duration, batch=per_batch):
             t1 = time.perf_counter()
             out = model.stylize(batch, cond, frames_per_device=frames_per_device, devices=devices)

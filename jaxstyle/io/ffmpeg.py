@@ -47,6 +47,15 @@ class AudioStreamInfo:
 
 
 @dataclass(frozen=True)
+class SubtitleStreamInfo:
+    """One subtitle stream of a file, as ffmpeg reports it."""
+
+    index: int  #: index among the file's subtitle streams (``0:s:index``)
+    codec: str  #: ffmpeg codec name, e.g. "subrip", "mov_text", "hdmv_pgs_subtitle"
+    language: str | None = None  #: ISO 639 tag, if it has one
+
+
+@dataclass(frozen=True)
 class MediaDump:
     """Parsed ``ffmpeg -i`` stream dump (no frame counting)."""
 
@@ -55,6 +64,7 @@ class MediaDump:
     video: dict[str, Any] | None
     audio: tuple[AudioStreamInfo, ...]
     tags: tuple[tuple[str, str], ...] = ()  #: the file's own metadata (title, comment, ...), in order
+    subtitles: tuple[SubtitleStreamInfo, ...] = ()
 
 
 def _file_tags(dump_text: str) -> tuple[tuple[str, str], ...]:
@@ -188,6 +198,7 @@ def dump(path: PathLike, what: str = "Video file") -> MediaDump:
 
     video: dict[str, Any] | None = None
     audio: list[AudioStreamInfo] = []
+    subtitles: list[SubtitleStreamInfo] = []
     stream_re = re.compile(
         r"^\s*Stream #0:(\d+)(?:\[[^\]]*\])?(?:\(([^)]*)\))?: (Video|Audio|Subtitle|Data|Attachment): (.*)$"
     )
@@ -251,12 +262,16 @@ def dump(path: PathLike, what: str = "Video file") -> MediaDump:
                         layout=layout,
                     )
                 )
+            elif kind == "Subtitle":
+                subtitles.append(SubtitleStreamInfo(len(subtitles), codec,
+                                                    language if language and language != "und" else None))
             continue
         if in_video and video is not None:
             rm = re.search(r"rotation of (-?[\d.]+) degrees", line)
             if rm:
                 video["rotation"] = float(rm.group(1))
-    return MediaDump(container=container, duration=duration, video=video, audio=tuple(audio), tags=_file_tags(err))
+    return MediaDump(container=container, duration=duration, video=video, audio=tuple(audio), tags=_file_tags(err),
+                     subtitles=tuple(subtitles))
 
 
 def audio_streams(path: PathLike) -> tuple[AudioStreamInfo, ...]:

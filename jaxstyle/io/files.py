@@ -25,7 +25,7 @@ import numpy as np
 
 from ..errors import UserError
 
-TEMP_TAGS = ("partial", "video", "frames", "audio")
+TEMP_TAGS = ("partial", "video", "frames", "audio", "subtitles")
 LOCK_SUFFIX = ".jaxstyle-lock"
 
 

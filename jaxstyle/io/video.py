@@ -40,7 +40,9 @@ Audio policy
     (``audio_start > 0`` or ``audio_duration`` set) the audio is re-encoded so the cut is
     sample-accurate rather than packet-aligned. Audio is never truncated to the video
     (no ``-shortest``), so the output audio lasts as long as the input's (or the segment's).
-    GIF output never has audio. The result is moved into place with :func:`os.replace` only
+    GIF output never has audio. The same mux keeps the subtitle streams of ``subtitles_from``
+    (the source, also when the audio is left out) where the output's format can hold them, cut to
+    the segment (see :mod:`jaxstyle.io.subtitles`). The result is moved into place with :func:`os.replace` only
     after everything succeeded; on any error the temporary files are removed and an existing
     file at the output path is left untouched.
 
@@ -64,9 +66,10 @@ import numpy as np
 from PIL import Image
 
 from ..errors import UserError
-from .ffmpeg import (AudioStreamInfo, audio_streams, dump, failure_reason, ff_path, ffmpeg_exe, fraction_str, last_error_line,
+from .ffmpeg import (AudioStreamInfo, SubtitleStreamInfo, audio_streams, dump, failure_reason, ff_path, ffmpeg_exe, fraction_str, last_error_line,
                      remove_quietly, run_ffmpeg)
 from .files import replace_into, temp_path
+from .subtitles import dropped_note, subtitle_language_args, subtitle_plan, write_cut_subtitles
 
 __all__ = [
     "VideoInfo",
@@ -111,6 +114,7 @@ _AUDIO_COPY_OK: dict[str, frozenset[str]] = {
     "gif": frozenset(),
 }
 _PCM_COPY_OK = frozenset({"mov", "matroska"})  # containers that take any pcm_* codec
+
 _AUDIO_ENCODER: dict[str, list[str]] = {
     "mp4": ["aac", "-b:a", "192k"],
     "mov": ["aac", "-b:a", "192k"],
@@ -151,6 +155,7 @@ class VideoInfo:
     sample_aspect: Fraction = Fraction(1)
     language: str | None = None  #: the video stream's language tag (ISO 639), if it has one
     tags: tuple[tuple[str, str], ...] = ()  #: the file's metadata (title, comment, creation_time, ...)
+    subtitles: tuple[SubtitleStreamInfo, ...] = ()  #: kept by :class:`VideoWriter` where the format allows
 
     @property
     def display_width(self) -> int:
@@ -317,6 +322,7 @@ def probe(path: PathLike) -> VideoInfo:
         sample_aspect=sample_aspect,
         language=v["language"],
         tags=d.tags,
+        subtitles=d.subtitles,
     )
 
 
@@ -515,6 +521,13 @@ def _container_for(path: str) -> str:
     return SUPPORTED_EXTENSIONS[ext]
 
 
+def dropped_subtitles_note(source: PathLike, output: PathLike, segment: bool = False) -> str | None:
+    """One line for the user when ``output``'s format cannot hold some of ``source``'s subtitle
+    streams (checked before the work starts; ``segment``: only part of the source is written), else None."""
+    src, out = os.fspath(source), os.fspath(output)
+    return dropped_note(src, out, _container_for(out), dump(src).subtitles, segment)
+
+
 def _check_output_path(path: str) -> None:
     if os.path.isdir(path):
         raise UserError(f"Output path is a directory: {path}")
@@ -566,10 +579,13 @@ def _mux(
     audio_duration: float | None,
     keep_video_audio: tuple[AudioStreamInfo, ...] = (),
     tag_args: Sequence[str] = (),
+    subtitles: Sequence[tuple[SubtitleStreamInfo, str]] = (),
+    keep_video_subtitles: bool = False,
 ) -> None:
-    """Copy the first video stream of ``video_src`` and all audio of ``audio_src`` into ``out_tmp``
-    (``tag_args``: ``-metadata`` options, given again because ffmpeg drops some tags, such as
-    creation_time, from the metadata it copies)."""
+    """Copy the first video stream of ``video_src``, all audio of ``audio_src`` (``streams``) and
+    the ``subtitles`` of ``audio_src`` (each with its output codec) into ``out_tmp``; the segment
+    cut applies to both (``tag_args``: ``-metadata`` options, given again because ffmpeg drops some
+    tags, such as creation_time, from the metadata it copies)."""
     cut = audio_start > 0 or audio_duration is not None
     cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-nostats", "-loglevel", "error", "-y"]
     cmd += ["-i", ff_path(video_src)]
@@ -577,16 +593,40 @@ def _mux(
         cmd += ["-ss", f"{audio_start:.6f}"]
     if audio_duration is not None:
         cmd += ["-t", f"{audio_duration:.6f}"]
-    cmd += ["-i", ff_path(audio_src), "-map", "0:V:0"]
-    if keep_video_audio:
-        cmd += ["-map", "0:a"]
-    cmd += ["-map", "1:a", "-c:v", "copy", *tag_args]
-    cmd += _audio_codec_args(container, keep_video_audio, False)
-    cmd += _audio_codec_args(container, streams, cut, first_out_index=len(keep_video_audio))
-    if container in ("mp4", "mov"):
-        cmd += ["-movflags", "+faststart"]
-    cmd += ["-f", container, ff_path(out_tmp)]
-    run_ffmpeg(cmd, f"Could not add audio from {audio_src} to {out_tmp}")
+    cmd += ["-i", ff_path(audio_src)]
+    cut_files: list[str] = []  # input seeking does not move subtitle events: cut files, inputs 2, 3, ...
+    try:
+        if subtitles and cut:
+            for stream, _ in subtitles:
+                cut_files.append(str(temp_path(out_tmp, "subtitles", suffix=".ass")))
+                write_cut_subtitles(audio_src, stream, audio_start, audio_duration, cut_files[-1])
+                cmd += ["-i", ff_path(cut_files[-1])]
+        cmd += ["-map", "0:V:0"]
+        if keep_video_audio:
+            cmd += ["-map", "0:a"]
+        if streams:
+            cmd += ["-map", "1:a"]
+        if keep_video_subtitles:  # the video file's own subtitles (same container, so copied)
+            cmd += ["-map", "0:s?"]
+        for j, (stream, _) in enumerate(subtitles):
+            cmd += ["-map", f"{2 + j}:s:0" if cut_files else f"1:s:{stream.index}"]
+        cmd += ["-c:v", "copy", *tag_args]
+        if cut_files:  # their language, from the source's streams
+            cmd += subtitle_language_args(subtitles)
+        cmd += _audio_codec_args(container, keep_video_audio, False)
+        cmd += _audio_codec_args(container, streams, cut, first_out_index=len(keep_video_audio))
+        if keep_video_subtitles:
+            cmd += ["-c:s", "copy"]
+        for j, (_, codec) in enumerate(subtitles):
+            cmd += [f"-c:s:{j}", codec]
+        if container in ("mp4", "mov"):
+            cmd += ["-movflags", "+faststart"]
+        cmd += ["-f", container, ff_path(out_tmp)]
+        what = "audio" if not subtitles else "subtitles" if not streams else "audio and subtitles"
+        run_ffmpeg(cmd, f"Could not add {what} from {audio_src} to {out_tmp}")
+    finally:
+        for path in cut_files:
+            remove_quietly(path)
 
 
 class VideoWriter:
@@ -612,7 +652,8 @@ class VideoWriter:
     The file is written under a hidden temporary name in the same directory and moved onto
     ``path`` only when :meth:`close` succeeds. If the ``with`` block raises (or :meth:`abort` is
     called) the temporary files are deleted and an existing file at ``path`` is not touched.
-    Audio: see the module docstring (``audio_from=None`` means no audio).
+    Audio and subtitles: see the module docstring (``audio_from=None`` means no audio,
+    ``subtitles_from=None`` no subtitles; ``audio_start``/``audio_duration`` cut both to a segment).
     """
 
     def __init__(
@@ -632,6 +673,7 @@ class VideoWriter:
         sample_aspect: Fraction | None = None,
         language: str | None = None,
         tags: Sequence[tuple[str, str]] = (),
+        subtitles_from: PathLike | None = None,
     ):
         self.path = os.fspath(path)
         self.width, self.height = int(width), int(height)
@@ -656,6 +698,15 @@ class VideoWriter:
         self._audio: tuple[AudioStreamInfo, ...] = ()
         if self.audio_from is not None and self.container != "gif":
             self._audio = audio_streams(self.audio_from)  # fail early on a bad audio source
+        # Subtitles come from their own source (kept even without the audio), cut to the same segment.
+        self.subtitles_from = os.fspath(subtitles_from) if subtitles_from is not None else None
+        self._subtitles: list[tuple[SubtitleStreamInfo, str]] = []
+        if self.subtitles_from is not None and self.container != "gif":
+            segment = self.audio_start > 0 or self.audio_duration is not None
+            self._subtitles = subtitle_plan(self.container, dump(self.subtitles_from).subtitles, segment)[0]
+        if self._subtitles and self.audio_from is not None and self._audio \
+                and os.path.abspath(self.audio_from) != os.path.abspath(self.subtitles_from):
+            raise ValueError("audio_from and subtitles_from must be the same file")
 
         self.codec, self.pix_fmt, codec_args, vf = self._codec_settings(codec, pix_fmt, quality, preset)
         if sample_aspect is not None and Fraction(sample_aspect) != 1 and self.container != "gif":
@@ -668,7 +719,8 @@ class VideoWriter:
         self._tag_args = _tag_args(tags, self.container)
         codec_args = [*codec_args, *self._tag_args]
         self.frames_written = 0
-        self._video_tmp = str(temp_path(self.path, "video" if self._audio else "partial"))
+        self._muxing = bool(self._audio or self._subtitles)  # a second ffmpeg pass adds them
+        self._video_tmp = str(temp_path(self.path, "video" if self._muxing else "partial"))
         self._final_tmp: str | None = None
         self._closed = False
         self._errf = tempfile.TemporaryFile()
@@ -678,7 +730,7 @@ class VideoWriter:
             "-framerate", fraction_str(rate), "-i", "pipe:0",
             "-an", "-vf", vf, *codec_args, "-r", fraction_str(rate), "-fps_mode", "cfr",
         ]
-        if self.container in ("mp4", "mov") and not self._audio:
+        if self.container in ("mp4", "mov") and not self._muxing:
             cmd += ["-movflags", "+faststart"]
         cmd += ["-f", self.container, ff_path(self._video_tmp)]
         self._proc: subprocess.Popen[bytes] | None = subprocess.Popen(
@@ -784,11 +836,14 @@ class VideoWriter:
             if proc.returncode != 0:
                 err = failure_reason(proc.returncode, self._stderr())
                 raise UserError(f"ffmpeg failed while writing {self.path}: {err}")
-            if self._audio and self.audio_from is not None:
+            if self._muxing:
+                source = self.audio_from if self._audio else self.subtitles_from
+                assert source is not None
                 self._final_tmp = str(temp_path(self.path, "partial"))
                 _mux(
-                    self._video_tmp, self.audio_from, self._final_tmp, self.container,
+                    self._video_tmp, source, self._final_tmp, self.container,
                     self._audio, self.audio_start, self.audio_duration, tag_args=self._tag_args,
+                    subtitles=self._subtitles,
                 )
                 remove_quietly(self._video_tmp)
                 replace_into(self._final_tmp, self.path)
@@ -867,7 +922,8 @@ def mux_audio(
     try:
         _mux(vp, ap, tmp, container, streams, float(audio_start),
              None if audio_duration is None else float(audio_duration),
-             keep_video_audio=vd.audio if keep_original_audio else (), tag_args=_tag_args(vd.tags, container))
+             keep_video_audio=vd.audio if keep_original_audio else (), tag_args=_tag_args(vd.tags, container),
+             keep_video_subtitles=bool(vd.subtitles) and _container_for(vp) == container)
         replace_into(tmp, op)
     except BaseException:
         remove_quietly(tmp)

@@ -65,7 +65,7 @@ def assemble(source: VideoSource, work: WorkDir, flows: FlowCache, config, lanes
     with VideoWriter(output, source.info.width, source.info.height, source.fps, quality=options.quality,
                      audio_from=audio_from, audio_start=audio_start, audio_duration=audio_duration,
                      sample_aspect=source.info.sample_aspect, language=source.info.language,
-                     tags=source.info.tags) as writer:
+                     tags=source.info.tags, subtitles_from=source.path) as writer:
         for t, content, frame_u8 in pass_frames(source, work, flows, config, lanes, last_pass, cuts):
             frame = from_u8(frame_u8)
             meter.add(t, frame, content)

@@ -521,3 +521,98 @@ def test_mux_audio_keeps_video_bit_identical(tmp_path: Path) -> None:
         vio.mux_audio(video, wav, tmp_path / "x.gif")
     assert not (tmp_path / "x.mp4").exists()
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+
+
+def subtitle_text(path: Path, stream: int = 0) -> str:
+    """One subtitle stream of ``path`` as SRT text."""
+    res = subprocess.run([FF, "-hide_banner", "-nostdin", "-loglevel", "error", "-i", str(path),
+                          "-map", f"0:s:{stream}", "-f", "srt", "-"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert res.returncode == 0, res.stderr.decode()
+    return res.stdout.decode()
+
+
+def test_subtitles_are_kept_converted_or_noted(tmp_path: Path) -> None:
+    """A source's text subtitles go into every output that can hold text (copied, or converted to
+    mov_text / WebVTT), cut to the segment, with or without the audio; AVI and GIF keep none and
+    the user is told before the work starts."""
+    srt = tmp_path / "subs.srt"
+    srt.write_text("1\n00:00:00,000 --> 00:00:00,400\nfirst line\n\n2\n00:00:00,420 --> 00:00:00,580\nacross\n\n"
+                   "3\n00:00:00,600 --> 00:00:01,000\nsecond line\n")
+    plain = make_clip(tmp_path / "plain.mkv", seconds=1.0)
+    src = tmp_path / "subbed.mkv"
+    ff("-i", str(plain), "-i", str(srt), "-map", "0", "-map", "1", "-c", "copy", "-c:s", "srt",
+       "-metadata:s:s:0", "language=fra", "-metadata:s:v:0", "language=deu", str(src))
+    info = vio.probe(src)
+    assert [(s.codec, s.language) for s in info.subtitles] == [("subrip", "fra")]
+    frames = read_all(src, info)
+
+    for name, codec, audio_from in (("o.mp4", "mov_text", src), ("o.mkv", "subrip", None),
+                                    ("o.webm", "webvtt", src), ("o.mov", "mov_text", None)):
+        out = tmp_path / name
+        write_all(out, frames, info.fps, audio_from=audio_from, subtitles_from=src)
+        got = vio.probe(out)
+        assert [(s.codec, s.language) for s in got.subtitles] == [(codec, "fra")], name
+        assert len(got.audio) == (1 if audio_from else 0), name
+        text = subtitle_text(out)
+        assert "first line" in text and "second line" in text, name
+        assert vio.dropped_subtitles_note(src, out) is None
+
+    # A segment from 0.5 s: the first line is before it, the one across its start is clipped, the
+    # second is moved to the segment's time (with or without the audio).
+    for name, audio_from in (("cut.mp4", src), ("cut.mkv", None)):
+        cut = tmp_path / name
+        write_all(cut, frames[15:], info.fps, audio_from=audio_from, audio_start=0.5, audio_duration=0.5,
+                  subtitles_from=src, language=info.language)
+        text = subtitle_text(cut)
+        assert "first line" not in text, (name, text)
+        assert "00:00:00,000 --> 00:00:00,080\nacross" in text, (name, text)
+        assert "00:00:00,100 --> 00:00:00,500\nsecond line" in text, (name, text)
+        got = vio.probe(cut)
+        assert got.frame_count == 15 and [s.language for s in got.subtitles] == ["fra"] and got.language == "deu"
+
+    # The --style-audio mux keeps the video file's own subtitles.
+    wav = tmp_path / "a.wav"
+    ff("-f", "lavfi", "-i", "sine=frequency=300:sample_rate=48000:duration=1", str(wav))
+    remuxed = tmp_path / "remuxed.mp4"
+    vio.mux_audio(tmp_path / "o.mp4", wav, remuxed)
+    assert [s.codec for s in vio.probe(remuxed).subtitles] == ["mov_text"]
+
+    for name in ("o.avi", "o.gif"):
+        out = tmp_path / name
+        note = vio.dropped_subtitles_note(src, out)
+        assert note is not None and "1 subtitle stream" in note and name in note
+        write_all(out, frames, info.fps, audio_from=src, subtitles_from=src)
+        assert vio.probe(out).subtitles == ()
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+
+
+def test_subtitle_plan_for_picture_subtitles_and_segments() -> None:
+    """Picture subtitles only copy (Matroska), and not into a segment; text converts anywhere but AVI/GIF."""
+    from jaxstyle.io.ffmpeg import SubtitleStreamInfo
+    from jaxstyle.io.subtitles import dropped_note, subtitle_plan
+
+    pgs, ass = SubtitleStreamInfo(0, "hdmv_pgs_subtitle"), SubtitleStreamInfo(1, "ass", "eng")
+    assert subtitle_plan("matroska", [pgs, ass]) == ([(pgs, "copy"), (ass, "copy")], [])
+    assert subtitle_plan("matroska", [pgs, ass], segment=True) == ([(ass, "ass")], [pgs])
+    assert subtitle_plan("mp4", [pgs, ass]) == ([(ass, "mov_text")], [pgs])
+    assert subtitle_plan("avi", [pgs, ass]) == ([], [pgs, ass])
+    assert dropped_note("a.mkv", "b.mp4", "mp4", [pgs, ass]).endswith("(hdmv_pgs_subtitle) cannot be stored in b.mp4; "
+                                                                        "a .mkv output keeps them")
+    assert "not cut to a segment" in dropped_note("a.mkv", "b.mkv", "matroska", [pgs], segment=True)
+    assert dropped_note("a.mkv", "b.webm", "webm", [ass]) is None
+
+
+def test_cut_ass_shifts_clips_and_drops_events() -> None:
+    from jaxstyle.io.subtitles import cut_ass
+
+    script = ("[Script Info]\nScriptType: v4.00+\n\n[Events]\nFormat: Layer, Start, End, Style, Name, MarginL, "
+              "MarginR, MarginV, Effect, Text\n"
+              "Dialogue: 0,0:00:01.00,0:00:02.00,Default,,0,0,0,,before\n"
+              "Dialogue: 0,0:00:02.50,0:00:03.50,Default,,0,0,0,,across, with a comma\n"
+              "Dialogue: 0,0:01:03.25,0:01:04.00,Default,,0,0,0,,{\\i1}later{\\i0}\n"
+              "Dialogue: 0,0:02:00.00,0:02:01.00,Default,,0,0,0,,after\n")
+    got = cut_ass(script, start=3.0, duration=61.0)
+    assert "before" not in got and "after" not in got
+    assert "Dialogue: 0,0:00:00.00,0:00:00.50,Default,,0,0,0,,across, with a comma\n" in got
+    assert "Dialogue: 0,0:01:00.25,0:01:01.00,Default,,0,0,0,,{\\i1}later{\\i0}\n" in got
+    assert got.startswith("[Script Info]\nScriptType: v4.00+\n\n[Events]\n")
