@@ -14,7 +14,9 @@ from ..errors import UserError
 from ..io.audio import AUDIO_EXTENSIONS, read_audio, write_audio
 from ..io.images import check_output_path
 from ..io.files import write_json_atomic
+from ..video import VideoOptions
 from .common import check_metrics_path, check_output_file, claimed, default_output, log
+from .flags import from_flags
 
 
 def stylize_sound(content, sr: int, style_path, config: StyleConfig, what: str, quiet: bool):
@@ -45,12 +47,17 @@ def audio_main(args, config: StyleConfig) -> int:
     check_output_path(output, [content_path, style_path], AUDIO_EXTENSIONS)
     check_output_file(output, "output")
     check_metrics_path(args.metrics_json, [content_path, style_path, output])
-    content, sr = read_audio(content_path, what="Content audio")
+    segment = from_flags(VideoOptions, args)  # --start/--duration cut a segment of the sound too
+    segment.check()
+    content, sr = read_audio(content_path, start=segment.start, duration=segment.duration, what="Content audio")
+    what = f"content audio {content_path}" + (" in the selected segment" if segment.start or segment.duration else "")
+    check_signal(content, sr, what)
     with claimed(output):
-        style, out, info = stylize_sound(content, sr, style_path, config, f"content audio {content_path}", args.quiet)
+        style, out, info = stylize_sound(content, sr, style_path, config, what, args.quiet)
         write_audio(output, out, sr)
         if args.metrics_json:
             metrics = sound_metrics(content, style, out, sr, config, info, t0)
+            metrics.update(start=segment.start, duration=segment.duration)
             write_json_atomic(args.metrics_json, {**metrics, "content": str(content_path),
                                                   "style_audio": str(style_path), "output": str(output)})
     log(f"wrote {output} ({out.shape[0]} samples, {sr} Hz, {out.shape[1]} channel(s)) in {info['seconds']:.1f} s")

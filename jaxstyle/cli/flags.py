@@ -81,3 +81,9 @@ def from_flags(cls, args: argparse.Namespace, *, dest: str = ""):
         elif hasattr(args, dest + field.name):
             values[field.name] = getattr(args, dest + field.name)
     return cls(**values)
+
+
+def given_flags(cls, args: argparse.Namespace, *, dest: str = "") -> list[str]:
+    """The flags of ``cls``'s top-level fields that were given on the command line."""
+    return [flag_name(field) for field in dataclasses.fields(cls)
+            if "section" not in field.metadata and hasattr(args, dest + field.name)]

@@ -21,11 +21,12 @@ from ..io.audio import is_audio
 from ..io.compile_cache import enable_compile_cache
 from ..io.files import WRITE_ERRNOS, write_failure
 from ..io.video import is_video_content
+from ..video import VideoOptions
 from .audio import audio_main
 from .batch import batch_main
 from .common import PROG, crash_log, one_line
 from .example import example_main
-from .flags import from_flags
+from .flags import from_flags, given_flags
 from .image import image_main
 from .model import model_main
 from .parser import build_parser
@@ -34,9 +35,26 @@ from .video import video_main
 from .weights import weights_main
 
 
+# The video job's options that other content takes (a sound file is cut to a segment too).
+_VIDEO_OPTIONS_FOR = {"image": (), "audio": ("--start", "--duration")}
+
+
+def check_video_options_apply(args) -> None:
+    """A video option given for an image or a sound file would be silently ignored: say so."""
+    kind = "audio" if is_audio(args.content) else "video" if is_video_content(args.content) else "image"
+    if kind == "video":
+        return
+    unused = [f for f in given_flags(VideoOptions, args) if f not in _VIDEO_OPTIONS_FOR[kind]]
+    if unused:
+        what = "an image" if kind == "image" else "a sound file"
+        verb = "applies" if len(unused) == 1 else "apply"
+        raise UserError(f"{', '.join(unused)} {verb} to a video CONTENT only; {args.content} is {what}")
+
+
 def stylize_main(argv: Sequence[str]) -> int:
     args = build_parser().parse_args(argv)
     config = from_flags(StyleConfig, args).resolved()  # the run's one resolution
+    check_video_options_apply(args)
     if args.model:
         return model_main(args, config)
     if args.style_mix is not None:

@@ -100,6 +100,14 @@ def test_cli_audio_keeps_rate_channels_length(capsys, wavs, tmp_path):
     assert code == 0, err
     y2, sr2 = audio_io.read_audio(out2)
     assert sr2 == 16000 and y2.shape[1] == 2
+    # a segment: --start/--duration cut the sound as they cut a video
+    out3 = tmp_path / "seg.wav"
+    code, err = run_main([wavs["stereo"], "--style-audio", wavs["style"], "-o", out3, "--start", "0.1", "--duration",
+                          "0.3", "--metrics-json", metrics, *TINY], capsys)
+    assert code == 0, err
+    y3, sr3 = audio_io.read_audio(out3)
+    assert sr3 == 16000 and y3.shape == (4800, 2)
+    assert (json.loads(metrics.read_text())["start"], json.loads(metrics.read_text())["duration"]) == (0.1, 0.3)
 
 
 def test_style_shorter_or_longer_and_transfer_moves_statistics():
@@ -178,6 +186,12 @@ def test_bad_inputs_one_line(capsys, wavs, tmp_path, media):
     audio_io.write_audio(short, tone_mix(0.1, 8000), 8000)
     code, err = run_main([short, "--style-audio", wavs["style"], "-o", out], capsys)
     assert_one_line_error(code, err, "too short")
+    code, err = run_main([wavs["content"], "--style-audio", wavs["style"], "-o", out, "--start", "0.5"], capsys)
+    assert_one_line_error(code, err, "selected segment is too short")
+    # video options that a sound file does not take
+    code, err = run_main([wavs["content"], "--style-audio", wavs["style"], "-o", out, "--quality", "10",
+                          "--no-audio"], capsys)
+    assert_one_line_error(code, err, "--no-audio, --quality apply to a video CONTENT only")
     # audio content without --style-audio, with an image --style, output onto an input
     code, err = run_main([wavs["content"], "-o", out], capsys)
     assert_one_line_error(code, err, "--style-audio")
