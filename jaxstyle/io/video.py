@@ -114,7 +114,6 @@ _AUDIO_COPY_OK: dict[str, frozenset[str]] = {
     "gif": frozenset(),
 }
 _PCM_COPY_OK = frozenset({"mov", "matroska"})  # containers that take any pcm_* codec
-
 _AUDIO_ENCODER: dict[str, list[str]] = {
     "mp4": ["aac", "-b:a", "192k"],
     "mov": ["aac", "-b:a", "192k"],
