@@ -102,7 +102,7 @@ def main() -> None:
     ap.add_argument("--synthetic-motion", type=float, default=TrainConfig.synthetic_motion)
     ap.add_argument("--no-warm-start", action="store_true", help="skip part 5 (the warm start)")
     ap.add_argument("--model-dir", default=None, help="where the model goes (default: outputs/bench/feedforward/"
-                    "model_realshort_tw<temporal weight>); an existing one is resumed")
+                    "model_realshort_tw<temporal weight>[_m<synthetic motion>]); an existing one is resumed")
     ap.add_argument("--frames", type=int, default=8, help="frames of each clip for the optimizer comparison")
     ap.add_argument("--rounds", type=int, default=3, help="timing rounds of the network")
     ap.add_argument("--warm-start-only", action="store_true",
@@ -119,7 +119,8 @@ def main() -> None:
     report: dict = {"environment": environment(network), "args": vars(args)}
 
     # 1. per-video training
-    model_dir = Path(args.model_dir) if args.model_dir else out / f"model_realshort_tw{args.temporal_weight:g}"
+    motion = f"_m{args.synthetic_motion:g}" if args.synthetic_motion else ""  # not the baseline's model resumed
+    model_dir = Path(args.model_dir) if args.model_dir else out / f"model_realshort_tw{args.temporal_weight:g}{motion}"
     if args.warm_start_only:
         json_path = Path(args.json or OUT_DIR / f"feedforward_{model_dir.name}.json")
         report = json.loads(json_path.read_text()) if json_path.is_file() else report

@@ -208,6 +208,8 @@ class TrainConfig:
             raise UserError(f"--temporal-weight must be >= 0, not {self.temporal_weight}")
         if not (0.0 <= self.synthetic_motion <= 1.0):
             raise UserError(f"--synthetic-motion must be between 0 and 1, not {self.synthetic_motion}")
+        if self.synthetic_motion > 0 and self.temporal_weight == 0:
+            raise UserError("--synthetic-motion makes pairs for the temporal term: it needs --temporal-weight above 0")
         if self.kind not in NETWORK_KINDS:
             raise UserError(f"--kind must be one of {', '.join(NETWORK_KINDS)}")
 

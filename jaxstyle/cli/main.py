@@ -10,6 +10,7 @@ reported as one line on stderr with exit code 2, never a traceback.
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 from typing import Sequence
@@ -41,14 +42,15 @@ _VIDEO_OPTIONS_FOR = {"image": (), "audio": ("--start", "--duration")}
 
 def check_video_options_apply(args) -> None:
     """A video option given for an image or a sound file would be silently ignored: say so."""
+    if not os.path.isfile(args.content):
+        return  # the job's own checks name what is wrong with it
     kind = "audio" if is_audio(args.content) else "video" if is_video_content(args.content) else "image"
     if kind == "video":
         return
     unused = [f for f in given_flags(VideoOptions, args) if f not in _VIDEO_OPTIONS_FOR[kind]]
     if unused:
-        what = "an image" if kind == "image" else "a sound file"
         verb = "applies" if len(unused) == 1 else "apply"
-        raise UserError(f"{', '.join(unused)} {verb} to a video CONTENT only; {args.content} is {what}")
+        raise UserError(f"{', '.join(unused)} {verb} to a video CONTENT only, and {args.content} is not a video")
 
 
 def stylize_main(argv: Sequence[str]) -> int:

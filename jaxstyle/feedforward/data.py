@@ -38,9 +38,11 @@ from ..video.flow import FlowCache
 
 STORE_VERSION = 1
 
-# the synthetic motion's range at the crop's scale: about a real clip's motion between frames at
-# 256 px (median 0.2-1.1 px, 99th percentile 2.4-3.7 px on the bundled clips). Rotation and zoom are
-# kept small enough that the flow's gradient stays under the occlusion mask's motion-boundary test.
+# the synthetic motion's range at the crop's scale, after a real clip's motion between frames at
+# 256 px (median 0.2-1.1 px, 99th percentile 2.4-3.7 px on the bundled clips): the shift is up to
+# 3 px; rotation and zoom about the centre add up to about 3 px each at a 256 px crop's corners
+# (so up to about 10 px there, a few px over most of it), small enough that the flow's gradient
+# stays under the occlusion mask's motion-boundary test.
 MOTION_SHIFT_PX = 3.0
 MOTION_ROTATE_DEG = 1.0
 MOTION_ZOOM = 0.02
@@ -264,9 +266,10 @@ class TrainingData:
         matrix = affine_motion(rng, self.crop)
         # earlier pixel q shows the scene point at later pixel M q, i.e. at M q + (x, y) in the frame
         to_frame = matrix + np.asarray([[0, 0, x], [0, 0, y]], np.float64)
-        frame = imaging.from_uint8(np.asarray(self._arrays[source][t]))
+        frame = np.asarray(self._arrays[source][t])  # uint8, as stored: only the crop's pixels are read
         previous = cv2.warpAffine(frame, to_frame, (self.crop, self.crop), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
                                   borderMode=cv2.BORDER_REFLECT)
+        previous = imaging.from_uint8(previous)
         forward, backward = affine_flows(matrix, self.crop)
         if flip:
             previous = previous[:, ::-1]

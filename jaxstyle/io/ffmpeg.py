@@ -5,6 +5,7 @@ error lines, and hidden temporary names beside an output.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import signal
@@ -53,6 +54,8 @@ class SubtitleStreamInfo:
     index: int  #: index among the file's subtitle streams (``0:s:index``)
     codec: str  #: ffmpeg codec name, e.g. "subrip", "mov_text", "hdmv_pgs_subtitle"
     language: str | None = None  #: ISO 639 tag, if it has one
+    title: str | None = None  #: the stream's title, e.g. "English SDH"
+    dispositions: tuple[str, ...] = ()  #: of "default", "forced", "hearing_impaired"
 
 
 @dataclass(frozen=True)
@@ -202,11 +205,11 @@ def dump(path: PathLike, what: str = "Video file") -> MediaDump:
     stream_re = re.compile(
         r"^\s*Stream #0:(\d+)(?:\[[^\]]*\])?(?:\(([^)]*)\))?: (Video|Audio|Subtitle|Data|Attachment): (.*)$"
     )
-    in_video = False
+    in_video = in_subtitle = False
     for line in err.splitlines():
         sm = stream_re.match(line)
         if sm:
-            in_video = False
+            in_video = in_subtitle = False
             language, kind, rest = sm.group(2), sm.group(3), sm.group(4)
             fields = _split_fields(rest)
             codec = fields[0].split()[0] if fields and fields[0] else "unknown"
@@ -263,9 +266,17 @@ def dump(path: PathLike, what: str = "Video file") -> MediaDump:
                     )
                 )
             elif kind == "Subtitle":
+                flags = tuple(name.replace(" ", "_") for name in ("default", "forced", "hearing impaired")
+                              if f"({name})" in rest)
                 subtitles.append(SubtitleStreamInfo(len(subtitles), codec,
-                                                    language if language and language != "und" else None))
+                                                    language if language and language != "und" else None,
+                                                    dispositions=flags))
+                in_subtitle = True
             continue
+        if in_subtitle:  # the stream's own Metadata block follows its line
+            tm = re.match(r"^\s+title\s*: (.*)$", line)
+            if tm:
+                subtitles[-1] = dataclasses.replace(subtitles[-1], title=tm.group(1).strip())
         if in_video and video is not None:
             rm = re.search(r"rotation of (-?[\d.]+) degrees", line)
             if rm:

@@ -8,7 +8,10 @@ keep them, and AVI and GIF keep no subtitles at all.
 A segment (``--start``/``--duration``) needs its subtitles cut: ffmpeg's input seeking does not
 move subtitle events, so each text stream is read as ASS (ffmpeg's own subtitle model, so styling
 survives), its events shifted to the segment's time, clipped to it or dropped, and the result muxed
-(:func:`write_cut_subtitles`). Picture subtitles are not cut; a segment drops them, with a note.
+(:func:`write_cut_subtitles`) with the stream's language, title and dispositions set again.
+Picture subtitles are not cut; a segment drops them, with a note. Matroska outputs also take the
+source's attachments (the fonts of styled subtitles). ffmpeg writes ASS times up to 9:59:59.99, so
+events of a source past ten hours cannot be cut.
 """
 
 from __future__ import annotations
@@ -58,12 +61,13 @@ def dropped_note(source: str, output: str, container: str, streams: Sequence[Sub
     if not dropped:
         return None
     kinds = ", ".join(sorted({s.codec for s in dropped}))
-    if segment and all(s.codec in _COPY_OK["matroska"] for s in dropped) and container not in ("gif", "avi"):
-        why = " (picture subtitles are not cut to a segment)"
-    elif container not in ("gif", "avi") and all(s.codec in _COPY_OK["matroska"] for s in dropped):
-        why = "; a .mkv output keeps them"
-    else:
-        why = ""
+    why = ""
+    if container not in ("gif", "avi") and all(s.codec in _COPY_OK["matroska"] for s in dropped):
+        # picture subtitles: only Matroska holds them, and only whole (they are not cut)
+        if container == "matroska":
+            why = " (picture subtitles are not cut to a segment)"
+        else:
+            why = "; a .mkv output keeps them" + (" without --start/--duration" if segment else "")
     return f"note: {len(dropped)} subtitle stream(s) of {source} ({kinds}) cannot be stored in {output}{why}"
 
 
@@ -91,7 +95,7 @@ def cut_ass(script: str, start: float, duration: float | None) -> str:
         key, _, rest = line.partition(":")
         if key.strip() == "Format" and fields is None and "Start" in rest:
             fields = [f.strip() for f in rest.split(",")]
-        if key.strip() == "Dialogue" and fields is not None:
+        if key.strip() in ("Dialogue", "Comment") and fields is not None:  # both are timed events
             values = rest.lstrip().split(",", len(fields) - 1)
             i0, i1 = fields.index("Start"), fields.index("End")
             t0 = max(0.0, _ass_seconds(values[i0]) - start)
@@ -117,12 +121,16 @@ def write_cut_subtitles(source: str, stream: SubtitleStreamInfo, start: float, d
         f.write(cut_ass(res.stdout.decode("utf-8", "replace"), start, duration))
 
 
-def subtitle_language_args(subtitles: Sequence[tuple[SubtitleStreamInfo, str]]) -> list[str]:
-    """``-metadata`` options that give each output subtitle stream its source stream's language,
-    for streams muxed from a cut file rather than from the source (``-map_metadata`` would turn off
-    the copying of every other stream's tags)."""
+def cut_stream_args(subtitles: Sequence[tuple[SubtitleStreamInfo, str]]) -> list[str]:
+    """``-metadata`` and ``-disposition`` options that give each output subtitle stream its source
+    stream's language, title and dispositions (default, forced), for streams muxed from a cut file
+    rather than copied from the source (``-map_metadata`` would turn off the copying of every other
+    stream's tags)."""
     args: list[str] = []
     for j, (stream, _) in enumerate(subtitles):
         if stream.language:
             args += [f"-metadata:s:s:{j}", f"language={stream.language}"]
+        if stream.title:
+            args += [f"-metadata:s:s:{j}", f"title={stream.title}"]
+        args += [f"-disposition:s:{j}", "+".join(stream.dispositions) or "0"]
     return args

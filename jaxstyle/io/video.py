@@ -69,7 +69,7 @@ from ..errors import UserError
 from .ffmpeg import (AudioStreamInfo, SubtitleStreamInfo, audio_streams, dump, failure_reason, ff_path, ffmpeg_exe, fraction_str, last_error_line,
                      remove_quietly, run_ffmpeg)
 from .files import replace_into, temp_path
-from .subtitles import dropped_note, subtitle_language_args, subtitle_plan, write_cut_subtitles
+from .subtitles import cut_stream_args, dropped_note, subtitle_plan, write_cut_subtitles
 
 __all__ = [
     "VideoInfo",
@@ -579,12 +579,14 @@ def _mux(
     keep_video_audio: tuple[AudioStreamInfo, ...] = (),
     tag_args: Sequence[str] = (),
     subtitles: Sequence[tuple[SubtitleStreamInfo, str]] = (),
+    cut_subtitles: Sequence[str] = (),
     keep_video_subtitles: bool = False,
 ) -> None:
     """Copy the first video stream of ``video_src``, all audio of ``audio_src`` (``streams``) and
-    the ``subtitles`` of ``audio_src`` (each with its output codec) into ``out_tmp``; the segment
-    cut applies to both (``tag_args``: ``-metadata`` options, given again because ffmpeg drops some
-    tags, such as creation_time, from the metadata it copies)."""
+    the ``subtitles`` of ``audio_src`` (each with its output codec; for a segment, read from the
+    ``cut_subtitles`` files instead, one per stream) into ``out_tmp`` (``tag_args``: ``-metadata``
+    options, given again because ffmpeg drops some tags, such as creation_time, from the metadata
+    it copies)."""
     cut = audio_start > 0 or audio_duration is not None
     cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-nostats", "-loglevel", "error", "-y"]
     cmd += ["-i", ff_path(video_src)]
@@ -593,39 +595,33 @@ def _mux(
     if audio_duration is not None:
         cmd += ["-t", f"{audio_duration:.6f}"]
     cmd += ["-i", ff_path(audio_src)]
-    cut_files: list[str] = []  # input seeking does not move subtitle events: cut files, inputs 2, 3, ...
-    try:
-        if subtitles and cut:
-            for stream, _ in subtitles:
-                cut_files.append(str(temp_path(out_tmp, "subtitles", suffix=".ass")))
-                write_cut_subtitles(audio_src, stream, audio_start, audio_duration, cut_files[-1])
-                cmd += ["-i", ff_path(cut_files[-1])]
-        cmd += ["-map", "0:V:0"]
-        if keep_video_audio:
-            cmd += ["-map", "0:a"]
-        if streams:
-            cmd += ["-map", "1:a"]
-        if keep_video_subtitles:  # the video file's own subtitles (same container, so copied)
-            cmd += ["-map", "0:s?"]
-        for j, (stream, _) in enumerate(subtitles):
-            cmd += ["-map", f"{2 + j}:s:0" if cut_files else f"1:s:{stream.index}"]
-        cmd += ["-c:v", "copy", *tag_args]
-        if cut_files:  # their language, from the source's streams
-            cmd += subtitle_language_args(subtitles)
-        cmd += _audio_codec_args(container, keep_video_audio, False)
-        cmd += _audio_codec_args(container, streams, cut, first_out_index=len(keep_video_audio))
-        if keep_video_subtitles:
-            cmd += ["-c:s", "copy"]
-        for j, (_, codec) in enumerate(subtitles):
-            cmd += [f"-c:s:{j}", codec]
-        if container in ("mp4", "mov"):
-            cmd += ["-movflags", "+faststart"]
-        cmd += ["-f", container, ff_path(out_tmp)]
-        what = "audio" if not subtitles else "subtitles" if not streams else "audio and subtitles"
-        run_ffmpeg(cmd, f"Could not add {what} from {audio_src} to {out_tmp}")
-    finally:
-        for path in cut_files:
-            remove_quietly(path)
+    for path in cut_subtitles:  # inputs 2, 3, ...
+        cmd += ["-i", ff_path(path)]
+    cmd += ["-map", "0:V:0"]
+    if keep_video_audio:
+        cmd += ["-map", "0:a"]
+    if streams:
+        cmd += ["-map", "1:a"]
+    if keep_video_subtitles:  # the video file's own subtitles (same container, so copied)
+        cmd += ["-map", "0:s?"]
+    for j, (stream, _) in enumerate(subtitles):
+        cmd += ["-map", f"{2 + j}:s:0" if cut_subtitles else f"1:s:{stream.index}"]
+    if subtitles and container == "matroska":
+        cmd += ["-map", "1:t?"]  # attached fonts, which styled (ASS) subtitles use
+    cmd += ["-c:v", "copy", *tag_args]
+    if cut_subtitles:
+        cmd += cut_stream_args(subtitles)
+    cmd += _audio_codec_args(container, keep_video_audio, False)
+    cmd += _audio_codec_args(container, streams, cut, first_out_index=len(keep_video_audio))
+    if keep_video_subtitles:
+        cmd += ["-c:s", "copy"]
+    for j, (_, codec) in enumerate(subtitles):
+        cmd += [f"-c:s:{j}", codec]
+    if container in ("mp4", "mov"):
+        cmd += ["-movflags", "+faststart"]
+    cmd += ["-f", container, ff_path(out_tmp)]
+    what = "audio" if not subtitles else "subtitles" if not streams else "audio and subtitles"
+    run_ffmpeg(cmd, f"Could not add {what} from {audio_src} to {out_tmp}")
 
 
 class VideoWriter:
@@ -732,9 +728,24 @@ class VideoWriter:
         if self.container in ("mp4", "mov") and not self._muxing:
             cmd += ["-movflags", "+faststart"]
         cmd += ["-f", self.container, ff_path(self._video_tmp)]
-        self._proc: subprocess.Popen[bytes] | None = subprocess.Popen(
-            cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=self._errf
-        )
+        # A segment's subtitles are cut now, before the frames: a failure costs no work.
+        self._cut_subtitles: list[str] = []
+        try:
+            if self._subtitles and (self.audio_start > 0 or self.audio_duration is not None):
+                assert self.subtitles_from is not None
+                for stream, _ in self._subtitles:
+                    self._cut_subtitles.append(str(temp_path(self.path, "subtitles", suffix=".ass")))
+                    write_cut_subtitles(self.subtitles_from, stream, self.audio_start, self.audio_duration,
+                                        self._cut_subtitles[-1])
+            self._proc: subprocess.Popen[bytes] | None = subprocess.Popen(
+                cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=self._errf
+            )
+        except BaseException:
+            for path in self._cut_subtitles:
+                remove_quietly(path)
+            self._errf.close()
+            self._closed = True
+            raise
 
     def _codec_settings(
         self, codec: str | None, pix_fmt: str | None, quality: int, preset: str
@@ -842,7 +853,7 @@ class VideoWriter:
                 _mux(
                     self._video_tmp, source, self._final_tmp, self.container,
                     self._audio, self.audio_start, self.audio_duration, tag_args=self._tag_args,
-                    subtitles=self._subtitles,
+                    subtitles=self._subtitles, cut_subtitles=self._cut_subtitles,
                 )
                 remove_quietly(self._video_tmp)
                 replace_into(self._final_tmp, self.path)
@@ -852,6 +863,8 @@ class VideoWriter:
             self.abort()
             raise
         finally:
+            for path in self._cut_subtitles:
+                remove_quietly(path)
             self._closed = True
             self._proc = None
             self._errf.close()
@@ -878,6 +891,8 @@ class VideoWriter:
             proc.wait()
         remove_quietly(self._video_tmp)
         remove_quietly(self._final_tmp)
+        for path in self._cut_subtitles:
+            remove_quietly(path)
         self._closed = True
         try:
             self._errf.close()
@@ -922,7 +937,8 @@ def mux_audio(
         _mux(vp, ap, tmp, container, streams, float(audio_start),
              None if audio_duration is None else float(audio_duration),
              keep_video_audio=vd.audio if keep_original_audio else (), tag_args=_tag_args(vd.tags, container),
-             keep_video_subtitles=bool(vd.subtitles) and _container_for(vp) == container)
+             keep_video_subtitles=bool(vd.subtitles)
+             and SUPPORTED_EXTENSIONS.get(os.path.splitext(vp)[1].lower()) == container)
         replace_into(tmp, op)
     except BaseException:
         remove_quietly(tmp)

@@ -191,7 +191,7 @@ def test_bad_inputs_one_line(capsys, wavs, tmp_path, media):
     # video options that a sound file does not take
     code, err = run_main([wavs["content"], "--style-audio", wavs["style"], "-o", out, "--quality", "10",
                           "--no-audio"], capsys)
-    assert_one_line_error(code, err, "--no-audio, --quality apply to a video CONTENT only")
+    assert_one_line_error(code, err, "--no-audio, --quality apply to a video CONTENT only, and")
     # audio content without --style-audio, with an image --style, output onto an input
     code, err = run_main([wavs["content"], "-o", out], capsys)
     assert_one_line_error(code, err, "--style-audio")

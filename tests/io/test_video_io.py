@@ -540,10 +540,15 @@ def test_subtitles_are_kept_converted_or_noted(tmp_path: Path) -> None:
                    "3\n00:00:00,600 --> 00:00:01,000\nsecond line\n")
     plain = make_clip(tmp_path / "plain.mkv", seconds=1.0)
     src = tmp_path / "subbed.mkv"
+    font = tmp_path / "font.ttf"  # an attachment, as a styled subtitle's fonts are (bytes are enough here)
+    font.write_bytes(b"not really a font")
     ff("-i", str(plain), "-i", str(srt), "-map", "0", "-map", "1", "-c", "copy", "-c:s", "srt",
-       "-metadata:s:s:0", "language=fra", "-metadata:s:v:0", "language=deu", str(src))
+       "-metadata:s:s:0", "language=fra", "-metadata:s:s:0", "title=French, forced", "-disposition:s:0", "forced",
+       "-metadata:s:v:0", "language=deu", "-attach", str(font), "-metadata:s:t", "mimetype=application/x-truetype-font",
+       str(src))
     info = vio.probe(src)
-    assert [(s.codec, s.language) for s in info.subtitles] == [("subrip", "fra")]
+    assert [(s.codec, s.language, s.title, s.dispositions) for s in info.subtitles] == [
+        ("subrip", "fra", "French, forced", ("forced",))]
     frames = read_all(src, info)
 
     for name, codec, audio_from in (("o.mp4", "mov_text", src), ("o.mkv", "subrip", None),
@@ -568,7 +573,13 @@ def test_subtitles_are_kept_converted_or_noted(tmp_path: Path) -> None:
         assert "00:00:00,000 --> 00:00:00,080\nacross" in text, (name, text)
         assert "00:00:00,100 --> 00:00:00,500\nsecond line" in text, (name, text)
         got = vio.probe(cut)
-        assert got.frame_count == 15 and [s.language for s in got.subtitles] == ["fra"] and got.language == "deu"
+        assert got.frame_count == 15 and got.language == "deu"
+        # forced kept (MP4's muxer marks its first subtitle track default as well)
+        assert [(s.language, "forced" in s.dispositions) for s in got.subtitles] == [("fra", True)], name
+    assert vio.probe(tmp_path / "cut.mkv").subtitles[0].title == "French, forced"  # (MP4 keeps no stream title)
+    for name in ("o.mkv", "cut.mkv"):  # Matroska takes the attached fonts along
+        assert "Attachment: ttf" in subprocess.run([FF, "-hide_banner", "-i", str(tmp_path / name)],
+                                                   capture_output=True, text=True).stderr, name
 
     # The --style-audio mux keeps the video file's own subtitles.
     wav = tmp_path / "a.wav"
@@ -599,6 +610,8 @@ def test_subtitle_plan_for_picture_subtitles_and_segments() -> None:
     assert dropped_note("a.mkv", "b.mp4", "mp4", [pgs, ass]).endswith("(hdmv_pgs_subtitle) cannot be stored in b.mp4; "
                                                                         "a .mkv output keeps them")
     assert "not cut to a segment" in dropped_note("a.mkv", "b.mkv", "matroska", [pgs], segment=True)
+    assert dropped_note("a.mkv", "b.mov", "mov", [pgs], segment=True).endswith(
+        "; a .mkv output keeps them without --start/--duration")
     assert dropped_note("a.mkv", "b.webm", "webm", [ass]) is None
 
 
@@ -610,9 +623,12 @@ def test_cut_ass_shifts_clips_and_drops_events() -> None:
               "Dialogue: 0,0:00:01.00,0:00:02.00,Default,,0,0,0,,before\n"
               "Dialogue: 0,0:00:02.50,0:00:03.50,Default,,0,0,0,,across, with a comma\n"
               "Dialogue: 0,0:01:03.25,0:01:04.00,Default,,0,0,0,,{\\i1}later{\\i0}\n"
+              "Comment: 0,0:00:05.00,0:00:06.00,Default,,0,0,0,,a note\n"
+              "Comment: 0,0:00:01.00,0:00:02.00,Default,,0,0,0,,an earlier note\n"
               "Dialogue: 0,0:02:00.00,0:02:01.00,Default,,0,0,0,,after\n")
     got = cut_ass(script, start=3.0, duration=61.0)
     assert "before" not in got and "after" not in got
     assert "Dialogue: 0,0:00:00.00,0:00:00.50,Default,,0,0,0,,across, with a comma\n" in got
     assert "Dialogue: 0,0:01:00.25,0:01:01.00,Default,,0,0,0,,{\\i1}later{\\i0}\n" in got
     assert got.startswith("[Script Info]\nScriptType: v4.00+\n\n[Events]\n")
+    assert "Comment: 0,0:00:02.00,0:00:03.00,Default,,0,0,0,,a note\n" in got and "an earlier note" not in got
