@@ -46,8 +46,8 @@ class VideoOptions:
     """How a video job reads and writes (not part of what it computes, so not of its fingerprint)."""
 
     frames_dir: str | None = setting(None, "also write the output frames as PNGs into DIR", metavar="DIR")
-    start: float = setting(0.0, "process a segment starting here", metavar="SEC")
-    duration: float | None = setting(None, "length of the segment to process", metavar="SEC")
+    start: float = setting(0.0, "process a segment (of a video or a sound file) starting here", metavar="SEC")
+    duration: float | None = setting(None, "length of the segment to process (a video or a sound file)", metavar="SEC")
     audio: bool = setting(True, "drop the audio (by default every audio stream is kept)", flag="--no-audio")
     quality: int = setting(18, "H.264 CRF, lower is better", metavar="CRF")
     resume: bool = setting(False, "continue an interrupted run from its checkpoints")
