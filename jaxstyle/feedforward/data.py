@@ -72,6 +72,11 @@ def affine_flows(matrix: np.ndarray, side: int) -> tuple[np.ndarray, np.ndarray]
     return forward.astype(np.float32), backward.astype(np.float32)
 
 
+def mirrored_flow(flow: np.ndarray) -> np.ndarray:
+    """The flow of the left-right mirrored frames: columns reversed and horizontal motion negated."""
+    return flow[:, ::-1] * np.asarray([-1.0, 1.0], np.float32)
+
+
 def training_size(height: int, width: int, crop: int, frame_size: int | None) -> tuple[int, int]:
     """The size an input of height x width is stored at: its long side ``frame_size``, or its
     short side ``crop``. Raises UserError when a crop does not fit."""
@@ -273,7 +278,7 @@ class TrainingData:
         forward, backward = affine_flows(matrix, self.crop)
         if flip:
             previous = previous[:, ::-1]
-            forward, backward = (f[:, ::-1] * np.asarray([-1.0, 1.0], np.float32) for f in (forward, backward))
+            forward, backward = mirrored_flow(forward), mirrored_flow(backward)
         return (np.ascontiguousarray(previous, np.float32), np.ascontiguousarray(forward, np.float32),
                 np.ascontiguousarray(backward, np.float32), 1.0)
 
@@ -289,8 +294,8 @@ class TrainingData:
 
     def _crop_flow(self, flow: np.ndarray, y: int, x: int, flip: bool) -> np.ndarray:
         crop = flow[y:y + self.crop, x:x + self.crop]
-        if flip:  # mirrored: columns reversed and horizontal motion negated
-            crop = crop[:, ::-1] * np.asarray([-1.0, 1.0], np.float32)
+        if flip:
+            crop = mirrored_flow(crop)
         return np.ascontiguousarray(crop, np.float32)
 
     def _flows(self, source: int, t: int) -> tuple[np.ndarray, np.ndarray]:
