@@ -49,7 +49,7 @@ from .flags import from_flags
 from .image import image_main
 from .model import check_model_use, model_main
 from .parser import build_parser
-from .video import init_distributed, video_main
+from .video import init_distributed, unused_video_options, video_main, video_options_error
 
 # images of a bucket optimized at once per device unless --frames-per-device says otherwise (videos keep
 # the single command's default: there it sets the number of lanes, which changes the result)
@@ -194,6 +194,18 @@ def _split_job_flags(job_flags: list[str]) -> tuple[list[str], Processes, str | 
     return item_flags, from_flags(Processes, args), args.model
 
 
+def _check_job_video_options(job_flags: list[str], items: list[BatchItem]) -> None:
+    """The job's video flags are for its videos (a sound takes --start/--duration too): a job
+    with none that takes them would silently ignore them."""
+    kinds = {item.kind for item in items if item.problem is None}
+    if not kinds:
+        return
+    args = build_parser().parse_args(["content.png", "--style", "style.png", *job_flags])
+    unused = [f for f in unused_video_options(args, "image") if all(f in unused_video_options(args, k) for k in kinds)]
+    if unused:
+        raise video_options_error(unused, "the job has no video")
+
+
 def _plan(item: BatchItem, job_flags: list[str], models: Models) -> Planned:
     """Parse and check one item (raises UserError with its reason)."""
     args = build_parser().parse_args(item.argv(job_flags))
@@ -207,6 +219,10 @@ def _plan(item: BatchItem, job_flags: list[str], models: Models) -> Planned:
                         "(or the job --model MODEL_DIR)")
     elif not item.styles:
         raise UserError(f"{item.where}: no style (give \"style\", or a \"model\")")
+    own = build_parser().parse_args([str(item.content), "--style", "style.png", *item.options])
+    unused = unused_video_options(own, item.kind)  # (the job's video flags are for its videos)
+    if unused:
+        raise video_options_error(unused, f"{item.content.name} is not a video")
     planned = Planned(item, item.key(job_flags), args, config)
     if item.kind == "image":
         inputs = [item.content, *item.styles]
@@ -333,6 +349,7 @@ def batch_main(argv: Sequence[str]) -> int:
         items = read_jobs(jobs)
     else:
         items = expand_folder(args.contents, [s for s in (args.styles or "").split(",") if s], model=bool(job_model))
+    _check_job_video_options(job_flags, items)
     processes = init_distributed(processes)  # before anything asks JAX for its devices
     out_dir.mkdir(parents=True, exist_ok=True)
     items = output_names(items, out_dir, job_model)

@@ -22,22 +22,17 @@ from ..io.audio import is_audio
 from ..io.compile_cache import enable_compile_cache
 from ..io.files import WRITE_ERRNOS, write_failure
 from ..io.video import is_video_content
-from ..video import VideoOptions
 from .audio import audio_main
 from .batch import batch_main
 from .common import PROG, crash_log, one_line
 from .example import example_main
-from .flags import from_flags, given_flags
+from .flags import from_flags
 from .image import image_main
 from .model import model_main
 from .parser import build_parser
 from .train import train_main
-from .video import video_main
+from .video import unused_video_options, video_main, video_options_error
 from .weights import weights_main
-
-
-# The video job's options that other content takes (a sound file is cut to a segment too).
-_VIDEO_OPTIONS_FOR = {"image": (), "audio": ("--start", "--duration")}
 
 
 def check_video_options_apply(args) -> None:
@@ -45,12 +40,9 @@ def check_video_options_apply(args) -> None:
     if not os.path.isfile(args.content):
         return  # the job's own checks name what is wrong with it
     kind = "audio" if is_audio(args.content) else "video" if is_video_content(args.content) else "image"
-    if kind == "video":
-        return
-    unused = [f for f in given_flags(VideoOptions, args) if f not in _VIDEO_OPTIONS_FOR[kind]]
+    unused = unused_video_options(args, kind)
     if unused:
-        verb = "applies" if len(unused) == 1 else "apply"
-        raise UserError(f"{', '.join(unused)} {verb} to a video CONTENT only, and {args.content} is not a video")
+        raise video_options_error(unused, f"{args.content} is not a video")
 
 
 def stylize_main(argv: Sequence[str]) -> int:

@@ -27,7 +27,23 @@ from ..video import Processes, VideoJob, VideoOptions, frames_at_once, stylize_v
 from .audio import sound_metrics, stylize_sound
 from .common import (check_memory, check_metrics_path, check_output_file, claimed, default_output, log,
                      note_dropped_streams)
-from .flags import from_flags
+from .flags import from_flags, given_flags
+
+# The video job's options that other content takes (a sound file is cut to a segment too).
+_VIDEO_OPTIONS_FOR = {"image": (), "audio": ("--start", "--duration")}
+
+
+def unused_video_options(args, kind: str) -> list[str]:
+    """The video job's flags given in ``args`` that a content of ``kind`` (image, audio, video)
+    would silently ignore."""
+    if kind == "video":
+        return []
+    return [f for f in given_flags(VideoOptions, args) if f not in _VIDEO_OPTIONS_FOR[kind]]
+
+
+def video_options_error(unused: list[str], not_a_video: str) -> UserError:
+    verb = "applies" if len(unused) == 1 else "apply"
+    return UserError(f"{', '.join(unused)} {verb} to a video CONTENT only, and {not_a_video}")
 
 
 def check_video_style_audio(args, content_path: Path, output: Path, options: VideoOptions) -> None:

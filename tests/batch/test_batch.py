@@ -158,15 +158,18 @@ def test_a_jobs_file_with_a_video_a_blend_and_bad_items(capsys, tmp_path, folder
          "options": ["--duration", "0.2", "--video-iterations", "1", "--size", "24"]},
         {"content": str(contents / "a.png"), "style": str(tmp_path / "missing.png")},
         {"content": str(contents / "a.png"), "style": str(styles[0]), "options": "--size -5"},
+        {"content": str(contents / "a.png"), "style": str(styles[0]), "options": "--quality 30"},
     ]))
     out = tmp_path / "out"
     code, err = run_main(["batch", jobs, "--out-dir", out, "--size", "40", *FAST, "--quiet"], capsys)
     # (the video item logs its "stability error" line, so only the last line is checked here)
     assert code == 2 and "Traceback" not in err and err.strip().splitlines()[-1].startswith(
-        "jaxstyle: error: 2 of 4 item(s) failed"), err
+        "jaxstyle: error: 3 of 5 item(s) failed"), err
     records = [json.loads(line) for line in (out / "index.jsonl").read_text().splitlines()]
-    assert [r["status"] for r in records] == ["ok", "ok", "failed", "failed"], records
+    assert [r["status"] for r in records] == ["ok", "ok", "failed", "failed", "failed"], records
     assert "missing.png does not exist" in records[2]["error"] and "--size" in records[3]["error"]
+    # the job's --video-iterations was for its video; an image item's own video flag is refused
+    assert records[4]["error"] == "--quality applies to a video CONTENT only, and a.png is not a video"
     assert records[1]["metrics"]["frames"] == 6 and (out / "clip.mp4").is_file()
     assert read_image(out / "a_starry_blend.png").shape == (30, 40, 3)
     assert not list(out.glob(".jaxstyle-batch-metrics"))
@@ -183,6 +186,15 @@ def test_bad_job_flags_end_the_job_before_any_item(capsys, tmp_path, argv, needl
     (tmp_path / "empty").mkdir()
     code, err = run_main(["batch", *[a.format(tmp=tmp_path) for a in argv]], capsys)
     assert_one_line_error(code, err, needle)
+
+
+def test_video_flags_for_a_job_without_a_video_end_it_before_any_item(capsys, tmp_path, folder):
+    contents, styles = folder
+    out = tmp_path / "out"
+    code, err = run_main(["batch", "--contents", contents, "--styles", styles[0], "--out-dir", out,
+                          "--quality", "30", "--keep-work"], capsys)
+    assert_one_line_error(code, err, "--quality, --keep-work apply to a video CONTENT only, and the job has no video")
+    assert not out.exists()
 
 
 def _batch_process(argv, devices: int, log):
