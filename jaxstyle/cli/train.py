@@ -31,6 +31,9 @@ from .video import init_distributed
 JOB_FILE = "job.json"
 # settings that may change between a run and its --resume
 RESUMABLE = ("steps", "resume", "log_every", "preview_every", "checkpoint_every")
+# training settings added after job.json first held the settings, with the value that a job.json
+# without them was trained with (so an older training still resumes)
+ADDED_TRAIN_SETTINGS = {"synthetic_motion": 0.0, "lr_schedule": "constant"}
 
 
 def build_train_parser() -> Parser:
@@ -111,6 +114,8 @@ def check_model_dir(job: TrainJob) -> None:
     except (OSError, ValueError):
         raise UserError(f"--resume: {output} has no readable {JOB_FILE}: not a training of this jaxstyle") from None
     now = json.loads(json.dumps(_fingerprint(job), default=str))
+    if isinstance(before, dict) and isinstance(before.get("train"), dict):
+        before["train"] = {**ADDED_TRAIN_SETTINGS, **before["train"]}
     changed = sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k))
     if changed:
         raise UserError(f"--resume: {output} was trained with other settings ({', '.join(changed)} differ)")
