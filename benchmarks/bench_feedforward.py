@@ -29,7 +29,7 @@ from common import MEDIA, OUT_DIR, environment, median, write_json  # noqa: E402
 
 from jaxstyle import imaging
 from jaxstyle.api import image_losses, network_for, stylize_frames
-from jaxstyle.config import LR_SCHEDULES, StyleConfig, TrainConfig
+from jaxstyle.config import StyleConfig, TrainConfig
 from jaxstyle.feedforward import TrainJob, load_model, train_network
 from jaxstyle.io.images import read_image, write_image
 from jaxstyle.io.video import iter_frames, probe
@@ -98,12 +98,11 @@ def main() -> None:
     ap.add_argument("--width", type=int, default=16)
     ap.add_argument("--blocks", type=int, default=3)
     ap.add_argument("--learning-rate", type=float, default=2e-3)
-    ap.add_argument("--lr-schedule", choices=LR_SCHEDULES, default=TrainConfig.lr_schedule)
     ap.add_argument("--temporal-weight", type=float, default=TrainConfig.temporal_weight)
     ap.add_argument("--synthetic-motion", type=float, default=TrainConfig.synthetic_motion)
     ap.add_argument("--no-warm-start", action="store_true", help="skip part 5 (the warm start)")
     ap.add_argument("--model-dir", default=None, help="where the model goes (default: outputs/bench/feedforward/"
-                    "model_realshort_tw<temporal weight>[_m<synthetic motion>][_cosine]); an existing one is resumed")
+                    "model_realshort_tw<temporal weight>[_m<synthetic motion>]); an existing one is resumed")
     ap.add_argument("--frames", type=int, default=8, help="frames of each clip for the optimizer comparison")
     ap.add_argument("--rounds", type=int, default=3, help="timing rounds of the network")
     ap.add_argument("--warm-start-only", action="store_true",
@@ -121,7 +120,6 @@ def main() -> None:
 
     # 1. per-video training
     motion = f"_m{args.synthetic_motion:g}" if args.synthetic_motion else ""  # not the baseline's model resumed
-    motion += "" if args.lr_schedule == "constant" else f"_{args.lr_schedule}"
     model_dir = Path(args.model_dir) if args.model_dir else out / f"model_realshort_tw{args.temporal_weight:g}{motion}"
     if args.warm_start_only:
         json_path = Path(args.json or OUT_DIR / f"feedforward_{model_dir.name}.json")
@@ -135,7 +133,6 @@ def main() -> None:
         return
     tc = TrainConfig(size=args.crop, frame_size=args.size, steps=args.steps, batch_size=args.batch_size,
                      width=args.width, blocks=args.blocks, learning_rate=args.learning_rate,
-                     lr_schedule=args.lr_schedule,
                      temporal_weight=args.temporal_weight, synthetic_motion=args.synthetic_motion,
                      checkpoint_every=max(25, args.steps // 4), preview_every=max(25, args.steps // 4), log_every=5,
                      resume=model_dir.joinpath("checkpoints").is_dir())

@@ -166,7 +166,6 @@ class AudioConfig:
 
 
 NETWORK_KINDS = ("auto", "styles", "predicted")
-LR_SCHEDULES = ("constant", "cosine")
 # the StyleConfig fields that define the training loss of a feed-forward network (the same flags)
 LOSS_FIELDS = ("content_weight", "style_weight", "tv_weight", "content_layers", "style_layers", "style_layer_weights",
                "style_scale", "distance", "network", "pooling", "precision", "seed")
@@ -182,7 +181,6 @@ class TrainConfig:
     steps: int = setting(2000, "training steps", metavar="N")
     batch_size: int = setting(4, "crops per step, over all devices and hosts", metavar="N")
     learning_rate: float = setting(1e-3, "Adam's step size", metavar="LR")
-    lr_schedule: str = setting("constant", "Adam's step size over the training: constant, or cosine (from --learning-rate down to 0 at --steps)", choices=LR_SCHEDULES)
     width: int = setting(32, "channels of the network's first convolution (Johnson et al.: 32; 16 is about 4x cheaper)", metavar="C")
     blocks: int = setting(5, "residual blocks", metavar="N")
     kind: str = setting("auto", "styles: the --style images baked in (conditional instance norm, mixable with --style-mix); predicted: Ghiasi et al.'s style prediction network for arbitrary styles (trained from a folder of styles); auto: predicted for a folder, else styles", choices=NETWORK_KINDS)
@@ -212,8 +210,6 @@ class TrainConfig:
             raise UserError(f"--synthetic-motion must be between 0 and 1, not {self.synthetic_motion}")
         if self.synthetic_motion > 0 and self.temporal_weight == 0:
             raise UserError("--synthetic-motion makes pairs for the temporal term: it needs --temporal-weight above 0")
-        if self.lr_schedule not in LR_SCHEDULES:
-            raise UserError(f"--lr-schedule must be one of {', '.join(LR_SCHEDULES)}")
         if self.kind not in NETWORK_KINDS:
             raise UserError(f"--kind must be one of {', '.join(NETWORK_KINDS)}")
 

@@ -33,7 +33,7 @@ JOB_FILE = "job.json"
 RESUMABLE = ("steps", "resume", "log_every", "preview_every", "checkpoint_every")
 # training settings added after job.json first held the settings, with the value that a job.json
 # without them was trained with (so an older training still resumes)
-ADDED_TRAIN_SETTINGS = {"synthetic_motion": 0.0, "lr_schedule": "constant"}
+ADDED_TRAIN_SETTINGS = {"synthetic_motion": 0.0}
 
 
 def build_train_parser() -> Parser:

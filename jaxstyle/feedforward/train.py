@@ -111,10 +111,7 @@ def train_network(job: TrainJob, network: Network, style_images: Sequence[np.nda
 
     devices = job.devices or data_devices(tc.batch_size, procs)
     mesh = global_frame_mesh(devices) if len(devices) > 1 else None
-    # (cosine: the schedule reads Adam's own step count, so a resumed run continues it exactly)
-    learning_rate = (optax.constant_schedule(tc.learning_rate) if tc.lr_schedule == "constant"
-                     else optax.cosine_decay_schedule(tc.learning_rate, tc.steps))
-    tx = optax.adam(learning_rate)
+    tx = optax.adam(tc.learning_rate)
     params = module.init_params(jax.random.PRNGKey(cfg.seed))
     state = {"params": params, "opt_state": tx.init(params)}
     state = replicate(state, mesh) if mesh is not None else state
@@ -180,7 +177,7 @@ def train_network(job: TrainJob, network: Network, style_images: Sequence[np.nda
                                     "try a smaller --learning-rate")
                 rate = images_done / max(time.perf_counter() - t0, 1e-9)
                 records.append({"step": done, "seconds": round(time.perf_counter() - t_start, 3), **values,
-                                "learning_rate": float(learning_rate(k)), "images_per_second": rate})
+                                "images_per_second": rate})
                 if bar is not None:
                     bar.set_postfix(loss=f"{values['total']:.4g}", content=f"{values['content']:.3g}",
                                     style=f"{values['style']:.3g}", temporal=f"{values['temporal']:.3g}",
