@@ -49,7 +49,7 @@ from .flags import from_flags
 from .image import image_main
 from .model import check_model_use, model_main
 from .parser import build_parser
-from .video import init_distributed, unused_video_options, video_main, video_options_error
+from .video import init_distributed, kind_phrase, unused_video_options, video_main, video_options_error
 
 # images of a bucket optimized at once per device unless --frames-per-device says otherwise (videos keep
 # the single command's default: there it sets the number of lanes, which changes the result)
@@ -203,7 +203,8 @@ def _check_job_video_options(job_flags: list[str], items: list[BatchItem]) -> No
     args = build_parser().parse_args(["content.png", "--style", "style.png", *job_flags])
     unused = [f for f in unused_video_options(args, "image") if all(f in unused_video_options(args, k) for k in kinds)]
     if unused:
-        raise video_options_error(unused, "the job has no video")
+        sound_flags = [f for f in unused if f not in unused_video_options(args, "audio")]
+        raise video_options_error(unused, "the job has no video or sound" if sound_flags else "the job has no video")
 
 
 def _plan(item: BatchItem, job_flags: list[str], models: Models) -> Planned:
@@ -222,7 +223,7 @@ def _plan(item: BatchItem, job_flags: list[str], models: Models) -> Planned:
     own = build_parser().parse_args([str(item.content), "--style", "style.png", *item.options])
     unused = unused_video_options(own, item.kind)  # (the job's video flags are for its videos)
     if unused:
-        raise video_options_error(unused, f"{item.content.name} is not a video")
+        raise video_options_error(unused, f"{item.content.name} is {kind_phrase(item.kind)}")
     planned = Planned(item, item.key(job_flags), args, config)
     if item.kind == "image":
         inputs = [item.content, *item.styles]

@@ -31,7 +31,7 @@ from .image import image_main
 from .model import model_main
 from .parser import build_parser
 from .train import train_main
-from .video import unused_video_options, video_main, video_options_error
+from .video import kind_phrase, unused_video_options, video_main, video_options_error
 from .weights import weights_main
 
 
@@ -42,7 +42,7 @@ def check_video_options_apply(args) -> None:
     kind = "audio" if is_audio(args.content) else "video" if is_video_content(args.content) else "image"
     unused = unused_video_options(args, kind)
     if unused:
-        raise video_options_error(unused, f"{args.content} is not a video")
+        raise video_options_error(unused, f"{args.content} is {kind_phrase(kind)}")
 
 
 def stylize_main(argv: Sequence[str]) -> int:

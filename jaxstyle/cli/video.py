@@ -41,9 +41,21 @@ def unused_video_options(args, kind: str) -> list[str]:
     return [f for f in given_flags(VideoOptions, args) if f not in _VIDEO_OPTIONS_FOR[kind]]
 
 
-def video_options_error(unused: list[str], not_a_video: str) -> UserError:
-    verb = "applies" if len(unused) == 1 else "apply"
-    return UserError(f"{', '.join(unused)} {verb} to a video CONTENT only, and {not_a_video}")
+def video_options_error(unused: list[str], why_not: str) -> UserError:
+    """One line naming, for each unused flag, the contents that take it (--start and --duration
+    cut a sound too), then ``why_not`` (e.g. "a.png is an image")."""
+    takers = {}
+    for flag in unused:
+        taker = "a video or sound" if flag in _VIDEO_OPTIONS_FOR["audio"] else "a video"
+        takers.setdefault(taker, []).append(flag)
+    parts = [f"{', '.join(flags)} {'applies' if len(flags) == 1 else 'apply'} to {taker} CONTENT only"
+             for taker, flags in takers.items()]
+    return UserError(f"{'; '.join(parts)}, and {why_not}")
+
+
+def kind_phrase(kind: str) -> str:
+    """How an error names a content of ``kind``: "an image", "a sound file"."""
+    return {"image": "an image", "audio": "a sound file", "video": "a video"}[kind]
 
 
 def check_video_style_audio(args, content_path: Path, output: Path, options: VideoOptions) -> None:

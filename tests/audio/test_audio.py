@@ -192,6 +192,7 @@ def test_bad_inputs_one_line(capsys, wavs, tmp_path, media):
     code, err = run_main([wavs["content"], "--style-audio", wavs["style"], "-o", out, "--quality", "10",
                           "--no-audio"], capsys)
     assert_one_line_error(code, err, "--no-audio, --quality apply to a video CONTENT only, and")
+    assert "is a sound file" in err
     # audio content without --style-audio, with an image --style, output onto an input
     code, err = run_main([wavs["content"], "-o", out], capsys)
     assert_one_line_error(code, err, "--style-audio")

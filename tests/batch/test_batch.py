@@ -169,7 +169,7 @@ def test_a_jobs_file_with_a_video_a_blend_and_bad_items(capsys, tmp_path, folder
     assert [r["status"] for r in records] == ["ok", "ok", "failed", "failed", "failed"], records
     assert "missing.png does not exist" in records[2]["error"] and "--size" in records[3]["error"]
     # the job's --video-iterations was for its video; an image item's own video flag is refused
-    assert records[4]["error"] == "--quality applies to a video CONTENT only, and a.png is not a video"
+    assert records[4]["error"] == "--quality applies to a video CONTENT only, and a.png is an image"
     assert records[1]["metrics"]["frames"] == 6 and (out / "clip.mp4").is_file()
     assert read_image(out / "a_starry_blend.png").shape == (30, 40, 3)
     assert not list(out.glob(".jaxstyle-batch-metrics"))
@@ -194,6 +194,9 @@ def test_video_flags_for_a_job_without_a_video_end_it_before_any_item(capsys, tm
     code, err = run_main(["batch", "--contents", contents, "--styles", styles[0], "--out-dir", out,
                           "--quality", "30", "--keep-work"], capsys)
     assert_one_line_error(code, err, "--quality, --keep-work apply to a video CONTENT only, and the job has no video")
+    code, err = run_main(["batch", "--contents", contents, "--styles", styles[0], "--out-dir", out,
+                          "--start", "1"], capsys)  # (a sound would take it; the job has none)
+    assert_one_line_error(code, err, "--start applies to a video or sound CONTENT only, and the job has no video or sound")
     assert not out.exists()
 
 

@@ -83,7 +83,9 @@ def test_bad_flag_values_are_one_line(capsys, images, tmp_path):
     code, err = run_main([images["content"], "--style", images["style"], "--start-size", "-1"], capsys)
     assert_one_line_error(code, err, "--start-size")
     code, err = run_main([images["content"], "--style", images["style"], "--quality", "10", "--start", "1"], capsys)
-    assert_one_line_error(code, err, "--start, --quality apply to a video CONTENT only, and")
+    assert_one_line_error(code, err, "--start applies to a video or sound CONTENT only; --quality applies to a "
+                                     "video CONTENT only, and")
+    assert "is an image" in err
     thin = tmp_path / "thin.png"  # 2000x12: --size 32 would make it 32x1; the hint counts from 2000x12
     iio.imwrite(thin, np.full((12, 2000, 3), 128, np.uint8))
     code, err = run_main([thin, "--style", images["style"], "-o", tmp_path / "t.png", "--size", "32"], capsys)
