@@ -45,7 +45,7 @@ from ..io.video import VIDEO_OUTPUT_EXTENSIONS, probe
 from ..optim import compile_count
 from .audio import audio_main
 from .common import Parser, check_memory, claimed, crash_log, log, one_line
-from .flags import from_flags
+from .flags import from_flags, given_flags
 from .image import image_main
 from .model import check_model_use, model_main
 from .parser import build_parser
@@ -54,8 +54,15 @@ from .video import init_distributed, kind_phrase, unused_video_options, video_ma
 # images of a bucket optimized at once per device unless --frames-per-device says otherwise (videos keep
 # the single command's default: there it sets the number of lanes, which changes the result)
 BATCH_FRAMES_PER_DEVICE = 8
-# flags that name one item's files: they belong in the jobs file, not on the job's command line
-PER_ITEM_FLAGS = ("--output", "-o", "--style", "-s", "--style-audio", "--metrics-json")
+
+
+def item_file_flags(args: argparse.Namespace) -> list[str]:
+    """The flags in ``args`` (parsed after a placeholder content and ``--style style.png``) that name
+    one item's files: in a batch job those are the items' keys, and the metrics go to index.jsonl.
+    Read from the parsed flags, so an abbreviation (``--out``) or ``-oX.png`` is found too."""
+    given = {"--output": args.output is not None, "--style": len(args.style) > 1,
+             "--style-audio": args.style_audio is not None, "--metrics-json": args.metrics_json is not None}
+    return [flag for flag, is_given in given.items() if is_given]
 
 
 def build_batch_parser() -> Parser:
@@ -175,11 +182,11 @@ class Models:
 def _split_job_flags(job_flags: list[str]) -> tuple[list[str], Processes, str | None]:
     """Check the job's flags; returns the flags for every item (the multi-host ones taken out: they
     are the job's), the job's processes and its ``--model`` (checked here: a bad one ends the job)."""
-    for flag in job_flags:
-        name = flag.split("=", 1)[0]
-        if name in PER_ITEM_FLAGS:
-            raise UserError(f"{name} names one item's files; give it per item in the jobs file")
     args = build_parser().parse_args(["content.png", "--style", "style.png", *job_flags])
+    misplaced = item_file_flags(args)
+    if misplaced:
+        raise UserError(f"{', '.join(misplaced)} name{'s' if len(misplaced) == 1 else ''} one item's files; "
+                        "give it per item in the jobs file")
     from_flags(StyleConfig, args).resolved()  # a bad value ends the job before any item runs
     if args.model:
         load_model(args.model)
@@ -221,6 +228,10 @@ def _plan(item: BatchItem, job_flags: list[str], models: Models) -> Planned:
     elif not item.styles:
         raise UserError(f"{item.where}: no style (give \"style\", or a \"model\")")
     own = build_parser().parse_args([str(item.content), "--style", "style.png", *item.options])
+    misplaced = item_file_flags(own) + (["--model"] if own.model else []) + given_flags(Processes, own)
+    if misplaced:
+        raise UserError(f"{', '.join(misplaced)} in \"options\": an item's files are its \"style\", \"model\" and "
+                        "\"output\" (its metrics go to index.jsonl), and the processes are the job's")
     unused = unused_video_options(own, item.kind)  # (the job's video flags are for its videos)
     if unused:
         raise video_options_error(unused, f"{item.content.name} is {kind_phrase(item.kind)}")

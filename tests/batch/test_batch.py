@@ -159,14 +159,19 @@ def test_a_jobs_file_with_a_video_a_blend_and_bad_items(capsys, tmp_path, folder
         {"content": str(contents / "a.png"), "style": str(tmp_path / "missing.png")},
         {"content": str(contents / "a.png"), "style": str(styles[0]), "options": "--size -5"},
         {"content": str(contents / "a.png"), "style": str(styles[0]), "options": "--quality 30"},
+        # an item's files are its keys: options that name files would go where the index does not say
+        {"content": str(contents / "a.png"), "style": str(styles[0]), "output": "b.png",
+         "options": ["-o", str(tmp_path / "elsewhere.png"), "--style", str(styles[1]), "--metrics", "m.json"]},
     ]))
     out = tmp_path / "out"
     code, err = run_main(["batch", jobs, "--out-dir", out, "--size", "40", *FAST, "--quiet"], capsys)
     # (the video item logs its "stability error" line, so only the last line is checked here)
     assert code == 2 and "Traceback" not in err and err.strip().splitlines()[-1].startswith(
-        "jaxstyle: error: 3 of 5 item(s) failed"), err
+        "jaxstyle: error: 4 of 6 item(s) failed"), err
     records = [json.loads(line) for line in (out / "index.jsonl").read_text().splitlines()]
-    assert [r["status"] for r in records] == ["ok", "ok", "failed", "failed", "failed"], records
+    assert [r["status"] for r in records] == ["ok", "ok", "failed", "failed", "failed", "failed"], records
+    assert records[5]["error"].startswith("--output, --style, --metrics-json in \"options\": an item's files")
+    assert not (tmp_path / "elsewhere.png").exists() and not (out / "b.png").exists()
     assert "missing.png does not exist" in records[2]["error"] and "--size" in records[3]["error"]
     # the job's --video-iterations was for its video; an image item's own video flag is refused
     assert records[4]["error"] == "--quality applies to a video CONTENT only, and a.png is an image"
@@ -179,6 +184,7 @@ def test_a_jobs_file_with_a_video_a_blend_and_bad_items(capsys, tmp_path, folder
     (["--out-dir", "{tmp}/o"], "give either a JOBS.jsonl"),
     (["{tmp}/none.jsonl", "--out-dir", "{tmp}/o"], "does not exist"),
     (["--contents", "{tmp}", "--styles", "s.png", "--out-dir", "{tmp}/o", "--output", "x.png"], "per item"),
+    (["--contents", "{tmp}", "--styles", "s.png", "--out-dir", "{tmp}/o", "--out", "x.png"], "per item"),
     (["--contents", "{tmp}", "--styles", "s.png", "--out-dir", "{tmp}/o", "--iterations", "-1"], "--iterations"),
     (["--contents", "{tmp}/empty", "--styles", "s.png", "--out-dir", "{tmp}/o"], "no image, video or sound"),
 ])
