@@ -49,7 +49,9 @@ from .flags import from_flags, given_flags
 from .image import image_main
 from .model import check_model_use, model_main
 from .parser import build_parser
-from .video import init_distributed, kind_phrase, unused_video_options, video_main, video_options_error
+from .applies import check_flags_apply, unused_picture_flags, unused_sound_flags, unused_video_options, \
+    video_options_error
+from .video import init_distributed, video_main
 
 # images of a bucket optimized at once per device unless --frames-per-device says otherwise (videos keep
 # the single command's default: there it sets the number of lanes, which changes the result)
@@ -201,7 +203,7 @@ def _split_job_flags(job_flags: list[str]) -> tuple[list[str], Processes, str | 
     return item_flags, from_flags(Processes, args), args.model
 
 
-def _check_job_video_options(job_flags: list[str], items: list[BatchItem]) -> None:
+def _check_job_flags_apply(job_flags: list[str], items: list[BatchItem]) -> None:
     """The job's video flags are for its videos (a sound takes --start/--duration too): a job
     with none that takes them would silently ignore them."""
     kinds = {item.kind for item in items if item.problem is None}
@@ -212,6 +214,14 @@ def _check_job_video_options(job_flags: list[str], items: list[BatchItem]) -> No
     if unused:
         sound_flags = [f for f in unused if f not in unused_video_options(args, "audio")]
         raise video_options_error(unused, "the job has no video or sound" if sound_flags else "the job has no video")
+    unused = unused_sound_flags(args, "image", False) if "audio" not in kinds else []
+    if unused:  # (a video item's "style" is its frames' style: no item of a job stylizes a video's sound)
+        raise UserError(f"{', '.join(unused)} {'applies' if len(unused) == 1 else 'apply'} to a sound CONTENT "
+                        "only, and the job has no sound")
+    unused = unused_picture_flags(args, "audio") if kinds == {"audio"} else []
+    if unused:
+        raise UserError(f"{', '.join(unused)} {'applies' if len(unused) == 1 else 'apply'} to images and video "
+                        "frames, and the job has only sounds (they take the --audio-* flags)")
 
 
 def _plan(item: BatchItem, job_flags: list[str], models: Models) -> Planned:
@@ -232,9 +242,7 @@ def _plan(item: BatchItem, job_flags: list[str], models: Models) -> Planned:
     if misplaced:
         raise UserError(f"{', '.join(misplaced)} in \"options\": an item's files are its \"style\", \"model\" and "
                         "\"output\" (its metrics go to index.jsonl), and the processes are the job's")
-    unused = unused_video_options(own, item.kind)  # (the job's video flags are for its videos)
-    if unused:
-        raise video_options_error(unused, f"{item.content.name} is {kind_phrase(item.kind)}")
+    check_flags_apply(own, item.kind, item.content.name)  # (the job's flags are for the items that take them)
     planned = Planned(item, item.key(job_flags), args, config)
     if item.kind == "image":
         inputs = [item.content, *item.styles]
@@ -361,7 +369,7 @@ def batch_main(argv: Sequence[str]) -> int:
         items = read_jobs(jobs)
     else:
         items = expand_folder(args.contents, [s for s in (args.styles or "").split(",") if s], model=bool(job_model))
-    _check_job_video_options(job_flags, items)
+    _check_job_flags_apply(job_flags, items)
     processes = init_distributed(processes)  # before anything asks JAX for its devices
     out_dir.mkdir(parents=True, exist_ok=True)
     items = output_names(items, out_dir, job_model)

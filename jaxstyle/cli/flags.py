@@ -87,3 +87,10 @@ def given_flags(cls, args: argparse.Namespace, *, dest: str = "") -> list[str]:
     """The flags of ``cls``'s top-level fields that were given on the command line."""
     return [flag_name(field) for field in dataclasses.fields(cls)
             if "section" not in field.metadata and hasattr(args, dest + field.name)]
+
+
+def given_section_flags(cls, args: argparse.Namespace, section: str) -> list[str]:
+    """The flags of ``cls``'s section ``section`` (e.g. StyleConfig's ``video``) that were given."""
+    field = next(f for f in dataclasses.fields(cls) if f.name == section)
+    return [flag_name(f, field.metadata["prefix"]) for f in dataclasses.fields(field.default_factory)
+            if hasattr(args, f"{section}.{f.name}")]

@@ -22,6 +22,7 @@ from ..io.audio import is_audio
 from ..io.compile_cache import enable_compile_cache
 from ..io.files import WRITE_ERRNOS, write_failure
 from ..io.video import is_video_content
+from .applies import check_flags_apply
 from .audio import audio_main
 from .batch import batch_main
 from .common import PROG, crash_log, one_line
@@ -31,24 +32,22 @@ from .image import image_main
 from .model import model_main
 from .parser import build_parser
 from .train import train_main
-from .video import kind_phrase, unused_video_options, video_main, video_options_error
+from .video import video_main
 from .weights import weights_main
 
 
-def check_video_options_apply(args) -> None:
-    """A video option given for an image or a sound file would be silently ignored: say so."""
+def check_flags_apply_to_content(args) -> None:
+    """A flag given for content that its job would silently ignore: say so (see :mod:`.applies`)."""
     if not os.path.isfile(args.content):
         return  # the job's own checks name what is wrong with it
     kind = "audio" if is_audio(args.content) else "video" if is_video_content(args.content) else "image"
-    unused = unused_video_options(args, kind)
-    if unused:
-        raise video_options_error(unused, f"{args.content} is {kind_phrase(kind)}")
+    check_flags_apply(args, kind, args.content)
 
 
 def stylize_main(argv: Sequence[str]) -> int:
     args = build_parser().parse_args(argv)
     config = from_flags(StyleConfig, args).resolved()  # the run's one resolution
-    check_video_options_apply(args)
+    check_flags_apply_to_content(args)
     if args.model:
         return model_main(args, config)
     if args.style_mix is not None:

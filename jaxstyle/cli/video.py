@@ -27,36 +27,7 @@ from ..video import Processes, VideoJob, VideoOptions, frames_at_once, stylize_v
 from .audio import sound_metrics, stylize_sound
 from .common import (check_memory, check_metrics_path, check_output_file, claimed, default_output, log,
                      note_dropped_streams)
-from .flags import from_flags, given_flags
-
-# The video job's options that other content takes (a sound file is cut to a segment too).
-_VIDEO_OPTIONS_FOR = {"image": (), "audio": ("--start", "--duration")}
-
-
-def unused_video_options(args, kind: str) -> list[str]:
-    """The video job's flags given in ``args`` that a content of ``kind`` (image, audio, video)
-    would silently ignore."""
-    if kind == "video":
-        return []
-    return [f for f in given_flags(VideoOptions, args) if f not in _VIDEO_OPTIONS_FOR[kind]]
-
-
-def video_options_error(unused: list[str], why_not: str) -> UserError:
-    """One line naming, for each unused flag, the contents that take it (--start and --duration
-    cut a sound too), then ``why_not`` (e.g. "a.png is an image")."""
-    takers = {}
-    for flag in unused:
-        taker = "a video or sound" if flag in _VIDEO_OPTIONS_FOR["audio"] else "a video"
-        takers.setdefault(taker, []).append(flag)
-    parts = [f"{', '.join(flags)} {'applies' if len(flags) == 1 else 'apply'} to {taker} CONTENT only"
-             for taker, flags in takers.items()]
-    return UserError(f"{'; '.join(parts)}, and {why_not}")
-
-
-def kind_phrase(kind: str) -> str:
-    """How an error names a content of ``kind``: "an image", "a sound file"."""
-    return {"image": "an image", "audio": "a sound file", "video": "a video"}[kind]
-
+from .flags import from_flags
 
 def check_video_style_audio(args, content_path: Path, output: Path, options: VideoOptions) -> None:
     """Fail early: --style-audio on a video needs a sound track long enough in the segment, and a

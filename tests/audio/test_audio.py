@@ -193,6 +193,14 @@ def test_bad_inputs_one_line(capsys, wavs, tmp_path, media):
                           "--no-audio"], capsys)
     assert_one_line_error(code, err, "--no-audio, --quality apply to a video CONTENT only, and")
     assert "is a sound file" in err
+    # the image optimizer's flags do not reach a sound; the --audio-* flags need a sound to stylize
+    code, err = run_main([wavs["content"], "--style-audio", wavs["style"], "-o", out, "--size", "32",
+                          "--iterations", "5", "--seed", "3"], capsys)
+    assert_one_line_error(code, err, "--size, --iterations apply to images and video frames, and")
+    code, err = run_main([media / "video" / "realshort.mp4", "--style", media / "styles" / "starry_night.jpg",
+                          "-o", tmp_path / "v.mp4", *TINY], capsys)
+    assert_one_line_error(code, err, "--audio-iterations, --audio-filters, --audio-griffin-lim-iters apply to a "
+                          "sound being stylized only", "and no --style-audio is given")
     # audio content without --style-audio, with an image --style, output onto an input
     code, err = run_main([wavs["content"], "-o", out], capsys)
     assert_one_line_error(code, err, "--style-audio")

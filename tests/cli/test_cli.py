@@ -86,6 +86,11 @@ def test_bad_flag_values_are_one_line(capsys, images, tmp_path):
     assert_one_line_error(code, err, "--start applies to a video or sound CONTENT only; --quality applies to a "
                                      "video CONTENT only, and")
     assert "is an image" in err
+    code, err = run_main([images["content"], "--style", images["style"], "--temporal-weight", "5", "--overlap",
+                          "3", "--audio-iterations", "4"], capsys)
+    assert_one_line_error(code, err, "--temporal-weight, --overlap apply to a video CONTENT only, and")
+    code, err = run_main([images["content"], "--style", images["style"], "--audio-iterations", "4"], capsys)
+    assert_one_line_error(code, err, "--audio-iterations applies to a sound being stylized only", "is an image")
     thin = tmp_path / "thin.png"  # 2000x12: --size 32 would make it 32x1; the hint counts from 2000x12
     iio.imwrite(thin, np.full((12, 2000, 3), 128, np.uint8))
     code, err = run_main([thin, "--style", images["style"], "-o", tmp_path / "t.png", "--size", "32"], capsys)

@@ -6,6 +6,7 @@ CI runs a fixed set of examples (hypothesis derandomized); ``pytest tests/fuzz -
 runs 25 times as many with a random seed.
 """
 
+import argparse
 import os
 import signal
 import subprocess
@@ -20,6 +21,7 @@ from hypothesis import strategies as st
 
 from jaxstyle import imaging
 from jaxstyle.cli import build_parser
+from jaxstyle.cli import applies
 from jaxstyle.io import audio as audio_io
 from jaxstyle.io.images import read_image
 
@@ -28,9 +30,11 @@ from ..helpers import FF, MEDIA, ROOT, cli_env, run_main
 SCALE = int(os.environ.get("JAXSTYLE_FUZZ_SCALE", "1"))
 SENTINEL = b"an existing file that a failed run must not change"
 # appended after the random flags: whatever they ask, the work stays tiny (argparse keeps the last)
-BOUND = ["--size", "32", "--iterations", "1", "--coarse-iterations", "1", "--start-size", "0", "--chunk", "1",
-         "--tile-iterations", "1", "--tile-coarse-iterations", "1", "--video-iterations", "1",
-         "--audio-iterations", "1", "--audio-griffin-lim-iters", "2", "--quiet"]
+# (each content kind refuses the flags it would ignore, so each gets its own)
+_PICTURE_BOUND = ["--size", "32", "--iterations", "1", "--coarse-iterations", "1", "--start-size", "0", "--chunk", "1",
+                  "--tile-iterations", "1", "--tile-coarse-iterations", "1"]
+BOUND = {"image": [*_PICTURE_BOUND, "--quiet"], "video": [*_PICTURE_BOUND, "--video-iterations", "1", "--quiet"],
+         "audio": ["--audio-iterations", "1", "--audio-griffin-lim-iters", "2", "--quiet"]}
 # never fuzzed: the inputs and outputs (set by each test), and multi-host start-up (it waits for peers)
 FIXED = {"-h", "--help", "--style", "-s", "--style-audio", "--output", "-o", "--metrics-json", "--coordinator",
          "--num-processes", "--process-id"}
@@ -64,7 +68,14 @@ def files(tmp_path_factory):
     return paths
 
 
-def _values(files):
+def _ignored_by(kind: str) -> set[str]:
+    """The flags a content of ``kind`` refuses as ignored (tested in tests/cli): not fuzzed on it."""
+    every = argparse.Namespace(**{action.dest: None for action in build_parser()._actions})
+    return {*applies.unused_video_options(every, kind), *applies.unused_sound_flags(every, kind, False),
+            *applies.unused_picture_flags(every, kind)}
+
+
+def _values(files, kind: str):
     """Values a flag may get: valid ones, wrong types, out-of-range and non-finite numbers, bad paths."""
     numbers = ["-5", "0", "1", "2", "3", "1000000", "1e3", "nan", "abc", "99999999999999999999"]
     floats = ["nan", "inf", "-inf", "-1", "0", "0.5", "1", "2.5", "1e30", "1e-30", "abc"]
@@ -83,7 +94,7 @@ def _values(files):
     out = {}
     for action in build_parser()._actions:
         flag = action.option_strings[-1] if action.option_strings else None
-        if not flag or set(action.option_strings) & FIXED:
+        if not flag or set(action.option_strings) & (FIXED | _ignored_by(kind)):
             continue
         if action.nargs == 0:
             out[flag] = [None]
@@ -100,8 +111,8 @@ def _values(files):
     return out
 
 
-def _flags(files):
-    table = _values(files)
+def _flags(files, kind: str):
+    table = _values(files, kind)
     pair = st.sampled_from(sorted(table)).flatmap(lambda f: st.tuples(st.just(f), st.sampled_from(table[f])))
     return st.lists(pair, max_size=5)
 
@@ -130,11 +141,11 @@ def test_random_flags_on_an_image(capsys, files, tmp_path_factory, vgg16):
     out_dir = tmp_path_factory.mktemp("flags")
 
     @examples(24)
-    @given(pairs=_flags(files))
+    @given(pairs=_flags(files, "image"))
     def run(pairs):
         out = out_dir / "out.png"
         out.write_bytes(SENTINEL)
-        code, err = run_main([files["content"], "--style", files["style"], *_argv(pairs), *BOUND, "-o", out],
+        code, err = run_main([files["content"], "--style", files["style"], *_argv(pairs), *BOUND["image"], "-o", out],
                              capsys)
         _check(code, err, out)
         if code == 0:
@@ -147,11 +158,11 @@ def test_random_flags_on_a_video(capsys, files, tmp_path_factory, vgg16):
     out_dir = tmp_path_factory.mktemp("vflags")
 
     @examples(3)
-    @given(pairs=_flags(files))
+    @given(pairs=_flags(files, "video"))
     def run(pairs):
         out = out_dir / "out.mp4"
         out.write_bytes(SENTINEL)
-        argv = [files["clip"], "--style", files["style"], *_argv(pairs), *BOUND, "--size", "24", "--passes", "1",
+        argv = [files["clip"], "--style", files["style"], *_argv(pairs), *BOUND["video"], "--size", "24", "--passes", "1",
                 "-o", out]
         code, err = run_main(argv, capsys)
         _check(code, err, out)
@@ -189,7 +200,8 @@ def test_malformed_media(capsys, files, tmp_path_factory, vgg16, kind):
             argv = [bad, "--style", files["style"]] if not as_style or kind == "mp4" else \
                 [files["content"], "--style", bad]
         out.write_bytes(SENTINEL)
-        code, err = run_main([*argv, *BOUND, "--size", "24", "-o", out], capsys)
+        bound = BOUND["audio"] if kind == "wav" else [*BOUND["video" if kind == "mp4" else "image"], "--size", "24"]
+        code, err = run_main([*argv, *bound, "-o", out], capsys)
         _check(code, err, out)
 
     run()
@@ -206,7 +218,7 @@ def test_interrupts_at_random_moments(files, tmp_path_factory, vgg16):
         out.write_bytes(SENTINEL)
         source = files["clip"] if video else files["content"]
         proc = subprocess.Popen([sys.executable, str(ROOT / "cli.py"), str(source), "--style", str(files["style"]),
-                                 *BOUND, "--iterations", "4", "--network", "vgg16", "-o", str(out)],
+                                 *BOUND["video" if video else "image"], "--iterations", "4", "--network", "vgg16", "-o", str(out)],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
         time.sleep(delay)
         proc.send_signal(signal.SIGINT)

@@ -1,0 +1,86 @@
+"""Which flags a content of each kind takes: a flag that the job for an image, a video or a sound
+file would silently ignore is refused with one line instead (the single command and every item of a
+batch job check the same way).
+
+- The video job's options and the ``video`` section (``--temporal-weight``, ``--overlap``, ...)
+  are for a video; ``--start`` and ``--duration`` cut a sound too.
+- The ``audio-`` section is for a sound being stylized: an audio CONTENT, or a video's
+  ``--style-audio``.
+- A sound is stylized by the ``audio-`` section alone (and ``--seed``): the image optimizer's flags
+  and the tiles are for images and video frames.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from ..config import StyleConfig
+from ..errors import UserError
+from ..video import VideoOptions
+from .flags import given_flags, given_section_flags
+
+# The video job's options that other content takes (a sound file is cut to a segment too).
+_VIDEO_OPTIONS_FOR = {"image": (), "audio": ("--start", "--duration")}
+# The top-level stylization flags that a sound's stylization reads.
+_SOUND_READS = ("--seed",)
+
+
+def kind_phrase(kind: str) -> str:
+    """How an error names a content of ``kind``: "an image", "a sound file"."""
+    return {"image": "an image", "audio": "a sound file", "video": "a video"}[kind]
+
+
+def unused_video_options(args: argparse.Namespace, kind: str) -> list[str]:
+    """The video flags given in ``args`` that a content of ``kind`` (image, audio, video) would
+    silently ignore."""
+    if kind == "video":
+        return []
+    given = given_flags(VideoOptions, args) + given_section_flags(StyleConfig, args, "video")
+    return [f for f in given if f not in _VIDEO_OPTIONS_FOR[kind]]
+
+
+def video_options_error(unused: list[str], why_not: str) -> UserError:
+    """One line naming, for each unused flag, the contents that take it (--start and --duration
+    cut a sound too), then ``why_not`` (e.g. "a.png is an image")."""
+    takers: dict[str, list[str]] = {}
+    for flag in unused:
+        taker = "a video or sound" if flag in _VIDEO_OPTIONS_FOR["audio"] else "a video"
+        takers.setdefault(taker, []).append(flag)
+    parts = [f"{', '.join(flags)} {_verb(flags)} to {taker} CONTENT only" for taker, flags in takers.items()]
+    return UserError(f"{'; '.join(parts)}, and {why_not}")
+
+
+def unused_sound_flags(args: argparse.Namespace, kind: str, style_audio: bool) -> list[str]:
+    """The ``--audio-*`` flags given when no sound is stylized (an image; a video without
+    ``--style-audio``)."""
+    if kind == "audio" or (kind == "video" and style_audio):
+        return []
+    return given_section_flags(StyleConfig, args, "audio")
+
+
+def unused_picture_flags(args: argparse.Namespace, kind: str) -> list[str]:
+    """The image optimizer's flags (and the tiles) given for a sound file, which ignores them."""
+    if kind != "audio":
+        return []
+    given = given_flags(StyleConfig, args) + given_section_flags(StyleConfig, args, "tiles")
+    return [f for f in given if f not in _SOUND_READS]
+
+
+def check_flags_apply(args: argparse.Namespace, kind: str, name: str) -> None:
+    """Refuse the flags that the job for content ``name`` of ``kind`` would ignore (one line)."""
+    unused = unused_video_options(args, kind)
+    if unused:
+        raise video_options_error(unused, f"{name} is {kind_phrase(kind)}")
+    unused = unused_sound_flags(args, kind, bool(getattr(args, "style_audio", None)))
+    if unused:
+        why = "no --style-audio is given" if kind == "video" else f"{name} is {kind_phrase(kind)}"
+        raise UserError(f"{', '.join(unused)} {_verb(unused)} to a sound being stylized only (an audio CONTENT "
+                        f"or a video's --style-audio), and {why}")
+    unused = unused_picture_flags(args, kind)
+    if unused:
+        raise UserError(f"{', '.join(unused)} {_verb(unused)} to images and video frames, and {name} is a sound "
+                        "file: a sound is stylized by the --audio-* flags (--audio-iterations, ...)")
+
+
+def _verb(flags: list[str]) -> str:
+    return "applies" if len(flags) == 1 else "apply"
