@@ -47,6 +47,8 @@ def check_flags_apply_to_content(args) -> None:
 def stylize_main(argv: Sequence[str]) -> int:
     args = build_parser().parse_args(argv)
     config = from_flags(StyleConfig, args).resolved()  # the run's one resolution
+    if args.output is not None and not args.output.strip():  # (an empty -o would mean the default)
+        raise UserError("the output path (-o) is empty; give a file name")
     check_flags_apply_to_content(args)
     if args.model:
         return model_main(args, config)

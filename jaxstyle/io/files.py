@@ -47,6 +47,21 @@ def temp_path(path: str | os.PathLike, tag: str = "partial", suffix: str | None 
     return path.with_name(f".{path.name}.{secrets.token_hex(4)}.{tag}{ext}")
 
 
+def check_name_length(path: str | os.PathLike) -> None:
+    """The file system takes ``path``'s name and the longest temporary name it gets while written
+    (a temporary file of a temporary file), so a long name fails here, not after the work."""
+    path = Path(os.path.abspath(path))
+    try:
+        name_max = os.pathconf(path.parent, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        name_max = 255
+    longest = temp_path(temp_path(path, max(TEMP_TAGS, key=len)), max(TEMP_TAGS, key=len))
+    if len(os.fsencode(longest.name)) > name_max:
+        room = name_max - (len(os.fsencode(longest.name)) - len(os.fsencode(path.name)))
+        raise UserError(f"the file name {path.name[:40]}... is too long ({len(os.fsencode(path.name))} bytes; "
+                        f"the outputs here take at most {max(room, 1)})")
+
+
 def _stale_pattern(path: Path) -> re.Pattern:
     """Temporary names of ``path`` (:func:`temp_path`), also nested: the temporary file of a
     temporary file (a video's frames written under a hidden name, themselves written under one)."""
@@ -92,7 +107,8 @@ def replace_into(tmp: str | os.PathLike, path: str | os.PathLike) -> None:
 
 
 WRITE_ERRNOS = {errno.ENOSPC: "no space left on the device", errno.EFBIG: "the file is larger than allowed",
-                errno.EDQUOT: "the disk quota is exceeded", errno.EROFS: "the file system is read-only"}
+                errno.EDQUOT: "the disk quota is exceeded", errno.EROFS: "the file system is read-only",
+                errno.ENAMETOOLONG: "the file name is too long"}
 
 
 def write_failure(path, exc: OSError) -> UserError:

@@ -15,7 +15,7 @@ from PIL import Image, ImageCms, ImageOps
 
 from ..errors import UserError
 from ..imaging import to_uint8
-from .files import replace_into, temp_path, write_failure
+from .files import check_name_length, replace_into, temp_path, write_failure
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
@@ -141,13 +141,16 @@ def check_output_path(output: str | os.PathLike, inputs: list[str | os.PathLike]
             raise UserError(f"output {output} is the same file as the input {item}; choose another output path")
         if item is not None and Path(os.path.abspath(item)) == Path(os.path.abspath(output)):
             raise UserError(f"output {output} is the same file as the input {item}; choose another output path")
+    if not str(output).strip() or output == Path("."):
+        raise UserError("the output path is empty; give a file name")
+    if output.is_dir():
+        raise UserError(f"output {output} is a directory; give a file name in it")
     if output.suffix.lower() not in extensions:
         raise UserError(f"unsupported output format {output.suffix or '(none)'!r} for {output}; use one of {', '.join(extensions)}")
     parent = output.parent if str(output.parent) else Path(".")
     if not parent.is_dir():
         raise UserError(f"output directory {parent} does not exist")
-    if output.is_dir():
-        raise UserError(f"output {output} is a directory")
+    check_name_length(output)
     return output
 
 

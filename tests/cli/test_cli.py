@@ -42,6 +42,17 @@ def test_unreadable_and_unsupported_inputs(capsys, images, tmp_path):
 def test_unsupported_output_format(capsys, images, tmp_path):
     code, err = run_main([images["content"], "--style", images["style"], "-o", tmp_path / "out.xyz"], capsys)
     assert_one_line_error(code, err, "unsupported output format")
+    code, err = run_main([images["content"], "--style", images["style"], "-o", tmp_path], capsys)
+    assert_one_line_error(code, err, "is a directory")
+    code, err = run_main([images["content"], "--style", images["style"], "-o", ""], capsys)
+    assert_one_line_error(code, err, "the output path (-o) is empty")
+    # a name the file system would refuse, found before the work (and in any other path, as it is written)
+    code, err = run_main([images["content"], "--style", images["style"], "-o", tmp_path / ("a" * 240 + ".png")], capsys)
+    assert_one_line_error(code, err, "is too long (244 bytes; the outputs here take at most")
+    code, err = run_main([images["content"], "--style", images["style"], "-o", tmp_path / "o.png",
+                          "--metrics-json", tmp_path / ("m" * 260 + ".json")], capsys)
+    assert_one_line_error(code, err, "the file name is too long")
+    assert not (tmp_path / "o.png").exists()
 
 
 def test_output_equal_to_input_is_refused_and_untouched(capsys, images):
