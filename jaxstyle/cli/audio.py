@@ -11,7 +11,7 @@ from ..audio import check_signal, stylize_audio
 from ..audio.metrics import audio_metrics
 from ..config import StyleConfig
 from ..errors import UserError
-from ..io.audio import AUDIO_EXTENSIONS, read_audio, write_audio
+from ..io.audio import AUDIO_EXTENSIONS, check_audio_output, read_audio, write_audio
 from ..io.images import check_output_path
 from ..io.files import write_json_atomic
 from ..video import VideoOptions
@@ -52,6 +52,7 @@ def audio_main(args, config: StyleConfig) -> int:
     content, sr = read_audio(content_path, start=segment.start, duration=segment.duration, what="Content audio")
     what = f"content audio {content_path}" + (" in the selected segment" if segment.start or segment.duration else "")
     check_signal(content, sr, what)
+    check_audio_output(output, sr, content.shape[1])
     with claimed(output):
         style, out, info = stylize_sound(content, sr, style_path, config, what, args.quiet)
         write_audio(output, out, sr)

@@ -32,6 +32,17 @@ AUDIO_FORMATS: dict[str, tuple[str, list[str]]] = {
     ".m4a": ("ipod", ["-c:a", "aac", "-b:a", "192k"]),
 }
 AUDIO_EXTENSIONS = tuple(AUDIO_FORMATS)
+#: what a format holds at most (channels, sample rate); its encoder would mix down or resample the rest
+AUDIO_FORMAT_LIMITS = {".mp3": (2, 48000), ".m4a": (8, 96000)}
+
+
+def check_audio_output(path: PathLike, sample_rate: int, channels: int) -> None:
+    """The output format keeps the content's channels and sample rate (checked before the work)."""
+    ext = os.path.splitext(os.fspath(path))[1].lower()
+    most_channels, most_rate = AUDIO_FORMAT_LIMITS.get(ext, (channels, sample_rate))
+    if channels > most_channels or sample_rate > most_rate:
+        raise UserError(f"a {ext} file holds at most {most_channels} channels at {most_rate} Hz, and the sound has "
+                        f"{channels} at {sample_rate} Hz: write .flac, .wav or .ogg to keep them")
 
 
 def is_audio(path: PathLike) -> bool:

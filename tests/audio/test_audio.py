@@ -193,6 +193,12 @@ def test_bad_inputs_one_line(capsys, wavs, tmp_path, media):
                           "--no-audio"], capsys)
     assert_one_line_error(code, err, "--no-audio, --quality apply to a video CONTENT only, and")
     assert "is a sound file" in err
+    # a format that would mix the channels down (or resample) is refused before the work
+    three = tmp_path / "three.wav"
+    audio_io.write_audio(three, tone_mix(0.6, 8000, channels=3), 8000)
+    code, err = run_main([three, "--style-audio", wavs["style"], "-o", tmp_path / "o.mp3"], capsys)
+    assert_one_line_error(code, err, "a .mp3 file holds at most 2 channels at 48000 Hz, and the sound has 3 at 8000 Hz")
+    assert not (tmp_path / "o.mp3").exists()
     # the image optimizer's flags do not reach a sound; the --audio-* flags need a sound to stylize
     code, err = run_main([wavs["content"], "--style-audio", wavs["style"], "-o", out, "--size", "32",
                           "--iterations", "5", "--seed", "3"], capsys)
