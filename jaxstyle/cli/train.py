@@ -137,7 +137,7 @@ def train_main(argv: Sequence[str]) -> int:
     kind = train.kind if train.kind != "auto" else ("predicted" if folder else "styles")
     style_images = [read_image(p) for p in styles]
     data = find_inputs(args.data)
-    check_sizes(data, train.size, train.frame_size)
+    check_sizes(data, train.size, train.frame_size, train.previews, pairs=train.temporal_weight > 0)
     job = TrainJob(styles, data, Path(args.output), train, config, kind=kind, flow=args.flow,
                    progress=not args.quiet)
     check_model_dir(job)

@@ -33,7 +33,7 @@ from .. import imaging
 from ..errors import UserError
 from ..io.files import atomic_output, write_text_atomic
 from ..io.images import IMAGE_EXTENSIONS, image_size, read_image
-from ..io.video import is_video, iter_frames, probe
+from ..io.video import expected_frame_count, is_video, iter_frames, probe
 from ..video.flow import FlowCache
 
 STORE_VERSION = 1
@@ -111,15 +111,29 @@ def find_inputs(paths: Sequence[str | os.PathLike], what: str = "--data") -> lis
     return found
 
 
-def check_sizes(paths: Sequence[Path], crop: int, frame_size: int | None) -> None:
-    """Every input is readable and large enough for the crops (headers only; before any work)."""
+def check_sizes(paths: Sequence[Path], crop: int, frame_size: int | None, previews: int = 0,
+                pairs: bool = False) -> None:
+    """Every input is readable and large enough for the crops, and the data gives more items than
+    the previews hold out (headers only, a video's frames as its container counts them; before any
+    work: :class:`TrainingData` counts the decoded frames again)."""
+    items = 0
     for path in paths:
         if is_video(path):
             info = probe(path)
             height, width = info.height, info.display_width
+            frames = max(1, expected_frame_count(info))
+            items += frames - 1 if pairs and frames > 1 else frames
         else:
             height, width = image_size(path)
+            items += 1
         training_size(height, width, crop, frame_size)
+    _check_previews(items, previews)
+
+
+def _check_previews(items: int, previews: int) -> None:
+    if items <= previews:
+        raise UserError(f"the data gives {items} training item(s); --previews {previews} would hold out all "
+                        "of them (use fewer previews or more data)")
 
 
 def _usable(path: Path) -> bool:
@@ -211,9 +225,7 @@ class TrainingData:
         for i, s in enumerate(self.stored):
             first = 1 if (pairs and s.is_video and s.frames > 1) else 0
             items += [(i, t) for t in range(first, s.frames)]
-        if len(items) <= previews:
-            raise UserError(f"the data gives {len(items)} training item(s); --previews {previews} would hold out all "
-                            "of them (use fewer previews or more data)")
+        _check_previews(len(items), previews)
         held = set(np.linspace(0, len(items) - 1, previews).round().astype(int).tolist()) if previews else set()
         self.preview_items = [items[k] for k in sorted(held)]
         self.items = [item for k, item in enumerate(items) if k not in held]
