@@ -1,4 +1,4 @@
-"""Ctrl-C at any moment gives one line and exit 130.
+"""Ctrl-C at any moment gives one line and exit 130 (SIGTERM: the same, exit 143).
 
 Python turns SIGINT into a KeyboardInterrupt wherever the interpreter happens to be, which goes
 wrong in three places. During the start-up imports an extension module that is interrupted while it
@@ -18,20 +18,34 @@ import signal
 import sys
 
 RETRY_SECONDS = 0.02
+# SIGTERM (``kill``, ``timeout``, ``docker stop``) ends a job the same way as Ctrl-C: the one line,
+# partial outputs and the lock removed; its exit code is 128 + 15.
+_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 _held = False
+_terminated = False
 
 
 def hold() -> None:
     """Note an interrupt without acting on it (while the CLI's modules are imported)."""
-    signal.signal(signal.SIGINT, _note)
+    for signum in _SIGNALS:
+        signal.signal(signum, _note)
+
+
+def exit_code() -> int:
+    """130 after Ctrl-C, 143 after SIGTERM."""
+    return 143 if _terminated else 130
+
+
+def line() -> str:
+    return "jaxstyle: terminated" if _terminated else "jaxstyle: interrupted"
 
 
 def install():
     """Interrupts raise KeyboardInterrupt (deferred out of finalizers); one held before ends the
     process now. Returns the handlers it replaced, for :func:`restore`."""
-    previous = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGALRM)
-    signal.signal(signal.SIGINT, _on_interrupt)
-    signal.signal(signal.SIGALRM, _on_interrupt)  # the deferred retry
+    previous = tuple(signal.getsignal(s) for s in (*_SIGNALS, signal.SIGALRM))
+    for signum in (*_SIGNALS, signal.SIGALRM):  # (SIGALRM: the deferred retry)
+        signal.signal(signum, _on_interrupt)
     if _held:
         exit_interrupted()
     return previous
@@ -39,17 +53,18 @@ def install():
 
 def restore(previous) -> None:
     signal.setitimer(signal.ITIMER_REAL, 0)
-    signal.signal(signal.SIGINT, previous[0])
-    signal.signal(signal.SIGALRM, previous[1])
+    for signum, handler in zip((*_SIGNALS, signal.SIGALRM), previous):
+        signal.signal(signum, handler)
 
 
 def exit_interrupted() -> None:
     """End the process at once with the one line (for an interrupt during start-up, when modules
     are half imported and their exit handlers would only add noise)."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    sys.stderr.write("jaxstyle: interrupted\n")
+    for signum in _SIGNALS:
+        signal.signal(signum, signal.SIG_IGN)
+    sys.stderr.write(line() + "\n")
     sys.stderr.flush()
-    os._exit(130)
+    os._exit(exit_code())
 
 
 def finish(code: int) -> int:
@@ -63,16 +78,20 @@ def finish(code: int) -> int:
         os._exit(code)
     # a success: an interrupt during the interpreter's own tear-down is ignored (SIG_IGN survives
     # it, where a Python-level handler is reset to the default, which would kill the process)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    for signum in _SIGNALS:
+        signal.signal(signum, signal.SIG_IGN)
     return code
 
 
 def _note(signum, frame) -> None:
-    global _held
+    global _held, _terminated
     _held = True
+    _terminated = _terminated or signum == signal.SIGTERM
 
 
 def _on_interrupt(signum, frame) -> None:
+    global _terminated
+    _terminated = _terminated or signum == signal.SIGTERM
     if _swallowing(frame):
         signal.setitimer(signal.ITIMER_REAL, RETRY_SECONDS)
         return

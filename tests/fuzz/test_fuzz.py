@@ -133,6 +133,8 @@ def _check(code: int, err: str, out, allowed=(0, 2)):
         assert sum("error" in line.lower() for line in lines) == 1, err
     if code == 130:
         assert lines[-1] == "jaxstyle: interrupted", err
+    if code == 143:
+        assert lines[-1] == "jaxstyle: terminated", err
     if code != 0:
         assert out.read_bytes() == SENTINEL, "a failed run changed an existing file"
 
@@ -229,3 +231,19 @@ def test_interrupts_at_random_moments(files, tmp_path_factory, vgg16):
         _check(proc.returncode, err, out, allowed=(0, 130))
 
     run()
+
+
+def test_sigterm_ends_a_job_like_an_interrupt(files, tmp_path):
+    """kill, timeout and docker stop send SIGTERM: the one line, exit 143, the existing output and
+    no lock or temporary file left behind."""
+    out = tmp_path / "out.png"
+    out.write_bytes(SENTINEL)
+    proc = subprocess.Popen([sys.executable, str(ROOT / "cli.py"), str(files["content"]), "--style", str(files["style"]),
+                             *BOUND["image"], "--iterations", "400", "--chunk", "10", "--network", "vgg16",
+                             "-o", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=cli_env(1), cwd=ROOT)
+    time.sleep(6)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=300)
+    _check(proc.returncode, err, out, allowed=(143,))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.png"]
