@@ -8,6 +8,9 @@ batch job check the same way).
   ``--style-audio``.
 - A sound is stylized by the ``audio-`` section alone (and ``--seed``): the image optimizer's flags
   and the tiles are for images and video frames.
+- ``--model`` without ``--init network`` runs the trained network, not the optimizer: of the
+  stylization flags it reads the size and the frames per device (and a video's segment, frames
+  folder, quality and sound).
 """
 
 from __future__ import annotations
@@ -80,6 +83,27 @@ def check_flags_apply(args: argparse.Namespace, kind: str, name: str) -> None:
     if unused:
         raise UserError(f"{', '.join(unused)} {_verb(unused)} to images and video frames, and {name} is a sound "
                         "file: a sound is stylized by the --audio-* flags (--audio-iterations, ...)")
+
+
+# What a trained network's pass (--model without --init network) reads: the working size and the
+# frames per device; a video's segment, frames folder, quality and audio.
+_NETWORK_READS = ("--size", "--frames-per-device", "--init", "--start", "--duration", "--frames-dir", "--quality",
+                  "--no-audio")
+
+
+def check_flags_apply_to_network(args: argparse.Namespace) -> None:
+    """``--model`` alone runs the network, not the optimizer: its flags (and a work directory,
+    which only the optimizer's video job keeps) would be ignored."""
+    if getattr(args, "init", None) == "network":
+        return
+    given = [*given_flags(StyleConfig, args), *given_flags(VideoOptions, args)]
+    for section in ("video", "tiles", *(() if getattr(args, "style_audio", None) else ("audio",))):
+        given += given_section_flags(StyleConfig, args, section)  # (--style-audio stylizes the sound as ever)
+    reads = _NETWORK_READS + (_SOUND_READS if getattr(args, "style_audio", None) else ())
+    unused = [f for f in given if f not in reads]
+    if unused:
+        raise UserError(f"{', '.join(unused)} {_verb(unused)} to the optimizer, and --model alone runs the trained "
+                        "network (add --init network to optimize from its output)")
 
 
 def _verb(flags: list[str]) -> str:

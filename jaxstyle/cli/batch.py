@@ -49,7 +49,7 @@ from .flags import from_flags, given_flags
 from .image import image_main
 from .model import check_model_use, model_main
 from .parser import build_parser
-from .applies import check_flags_apply, unused_picture_flags, unused_sound_flags, unused_video_options, \
+from .applies import check_flags_apply, check_flags_apply_to_network, unused_picture_flags, unused_sound_flags, unused_video_options, \
     video_options_error
 from .video import init_distributed, video_main
 
@@ -243,6 +243,8 @@ def _plan(item: BatchItem, job_flags: list[str], models: Models) -> Planned:
         raise UserError(f"{', '.join(misplaced)} in \"options\": an item's files are its \"style\", \"model\" and "
                         "\"output\" (its metrics go to index.jsonl), and the processes are the job's")
     check_flags_apply(own, item.kind, item.content.name)  # (the job's flags are for the items that take them)
+    if args.model and config.init != "network":
+        check_flags_apply_to_network(own)
     planned = Planned(item, item.key(job_flags), args, config)
     if item.kind == "image":
         inputs = [item.content, *item.styles]
@@ -369,6 +371,9 @@ def batch_main(argv: Sequence[str]) -> int:
         items = read_jobs(jobs)
     else:
         items = expand_folder(args.contents, [s for s in (args.styles or "").split(",") if s], model=bool(job_model))
+        if any(item.content.parent.resolve() == out_dir.resolve() for item in items):
+            raise UserError(f"--out-dir {args.out_dir} holds --contents files: a rerun would stylize the outputs as "
+                            "contents; give another --out-dir")
     _check_job_flags_apply(job_flags, items)
     processes = init_distributed(processes)  # before anything asks JAX for its devices
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -22,7 +22,7 @@ from ..io.audio import is_audio
 from ..io.compile_cache import enable_compile_cache
 from ..io.files import WRITE_ERRNOS, write_failure
 from ..io.video import is_video_content
-from .applies import check_flags_apply
+from .applies import check_flags_apply, check_flags_apply_to_network
 from .audio import audio_main
 from .batch import batch_main
 from .common import PROG, crash_log, one_line
@@ -51,6 +51,7 @@ def stylize_main(argv: Sequence[str]) -> int:
         raise UserError("the output path (-o) is empty; give a file name")
     check_flags_apply_to_content(args)
     if args.model:
+        check_flags_apply_to_network(args)
         return model_main(args, config)
     if args.style_mix is not None:
         raise UserError("--style-mix blends the styles of a trained network: it needs --model MODEL_DIR")
@@ -86,7 +87,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UserError as exc:
         code = _fail(f"{PROG}: error: {exc}", exc.exit_code)
     except KeyboardInterrupt:
-        code = _fail(f"{PROG}: interrupted", 130)
+        code = _fail(interrupts.line(), interrupts.exit_code())  # Ctrl-C: 130; SIGTERM: 143
     except OSError as exc:
         if exc.errno not in WRITE_ERRNOS:
             code = _fail(f"{PROG}: internal error: {one_line(exc)}; the traceback is in {crash_log(exc)}", 1)

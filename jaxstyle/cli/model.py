@@ -22,7 +22,7 @@ from ..video import VideoOptions
 from .common import check_metrics_path, check_output_file, claimed, log, note_dropped_streams
 from .flags import from_flags
 from .image import image_main
-from .video import video_main
+from .video import check_video_style_audio, video_main, with_stylized_sound
 
 
 def _default_output(content: Path, model_dir: Path, suffix: str) -> Path:
@@ -55,6 +55,8 @@ def model_main(args, config: StyleConfig, model: Model | None = None) -> int:
         raise UserError(f"--model stylizes images and videos, not sound: {content_path} is audio "
                         "(stylize it with --style-audio instead)")
     check_model_use(args, config, model)
+    if args.style_audio and not is_video_content(content_path):
+        raise UserError("--style-audio stylizes a video's sound: give a video with sound as CONTENT")
     styles = [read_image(p) for p in (args.style or [])]
     if config.init == "network":  # the optimizer, from the network's output
         cond = model_conditioning(model, args.style_mix, styles[0] if model.spec.kind == "predicted" else None,
@@ -97,14 +99,22 @@ def _video(args, config: StyleConfig, model: Model, cond: np.ndarray, content_pa
     probe(content_path)
     if options.frames_dir:
         check_output_dir(options.frames_dir, "--frames-dir")
-    note_dropped_streams(content_path, output, options.audio, bool(options.start or options.duration))
+    if args.style_audio:
+        check_video_style_audio(args, content_path, output, options)
+    note_dropped_streams(content_path, output, options.audio and not args.style_audio,
+                         bool(options.start or options.duration))
+
+    def frames(path: Path, audio: bool = False) -> dict:
+        return stylize_video_with_model(model, cond, content_path, path, size=config.size,
+                                        frames_per_device=config.frames_per_device, start=options.start,
+                                        duration=options.duration, audio=audio, quality=options.quality,
+                                        frames_dir=options.frames_dir, progress=not args.quiet)
+
     with claimed(output):
         if options.frames_dir:
             Path(options.frames_dir).mkdir(parents=True, exist_ok=True)
-        metrics = stylize_video_with_model(model, cond, content_path, output, size=config.size,
-                                           frames_per_device=config.frames_per_device, start=options.start,
-                                           duration=options.duration, audio=options.audio, quality=options.quality,
-                                           frames_dir=options.frames_dir, progress=not args.quiet)
+        metrics = with_stylized_sound(args, content_path, output, options, config, frames) if args.style_audio \
+            else frames(output, audio=options.audio)
         if args.metrics_json:
             write_json_atomic(args.metrics_json, {**metrics, "content": str(content_path), "model": str(args.model),
                                                   "output": str(output)})

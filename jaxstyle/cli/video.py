@@ -48,24 +48,33 @@ def check_video_style_audio(args, content_path: Path, output: Path, options: Vid
 
 
 def stylize_video_and_audio(job: VideoJob, network, args) -> dict:
-    """Stylize the frames into a hidden file, the first audio stream into a wav, then mux (video copied)."""
-    output = job.output
+    """The optimizer's frames, then the sound (:func:`with_stylized_sound`)."""
+    def frames(path: Path) -> dict:
+        options = dataclasses.replace(job.options, audio=False, work_dir=str(job.work_path))
+        return stylize_video(dataclasses.replace(job, output=path, options=options), network, log=log)
+
+    return with_stylized_sound(args, job.input, job.output, job.options, job.config, frames,
+                               first_process=job.processes.process_id == 0)
+
+
+def with_stylized_sound(args, content: Path, output: Path, options: VideoOptions, config: StyleConfig,
+                        stylize_frames: Callable[[Path], dict], first_process: bool = True) -> dict:
+    """``stylize_frames(path)`` writes the frames (no audio) into a hidden file; then the first audio
+    stream of the segment is stylized into a wav and both are muxed into ``output`` (video copied).
+    The optimizer's video job and a trained network's pass share it."""
     frames_tmp = temp_path(output, "frames")
     sound_tmp = temp_path(output, "audio", suffix=".wav")
-    frames_job = dataclasses.replace(job, output=frames_tmp,
-                                     options=dataclasses.replace(job.options, audio=False, work_dir=str(job.work_path)))
     try:
-        metrics = stylize_video(frames_job, network, log=log)
-        if job.processes.process_id != 0:
+        metrics = stylize_frames(frames_tmp)
+        if not first_process:
             return metrics
         t0 = time.perf_counter()
-        content, sr = read_audio(job.input, start=job.options.start, duration=job.options.duration, what="Video")
-        style, out, info = stylize_sound(content, sr, args.style_audio, job.config, f"the audio of {job.input}",
-                                         args.quiet)
+        sound, sr = read_audio(content, start=options.start, duration=options.duration, what="Video")
+        style, out, info = stylize_sound(sound, sr, args.style_audio, config, f"the audio of {content}", args.quiet)
         write_audio(sound_tmp, out, sr)
         mux_audio(frames_tmp, sound_tmp, output)
         if args.metrics_json:
-            metrics = {**metrics, "audio": sound_metrics(content, style, out, sr, job.config, info, t0)}
+            metrics = {**metrics, "audio": sound_metrics(sound, style, out, sr, config, info, t0)}
             metrics["audio"]["style_audio"] = str(args.style_audio)
         return metrics
     finally:

@@ -185,11 +185,13 @@ def test_a_jobs_file_with_a_video_a_blend_and_bad_items(capsys, tmp_path, folder
     (["{tmp}/none.jsonl", "--out-dir", "{tmp}/o"], "does not exist"),
     (["--contents", "{tmp}", "--styles", "s.png", "--out-dir", "{tmp}/o", "--output", "x.png"], "per item"),
     (["--contents", "{tmp}", "--styles", "s.png", "--out-dir", "{tmp}/o", "--out", "x.png"], "per item"),
+    (["--contents", "{tmp}", "--styles", "s.png", "--out-dir", "{tmp}"], "a rerun would stylize the outputs"),
     (["--contents", "{tmp}", "--styles", "s.png", "--out-dir", "{tmp}/o", "--iterations", "-1"], "--iterations"),
     (["--contents", "{tmp}/empty", "--styles", "s.png", "--out-dir", "{tmp}/o"], "no image, video or sound"),
 ])
 def test_bad_job_flags_end_the_job_before_any_item(capsys, tmp_path, argv, needle):
     (tmp_path / "empty").mkdir()
+    (tmp_path / "a.png").write_bytes(b"")  # (a content file name: the job ends before reading it)
     code, err = run_main(["batch", *[a.format(tmp=tmp_path) for a in argv]], capsys)
     assert_one_line_error(code, err, needle)
 

@@ -25,6 +25,7 @@ from jaxstyle.config import StyleConfig, TrainConfig
 from jaxstyle.errors import UserError
 from jaxstyle.feedforward import Model, TrainingData, TrainJob, load_model, save_model, store_input, train_network
 from jaxstyle.feedforward.loss import StyleBank, loss_parts, training_objective
+from jaxstyle.io.audio import read_audio
 from jaxstyle.io.images import read_image, write_image
 from jaxstyle.io.video import iter_frames, probe
 from jaxstyle.cli import main
@@ -297,17 +298,30 @@ def test_the_model_stylizes_images_and_videos_at_their_size_with_audio(capsys, t
     assert (out.width, out.height, out.fps) == (src.width, src.height, src.fps) and out.has_audio
     frames = sum(1 for _ in iter_frames(clip))
     assert f"wrote {tmp_path / 'out.mp4'}: {frames} frames" in err and sum(1 for _ in iter_frames(tmp_path / "out.mp4")) == frames
+    # --style-audio: the network's frames and the stylized sound, muxed
+    code, err = run_main([clip, "--model", tiny_model, "--frames-per-device", "2", "-q", "--style-audio",
+                          MEDIA / "audio" / "rain_texture.wav", "--audio-iterations", "2", "--audio-filters", "16",
+                          "--audio-griffin-lim-iters", "2", "--metrics-json", tmp_path / "m.json",
+                          "-o", tmp_path / "sound_out.mp4"], capsys)
+    assert code == 0, err
+    assert sum(1 for _ in iter_frames(tmp_path / "sound_out.mp4")) == frames
+    assert json.loads((tmp_path / "m.json").read_text())["audio"]["style_audio"].endswith("rain_texture.wav")
+    kept, sr = read_audio(tmp_path / "out.mp4")
+    stylized, sr2 = read_audio(tmp_path / "sound_out.mp4")
+    assert sr2 == sr and abs(len(stylized) - len(kept)) < sr // 10 and not np.allclose(
+        stylized[:len(kept)], kept[:len(stylized)], atol=1e-2)
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
 
 
 def test_init_network_warm_starts_the_optimizer_for_images_and_lanes(capsys, tiny_model, tmp_path):
-    fast = ["--iterations", "2", "--video-iterations", "1", "--start-size", "0", "--network", "vgg16", "-q"]
+    fast = ["--iterations", "2", "--start-size", "0", "--network", "vgg16", "-q"]
     code, err = run_main([MEDIA / "content" / "tubingen.jpg", "--model", tiny_model, "--init", "network", "--style",
                           STYLE, "--size", "40", *fast, "-o", tmp_path / "warm.png"], capsys)
     assert code == 0, err
     assert read_image(tmp_path / "warm.png").shape == (30, 40, 3)
     clip = make_clip(tmp_path / "c.mp4", "40x30", frames=4)
     code, err = run_main([clip, "--model", tiny_model, "--init", "network", "--style", STYLE, *fast,
-                          "--frames-per-device", "2", "--overlap", "0", "-o", tmp_path / "warm.mp4"], capsys)
+                          "--video-iterations", "1", "--frames-per-device", "2", "--overlap", "0", "-o", tmp_path / "warm.mp4"], capsys)
     assert code == 0, err
     assert "wrote" in err and sum(1 for _ in iter_frames(tmp_path / "warm.mp4")) == 4
 
@@ -358,10 +372,18 @@ def test_a_style_prediction_network_trains_from_a_folder_and_takes_any_style(cap
     (["{content}", "--style", STYLE, "--style-mix", "1", "-o", "{tmp}/o.png"], "--model"),
     (["{content}", "--style", STYLE, "--init", "network", "-o", "{tmp}/o.png"], "--model"),
     (["{content}", "--model", "{model}", "--init", "network", "-o", "{tmp}/o.png"], "--style"),
+    # the network's pass ignores the optimizer's flags and does not stylize a sound
+    (["{content}", "--model", "{model}", "--iterations", "5", "--size", "32", "-o", "{tmp}/o.png"],
+     "--iterations applies to the optimizer, and --model alone runs the trained network"),
+    (["{clip}", "--model", "{model}", "--keep-work", "--temporal-weight", "3", "-o", "{tmp}/o.mp4"],
+     "--keep-work, --temporal-weight apply to the optimizer"),
+    (["{clip}", "--model", "{model}", "--style-audio", "{audio}", "--no-audio", "-o", "{tmp}/o.mp4"], "contradict"),
+    (["{content}", "--model", "{model}", "--style-audio", "{audio}", "-o", "{tmp}/o.png"], "a video with sound"),
 ])
 def test_bad_input_is_one_line_and_exit_2(capsys, tmp_path, data_folder, tiny_model, argv, needle):
     fill = {"{data}": str(data_folder), "{tmp}": str(tmp_path), "{model}": str(tiny_model),
-            "{content}": str(MEDIA / "content" / "tubingen.jpg"), "{audio}": str(MEDIA / "audio" / "speech.wav")}
+            "{content}": str(MEDIA / "content" / "tubingen.jpg"), "{audio}": str(MEDIA / "audio" / "speech.wav"),
+            "{clip}": str(MEDIA / "video" / "carphone.mp4")}
     args = [str(a) for a in argv]
     for key, value in fill.items():
         args = [a.replace(key, value) for a in args]
@@ -370,6 +392,13 @@ def test_bad_input_is_one_line_and_exit_2(capsys, tmp_path, data_folder, tiny_mo
     assert_one_line_error(code, err, needle)
     assert sorted(p.name for p in tiny_model.iterdir()) == before
     assert not (tmp_path / "o.png").exists()
+
+
+def test_too_little_data_for_the_previews_is_refused_before_the_model_folder(capsys, tmp_path):
+    code, err = run_main(["train", "--style", STYLE, "--data", MEDIA / "content" / "tubingen.jpg", "-o",
+                          tmp_path / "m", "--size", "32", "--steps", "2", "--batch-size", "1"], capsys)
+    assert_one_line_error(code, err, "the data gives 1 training item(s); --previews 4 would hold out all")
+    assert not (tmp_path / "m").exists()
 
 
 def test_a_folder_left_before_the_first_checkpoint_can_be_trained_into_again(tmp_path):
