@@ -41,7 +41,8 @@ from ..hosts import check_same_inputs
 from ..imaging import target_size
 from ..io.files import check_output_dir, check_output_file
 from ..io.images import check_output_path, image_size, read_image, write_image
-from ..io.video import VIDEO_OUTPUT_EXTENSIONS, probe
+from ..io.audio import is_audio
+from ..io.video import VIDEO_OUTPUT_EXTENSIONS, is_video, probe
 from ..optim import compile_count
 from .audio import audio_main
 from .common import Parser, check_memory, claimed, crash_log, log, one_line
@@ -259,8 +260,13 @@ def _plan(item: BatchItem, job_flags: list[str], models: Models) -> Planned:
     elif item.kind == "video":
         check_output_path(item.output, [item.content, *item.styles], VIDEO_OUTPUT_EXTENSIONS)
         probe(item.content)
-    elif not item.content.is_file():
-        raise UserError(f"{item.content} does not exist")
+    else:  # a sound
+        if not item.content.is_file():
+            raise UserError(f"{item.content} does not exist")
+        for style in item.styles:
+            if not (is_audio(style) or is_video(style)):
+                raise UserError(f"{item.content.name} is a sound file, and its style {style.name} is not a sound "
+                                "(wav, flac, mp3, ogg, m4a, or a video's audio)")
     return planned
 
 
@@ -370,7 +376,11 @@ def batch_main(argv: Sequence[str]) -> int:
             raise UserError("--styles goes with --contents; a jobs file names each item's style")
         items = read_jobs(jobs)
     else:
-        items = expand_folder(args.contents, [s for s in (args.styles or "").split(",") if s], model=bool(job_model))
+        styles = [s for s in (args.styles or "").split(",") if s]
+        for style in styles:  # (every item would fail on it)
+            if not Path(style).is_file():
+                raise UserError(f"--styles: {style} " + ("is not a file" if Path(style).exists() else "does not exist"))
+        items = expand_folder(args.contents, styles, model=bool(job_model))
         if any(item.content.parent.resolve() == out_dir.resolve() for item in items):
             raise UserError(f"--out-dir {args.out_dir} holds --contents files: a rerun would stylize the outputs as "
                             "contents; give another --out-dir")

@@ -162,14 +162,16 @@ def test_a_jobs_file_with_a_video_a_blend_and_bad_items(capsys, tmp_path, folder
         # an item's files are its keys: options that name files would go where the index does not say
         {"content": str(contents / "a.png"), "style": str(styles[0]), "output": "b.png",
          "options": ["-o", str(tmp_path / "elsewhere.png"), "--style", str(styles[1]), "--metrics", "m.json"]},
+        {"content": str(MEDIA / "audio" / "speech.wav"), "style": str(styles[0])},  # a picture for a sound
     ]))
     out = tmp_path / "out"
     code, err = run_main(["batch", jobs, "--out-dir", out, "--size", "40", *FAST, "--quiet"], capsys)
     # (the video item logs its "stability error" line, so only the last line is checked here)
     assert code == 2 and "Traceback" not in err and err.strip().splitlines()[-1].startswith(
-        "jaxstyle: error: 4 of 6 item(s) failed"), err
+        "jaxstyle: error: 5 of 7 item(s) failed"), err
     records = [json.loads(line) for line in (out / "index.jsonl").read_text().splitlines()]
-    assert [r["status"] for r in records] == ["ok", "ok", "failed", "failed", "failed", "failed"], records
+    assert [r["status"] for r in records] == ["ok", "ok", "failed", "failed", "failed", "failed", "failed"], records
+    assert "speech.wav is a sound file, and its style" in records[6]["error"]
     assert records[5]["error"].startswith("--output, --style, --metrics-json in \"options\": an item's files")
     assert not (tmp_path / "elsewhere.png").exists() and not (out / "b.png").exists()
     assert "missing.png does not exist" in records[2]["error"] and "--size" in records[3]["error"]
@@ -183,15 +185,17 @@ def test_a_jobs_file_with_a_video_a_blend_and_bad_items(capsys, tmp_path, folder
 @pytest.mark.parametrize("argv,needle", [
     (["--out-dir", "{tmp}/o"], "give either a JOBS.jsonl"),
     (["{tmp}/none.jsonl", "--out-dir", "{tmp}/o"], "does not exist"),
-    (["--contents", "{tmp}", "--styles", "s.png", "--out-dir", "{tmp}/o", "--output", "x.png"], "per item"),
-    (["--contents", "{tmp}", "--styles", "s.png", "--out-dir", "{tmp}/o", "--out", "x.png"], "per item"),
-    (["--contents", "{tmp}", "--styles", "s.png", "--out-dir", "{tmp}"], "a rerun would stylize the outputs"),
-    (["--contents", "{tmp}", "--styles", "s.png", "--out-dir", "{tmp}/o", "--iterations", "-1"], "--iterations"),
-    (["--contents", "{tmp}/empty", "--styles", "s.png", "--out-dir", "{tmp}/o"], "no image, video or sound"),
+    (["--contents", "{tmp}", "--styles", "{tmp}/s.png", "--out-dir", "{tmp}/o", "--output", "x.png"], "per item"),
+    (["--contents", "{tmp}", "--styles", "{tmp}/s.png", "--out-dir", "{tmp}/o", "--out", "x.png"], "per item"),
+    (["--contents", "{tmp}", "--styles", "{tmp}/s.png", "--out-dir", "{tmp}"], "a rerun would stylize the outputs"),
+    (["--contents", "{tmp}", "--styles", "{tmp}/s.png", "--out-dir", "{tmp}/o", "--iterations", "-1"], "--iterations"),
+    (["--contents", "{tmp}/empty", "--styles", "{tmp}/s.png", "--out-dir", "{tmp}/o"], "no image, video or sound"),
+    (["--contents", "{tmp}", "--styles", "{tmp}/s.png,{tmp}/none.png", "--out-dir", "{tmp}/o"], "none.png does not exist"),
 ])
 def test_bad_job_flags_end_the_job_before_any_item(capsys, tmp_path, argv, needle):
     (tmp_path / "empty").mkdir()
     (tmp_path / "a.png").write_bytes(b"")  # (a content file name: the job ends before reading it)
+    (tmp_path / "s.png").write_bytes(b"")
     code, err = run_main(["batch", *[a.format(tmp=tmp_path) for a in argv]], capsys)
     assert_one_line_error(code, err, needle)
 
