@@ -157,10 +157,23 @@ def _suffix(item: BatchItem) -> str:
     return {"image": ".png", "video": ".mp4", "audio": ".wav"}[item.kind]
 
 
+# the longest generated name stem, in bytes: room for "-N", the extension and the temporary names
+# written beside it (a file system takes 255 bytes a name)
+MAX_STEM_BYTES = 120
+
+
+def _fitting(stem: str) -> str:
+    """``stem``, or (when longer than :data:`MAX_STEM_BYTES`) its start and a hash of the whole."""
+    raw = stem.encode()
+    if len(raw) <= MAX_STEM_BYTES:
+        return stem
+    return raw[:MAX_STEM_BYTES - 9].decode(errors="ignore") + "-" + hashlib.sha256(raw).hexdigest()[:8]
+
+
 def output_names(items: Sequence[BatchItem], out_dir: Path, model: str | None = None) -> list[BatchItem]:
     """Give every item its output path: its own (relative to ``out_dir``) or
     ``CONTENT_STYLE.ext`` in ``out_dir`` (``CONTENT_MODEL.ext`` without a style; ``model``: the
-    job's), numbered ``-2``, ``-3``... where two items would collide."""
+    job's; a long one cut, with a hash of the whole), numbered ``-2``, ``-3``... where two items would collide."""
     taken: set[Path] = set()
     named = []
     for item in items:
@@ -174,6 +187,7 @@ def output_names(items: Sequence[BatchItem], out_dir: Path, model: str | None = 
                 stem = f"{item.content.stem}_{item.styles[0].stem}" + ("_blend" if len(item.styles) > 1 else "")
             else:
                 stem = f"{item.content.stem}_{Path(item.model or model or 'model').name}"
+            stem = _fitting(stem)
             path, n = out_dir / f"{stem}{_suffix(item)}", 2
             while path.resolve() in taken:
                 path, n = out_dir / f"{stem}-{n}{_suffix(item)}", n + 1

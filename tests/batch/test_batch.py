@@ -75,6 +75,11 @@ def test_folder_times_styles_and_colliding_names(tmp_path):
     named = output_names(same, tmp_path / "o")
     assert [n.output.name for n in named[:2]] == ["a_s.png", "a_s-2.png"]
     assert "also an earlier item's output" in named[2].problem
+    # long content and style names make a name the file system takes, still one per pair
+    long = [BatchItem(0, tmp_path / ("é" * 100 + ".png"), (tmp_path / ("s" * 100 + ".png"),)),
+            BatchItem(1, tmp_path / ("é" * 100 + ".png"), (tmp_path / ("s" * 101 + ".png"),))]
+    names = [n.output.name for n in output_names(long, tmp_path / "o")]
+    assert names[0] != names[1] and all(len(name.encode()) <= 124 and name.endswith(".png") for name in names)
 
 
 def test_buckets_group_by_shape_and_settings_and_split_by_size():
