@@ -113,7 +113,7 @@ def model_conditioning(model: Model, style_mix: Sequence[float] | None = None, s
         raise UserError("--style-mix blends the styles of a 'styles' model; this one predicts from --style")
     loss = model.meta.get("loss", {})
     cfg = dataclasses.replace(config or StyleConfig(), network=loss.get("network", "auto"),
-                              pooling=loss.get("pooling", "avg"))
+                              pooling=loss.get("pooling", "avg"), precision=loss.get("precision", "float32"))
     network = network_for(cfg)
     trained_on = model.meta.get("vgg", {}).get("sha256")
     if trained_on and network.sha256 and trained_on != network.sha256:

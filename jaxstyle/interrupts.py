@@ -52,6 +52,8 @@ def install():
 
 
 def restore(previous) -> None:
+    global _terminated
+    _terminated = False  # (the next main() in this process starts afresh)
     signal.setitimer(signal.ITIMER_REAL, 0)
     for signum, handler in zip((*_SIGNALS, signal.SIGALRM), previous):
         signal.signal(signum, handler)
@@ -77,9 +79,10 @@ def finish(code: int) -> int:
         sys.stderr.flush()
         os._exit(code)
     # a success: an interrupt during the interpreter's own tear-down is ignored (SIG_IGN survives
-    # it, where a Python-level handler is reset to the default, which would kill the process)
-    for signum in _SIGNALS:
-        signal.signal(signum, signal.SIG_IGN)
+    # it, where a Python-level handler is reset to the default, which would kill the process);
+    # SIGTERM keeps its default, so that a tear-down that hangs can still be ended
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     return code
 
 

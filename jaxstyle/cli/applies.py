@@ -49,7 +49,7 @@ def video_options_error(unused: list[str], why_not: str) -> UserError:
     for flag in unused:
         taker = "a video or sound" if flag in _VIDEO_OPTIONS_FOR["audio"] else "a video"
         takers.setdefault(taker, []).append(flag)
-    parts = [f"{', '.join(flags)} {_verb(flags)} to {taker} CONTENT only" for taker, flags in takers.items()]
+    parts = [f"{', '.join(flags)} {verb(flags)} to {taker} CONTENT only" for taker, flags in takers.items()]
     return UserError(f"{'; '.join(parts)}, and {why_not}")
 
 
@@ -77,17 +77,17 @@ def check_flags_apply(args: argparse.Namespace, kind: str, name: str) -> None:
     unused = unused_sound_flags(args, kind, bool(getattr(args, "style_audio", None)))
     if unused:
         why = "no --style-audio is given" if kind == "video" else f"{name} is {kind_phrase(kind)}"
-        raise UserError(f"{', '.join(unused)} {_verb(unused)} to a sound being stylized only (an audio CONTENT "
+        raise UserError(f"{', '.join(unused)} {verb(unused)} to a sound being stylized only (an audio CONTENT "
                         f"or a video's --style-audio), and {why}")
     unused = unused_picture_flags(args, kind)
     if unused:
-        raise UserError(f"{', '.join(unused)} {_verb(unused)} to images and video frames, and {name} is a sound "
+        raise UserError(f"{', '.join(unused)} {verb(unused)} to images and video frames, and {name} is a sound "
                         "file: a sound is stylized by the --audio-* flags (--audio-iterations, ...)")
 
 
 # What a trained network's pass (--model without --init network) reads: the working size and the
 # frames per device; a video's segment, frames folder, quality and audio.
-_NETWORK_READS = ("--size", "--frames-per-device", "--init", "--start", "--duration", "--frames-dir", "--quality",
+_NETWORK_READS = ("--size", "--frames-per-device", "--start", "--duration", "--frames-dir", "--quality",
                   "--no-audio")
 
 
@@ -95,16 +95,16 @@ def check_flags_apply_to_network(args: argparse.Namespace) -> None:
     """``--model`` alone runs the network, not the optimizer: its flags (and a work directory,
     which only the optimizer's video job keeps) would be ignored."""
     if getattr(args, "init", None) == "network":
-        return
+        return  # (any other --init is refused below: the network's pass has no initial image)
     given = [*given_flags(StyleConfig, args), *given_flags(VideoOptions, args)]
     for section in ("video", "tiles", *(() if getattr(args, "style_audio", None) else ("audio",))):
         given += given_section_flags(StyleConfig, args, section)  # (--style-audio stylizes the sound as ever)
     reads = _NETWORK_READS + (_SOUND_READS if getattr(args, "style_audio", None) else ())
     unused = [f for f in given if f not in reads]
     if unused:
-        raise UserError(f"{', '.join(unused)} {_verb(unused)} to the optimizer, and --model alone runs the trained "
+        raise UserError(f"{', '.join(unused)} {verb(unused)} to the optimizer, and --model alone runs the trained "
                         "network (add --init network to optimize from its output)")
 
 
-def _verb(flags: list[str]) -> str:
+def verb(flags: list[str]) -> str:
     return "applies" if len(flags) == 1 else "apply"

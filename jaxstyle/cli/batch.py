@@ -34,15 +34,14 @@ from ..api import network_for
 from ..batch import BatchItem, ResultsIndex, batchable, expand_folder, group_buckets, output_names, read_jobs, \
     stylize_bucket
 from ..config import StyleConfig
-from ..video import Processes
+from ..video import Processes, VideoOptions
 from ..errors import NonFiniteLoss, UserError
 from ..feedforward import Model, load_model
 from ..hosts import check_same_inputs
 from ..imaging import target_size
 from ..io.files import check_output_dir, check_output_file
-from ..io.images import check_output_path, image_size, read_image, write_image
-from ..io.audio import is_audio
-from ..io.video import VIDEO_OUTPUT_EXTENSIONS, is_video, probe
+from ..io.images import IMAGE_EXTENSIONS, check_output_path, image_size, read_image, write_image
+from ..io.video import VIDEO_OUTPUT_EXTENSIONS, probe
 from ..optim import compile_count
 from .audio import audio_main
 from .common import Parser, check_memory, claimed, crash_log, log, one_line
@@ -50,8 +49,8 @@ from .flags import from_flags, given_flags
 from .image import image_main
 from .model import check_model_use, model_main
 from .parser import build_parser
-from .applies import check_flags_apply, check_flags_apply_to_network, unused_picture_flags, unused_sound_flags, unused_video_options, \
-    video_options_error
+from .applies import (check_flags_apply, check_flags_apply_to_network, unused_picture_flags, unused_sound_flags,
+                      unused_video_options, verb as _verb, video_options_error)
 from .video import init_distributed, video_main
 
 # images of a bucket optimized at once per device unless --frames-per-device says otherwise (videos keep
@@ -186,10 +185,12 @@ def _split_job_flags(job_flags: list[str]) -> tuple[list[str], Processes, str | 
     """Check the job's flags; returns the flags for every item (the multi-host ones taken out: they
     are the job's), the job's processes and its ``--model`` (checked here: a bad one ends the job)."""
     args = build_parser().parse_args(["content.png", "--style", "style.png", *job_flags])
-    misplaced = item_file_flags(args)
+    misplaced = item_file_flags(args) + [f for f in given_flags(VideoOptions, args) if f in ("--frames-dir", "--work-dir")]
     if misplaced:
-        raise UserError(f"{', '.join(misplaced)} name{'s' if len(misplaced) == 1 else ''} one item's files; "
-                        "give it per item in the jobs file")
+        raise UserError(f"{', '.join(misplaced)} {_verb(misplaced)} to one item's files: give "
+                        f"{'it' if len(misplaced) == 1 else 'them'} per item (a jobs file's keys and options)")
+    if args.model:  # the job's network runs every item: the optimizer's flags need the job's --init network
+        check_flags_apply_to_network(args)
     from_flags(StyleConfig, args).resolved()  # a bad value ends the job before any item runs
     if args.model:
         load_model(args.model)
@@ -217,12 +218,11 @@ def _check_job_flags_apply(job_flags: list[str], items: list[BatchItem]) -> None
         raise video_options_error(unused, "the job has no video or sound" if sound_flags else "the job has no video")
     unused = unused_sound_flags(args, "image", False) if "audio" not in kinds else []
     if unused:  # (a video item's "style" is its frames' style: no item of a job stylizes a video's sound)
-        raise UserError(f"{', '.join(unused)} {'applies' if len(unused) == 1 else 'apply'} to a sound CONTENT "
-                        "only, and the job has no sound")
+        raise UserError(f"{', '.join(unused)} {_verb(unused)} to a sound CONTENT only, and the job has no sound")
     unused = unused_picture_flags(args, "audio") if kinds == {"audio"} else []
     if unused:
-        raise UserError(f"{', '.join(unused)} {'applies' if len(unused) == 1 else 'apply'} to images and video "
-                        "frames, and the job has only sounds (they take the --audio-* flags)")
+        raise UserError(f"{', '.join(unused)} {_verb(unused)} to images and video frames, and the job has only "
+                        "sounds (they take the --audio-* flags)")
 
 
 def _plan(item: BatchItem, job_flags: list[str], models: Models) -> Planned:
@@ -258,15 +258,15 @@ def _plan(item: BatchItem, job_flags: list[str], models: Models) -> Planned:
         if config.style_weights is not None and len(config.style_weights) != len(item.styles):
             raise UserError(f"{len(config.style_weights)} style weights given for {len(item.styles)} style images")
     elif item.kind == "video":
-        check_output_path(item.output, [item.content, *item.styles], VIDEO_OUTPUT_EXTENSIONS)
+        check_output_path(item.output, [item.content, *item.styles], VIDEO_OUTPUT_EXTENSIONS, temp_depth=2)
         probe(item.content)
     else:  # a sound
         if not item.content.is_file():
             raise UserError(f"{item.content} does not exist")
-        for style in item.styles:
-            if not (is_audio(style) or is_video(style)):
-                raise UserError(f"{item.content.name} is a sound file, and its style {style.name} is not a sound "
-                                "(wav, flac, mp3, ogg, m4a, or a video's audio)")
+        for style in item.styles:  # (any file ffmpeg reads a sound from will do, but not a picture)
+            if style.suffix.lower() in IMAGE_EXTENSIONS:
+                raise UserError(f"{item.content.name} is a sound file, and its style {style.name} is a picture: "
+                                "give a sound (wav, flac, mp3, ogg, m4a, or a video's audio)")
     return planned
 
 

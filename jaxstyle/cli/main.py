@@ -10,6 +10,7 @@ reported as one line on stderr with exit code 2, never a traceback.
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 import threading
@@ -89,7 +90,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         code = _fail(interrupts.line(), interrupts.exit_code())  # Ctrl-C: 130; SIGTERM: 143
     except OSError as exc:
-        if exc.errno not in WRITE_ERRNOS:
+        if exc.errno == errno.ENAMETOOLONG:  # an input's or an output's name
+            code = _fail(f"{PROG}: error: the file name is too long: {exc.filename or exc}", 2)
+        elif exc.errno not in WRITE_ERRNOS:
             code = _fail(f"{PROG}: internal error: {one_line(exc)}; the traceback is in {crash_log(exc)}", 1)
         else:  # a full disk, a file-size limit or a quota, wherever the write was
             code = _fail(f"{PROG}: error: {write_failure(exc.filename or 'a file', exc)}", 2)

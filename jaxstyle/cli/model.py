@@ -93,7 +93,7 @@ def _video(args, config: StyleConfig, model: Model, cond: np.ndarray, content_pa
     options = from_flags(VideoOptions, args)
     options.check()
     output = Path(args.output) if args.output else _default_output(content_path, Path(args.model), ".mp4")
-    check_output_path(output, [content_path, *(args.style or [])], VIDEO_OUTPUT_EXTENSIONS)
+    check_output_path(output, [content_path, *(args.style or [])], VIDEO_OUTPUT_EXTENSIONS, temp_depth=2)
     check_output_file(output, "output")
     check_metrics_path(args.metrics_json, [content_path, output])
     probe(content_path)

@@ -99,6 +99,9 @@ def init_distributed(processes: Processes) -> Processes:
 
 
 def _start_distributed(processes: Processes) -> Processes:
+    # JAX's preemption service would take SIGTERM over (its own C++ handler, which only notes it):
+    # a multi-host job ends on SIGTERM as on Ctrl-C, every process with its one line
+    jax.config.update("jax_enable_preemption_service", False)
     if processes.coordinator:
         if not (0 <= processes.process_id < processes.num_processes):
             raise UserError(f"--process-id must be in [0, {processes.num_processes})")
@@ -122,7 +125,7 @@ def video_main(args, config: StyleConfig, warm_start: Callable[[np.ndarray], np.
     style_paths = [Path(s) for s in args.style]
     output = Path(args.output) if args.output else default_output(content_path, style_paths[0], ".mp4")
     masks = [Path(config.content_mask), *map(Path, config.style_mask)] if config.content_mask else []
-    check_output_path(output, [content_path, *style_paths, *masks], VIDEO_OUTPUT_EXTENSIONS)
+    check_output_path(output, [content_path, *style_paths, *masks], VIDEO_OUTPUT_EXTENSIONS, temp_depth=2)
     check_output_file(output, "output")
     if not content_path.is_file():
         raise UserError(f"{content_path} does not exist" if not content_path.exists() else f"{content_path} is not a file")

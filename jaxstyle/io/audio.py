@@ -32,17 +32,22 @@ AUDIO_FORMATS: dict[str, tuple[str, list[str]]] = {
     ".m4a": ("ipod", ["-c:a", "aac", "-b:a", "192k"]),
 }
 AUDIO_EXTENSIONS = tuple(AUDIO_FORMATS)
-#: what a format holds at most (channels, sample rate); its encoder would mix down or resample the rest
-AUDIO_FORMAT_LIMITS = {".mp3": (2, 48000), ".m4a": (8, 96000)}
+_MP3_RATES = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000)
+#: what a format holds (at most so many channels, these sample rates); its encoder would mix the
+#: rest down or resample it
+AUDIO_FORMAT_LIMITS = {".mp3": (2, _MP3_RATES), ".m4a": (8, (7350, *_MP3_RATES, 64000, 88200, 96000))}
 
 
 def check_audio_output(path: PathLike, sample_rate: int, channels: int) -> None:
     """The output format keeps the content's channels and sample rate (checked before the work)."""
     ext = os.path.splitext(os.fspath(path))[1].lower()
-    most_channels, most_rate = AUDIO_FORMAT_LIMITS.get(ext, (channels, sample_rate))
-    if channels > most_channels or sample_rate > most_rate:
-        raise UserError(f"a {ext} file holds at most {most_channels} channels at {most_rate} Hz, and the sound has "
-                        f"{channels} at {sample_rate} Hz: write .flac, .wav or .ogg to keep them")
+    if ext not in AUDIO_FORMAT_LIMITS:
+        return
+    most_channels, rates = AUDIO_FORMAT_LIMITS[ext]
+    if channels > most_channels or sample_rate not in rates:
+        raise UserError(f"a {ext} file holds at most {most_channels} channels at {rates[0]}-{rates[-1]} Hz (not every "
+                        f"rate between), and the sound has {channels} channel(s) at {sample_rate} Hz: write .flac, "
+                        ".wav or .ogg to keep them")
 
 
 def is_audio(path: PathLike) -> bool:

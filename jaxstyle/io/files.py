@@ -47,15 +47,18 @@ def temp_path(path: str | os.PathLike, tag: str = "partial", suffix: str | None 
     return path.with_name(f".{path.name}.{secrets.token_hex(4)}.{tag}{ext}")
 
 
-def check_name_length(path: str | os.PathLike) -> None:
+def check_name_length(path: str | os.PathLike, temp_depth: int = 1) -> None:
     """The file system takes ``path``'s name and the longest temporary name it gets while written
-    (a temporary file of a temporary file), so a long name fails here, not after the work."""
+    (``temp_depth`` 2: a temporary file of a temporary file, as a video's), so a long name fails
+    here, not after the work."""
     path = Path(os.path.abspath(path))
     try:
         name_max = os.pathconf(path.parent, "PC_NAME_MAX")
     except (OSError, ValueError):
         name_max = 255
-    longest = temp_path(temp_path(path, max(TEMP_TAGS, key=len)), max(TEMP_TAGS, key=len))
+    longest = path
+    for _ in range(temp_depth):
+        longest = temp_path(longest, max(TEMP_TAGS, key=len))
     if len(os.fsencode(longest.name)) > name_max:
         room = name_max - (len(os.fsencode(longest.name)) - len(os.fsencode(path.name)))
         raise UserError(f"the file name {path.name[:40]}... is too long ({len(os.fsencode(path.name))} bytes; "

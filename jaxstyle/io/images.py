@@ -133,16 +133,15 @@ def to_rgb_float(data: np.ndarray, what: str = "image") -> np.ndarray:
 
 
 def check_output_path(output: str | os.PathLike, inputs: list[str | os.PathLike],
-                      extensions: tuple[str, ...] = IMAGE_EXTENSIONS) -> Path:
-    """Refuse an output that would overwrite an input, has an unknown format, or no directory."""
+                      extensions: tuple[str, ...] = IMAGE_EXTENSIONS, temp_depth: int = 1) -> Path:
+    """Refuse an output that would overwrite an input, has an unknown format, no directory, or a
+    name too long for its temporary names (``temp_depth``: see :func:`check_name_length`)."""
     output = Path(output)
     for item in inputs:
         if item is not None and Path(item).exists() and output.exists() and os.path.samefile(output, item):
             raise UserError(f"output {output} is the same file as the input {item}; choose another output path")
         if item is not None and Path(os.path.abspath(item)) == Path(os.path.abspath(output)):
             raise UserError(f"output {output} is the same file as the input {item}; choose another output path")
-    if not str(output).strip() or output == Path("."):
-        raise UserError("the output path is empty; give a file name")
     if output.is_dir():
         raise UserError(f"output {output} is a directory; give a file name in it")
     if output.suffix.lower() not in extensions:
@@ -150,7 +149,7 @@ def check_output_path(output: str | os.PathLike, inputs: list[str | os.PathLike]
     parent = output.parent if str(output.parent) else Path(".")
     if not parent.is_dir():
         raise UserError(f"output directory {parent} does not exist")
-    check_name_length(output)
+    check_name_length(output, temp_depth)
     return output
 
 

@@ -197,7 +197,12 @@ def test_bad_inputs_one_line(capsys, wavs, tmp_path, media):
     three = tmp_path / "three.wav"
     audio_io.write_audio(three, tone_mix(0.6, 8000, channels=3), 8000)
     code, err = run_main([three, "--style-audio", wavs["style"], "-o", tmp_path / "o.mp3"], capsys)
-    assert_one_line_error(code, err, "a .mp3 file holds at most 2 channels at 48000 Hz, and the sound has 3 at 8000 Hz")
+    assert_one_line_error(code, err, "a .mp3 file holds at most 2 channels at 8000-48000 Hz (not every rate between), "
+                          "and the sound has 3 channel(s) at 8000 Hz")
+    odd_rate = tmp_path / "odd_rate.wav"  # (an encoder would resample 37800 Hz to 32000 Hz)
+    audio_io.write_audio(odd_rate, tone_mix(0.6, 37800), 37800)
+    code, err = run_main([odd_rate, "--style-audio", wavs["style"], "-o", tmp_path / "o.m4a"], capsys)
+    assert_one_line_error(code, err, "and the sound has 1 channel(s) at 37800 Hz")
     assert not (tmp_path / "o.mp3").exists()
     # the image optimizer's flags do not reach a sound; the --audio-* flags need a sound to stylize
     code, err = run_main([wavs["content"], "--style-audio", wavs["style"], "-o", out, "--size", "32",

@@ -375,6 +375,8 @@ def test_a_style_prediction_network_trains_from_a_folder_and_takes_any_style(cap
     # the network's pass ignores the optimizer's flags and does not stylize a sound
     (["{content}", "--model", "{model}", "--iterations", "5", "--size", "32", "-o", "{tmp}/o.png"],
      "--iterations applies to the optimizer, and --model alone runs the trained network"),
+    (["{content}", "--model", "{model}", "--init", "noise", "--precision", "bfloat16", "-o", "{tmp}/o.png"],
+     "--init, --precision apply to the optimizer"),  # (a prediction model's statistics: at its training precision)
     (["{clip}", "--model", "{model}", "--keep-work", "--temporal-weight", "3", "-o", "{tmp}/o.mp4"],
      "--keep-work, --temporal-weight apply to the optimizer"),
     (["{clip}", "--model", "{model}", "--style-audio", "{audio}", "--no-audio", "-o", "{tmp}/o.mp4"], "contradict"),

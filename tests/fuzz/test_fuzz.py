@@ -239,7 +239,7 @@ def test_sigterm_ends_a_job_like_an_interrupt(files, tmp_path):
     out = tmp_path / "out.png"
     out.write_bytes(SENTINEL)
     proc = subprocess.Popen([sys.executable, str(ROOT / "cli.py"), str(files["content"]), "--style", str(files["style"]),
-                             *BOUND["image"], "--iterations", "400", "--chunk", "10", "--network", "vgg16",
+                             *BOUND["image"], "--iterations", "100000", "--chunk", "10", "--network", "vgg16",
                              "-o", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=cli_env(1), cwd=ROOT)
     time.sleep(6)
