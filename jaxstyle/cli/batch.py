@@ -185,7 +185,8 @@ def _split_job_flags(job_flags: list[str]) -> tuple[list[str], Processes, str | 
     """Check the job's flags; returns the flags for every item (the multi-host ones taken out: they
     are the job's), the job's processes and its ``--model`` (checked here: a bad one ends the job)."""
     args = build_parser().parse_args(["content.png", "--style", "style.png", *job_flags])
-    misplaced = item_file_flags(args) + [f for f in given_flags(VideoOptions, args) if f in ("--frames-dir", "--work-dir")]
+    item_dirs = [f for f in given_flags(VideoOptions, args) if f in ("--frames-dir", "--work-dir")]
+    misplaced = item_file_flags(args) + item_dirs
     if misplaced:
         raise UserError(f"{', '.join(misplaced)} {_verb(misplaced)} to one item's files: give "
                         f"{'it' if len(misplaced) == 1 else 'them'} per item (a jobs file's keys and options)")
