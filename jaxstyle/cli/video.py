@@ -72,7 +72,7 @@ def with_stylized_sound(args, content: Path, output: Path, options: VideoOptions
         sound, sr = read_audio(content, start=options.start, duration=options.duration, what="Video")
         style, out, info = stylize_sound(sound, sr, args.style_audio, config, f"the audio of {content}", args.quiet)
         write_audio(sound_tmp, out, sr)
-        mux_audio(frames_tmp, sound_tmp, output)
+        mux_audio(frames_tmp, sound_tmp, output, languages=[audio_streams(content)[0].language])
         if args.metrics_json:
             metrics = {**metrics, "audio": sound_metrics(sound, style, out, sr, config, info, t0)}
             metrics["audio"]["style_audio"] = str(args.style_audio)

@@ -45,6 +45,7 @@ class AudioStreamInfo:
     sample_rate: int  #: Hz (0 if unknown)
     channels: int  #: channel count (0 if unknown)
     layout: str  #: channel layout as printed, e.g. "mono", "stereo", "5.1(side)"
+    language: str | None = None  #: ISO 639 tag, if it has one
 
 
 @dataclass(frozen=True)
@@ -263,6 +264,7 @@ def dump(path: PathLike, what: str = "Video file") -> MediaDump:
                         sample_rate=rate,
                         channels=_layout_channels(layout),
                         layout=layout,
+                        language=language if language and language != "und" else None,
                     )
                 )
             elif kind == "Subtitle":

@@ -560,6 +560,12 @@ def _audio_codec_args(
 _MUXER_TAGS = frozenset({"major_brand", "minor_version", "compatible_brands", "encoder"})
 
 
+def _language_args(languages: Sequence[str | None], first_out_index: int = 0) -> list[str]:
+    """``-metadata:s:a:N language=...`` for the added audio streams that have a tag."""
+    return [arg for i, language in enumerate(languages) if language
+            for arg in (f"-metadata:s:a:{first_out_index + i}", f"language={language}")]
+
+
 def _tag_args(tags: Sequence[tuple[str, str]], container: str) -> list[str]:
     """``-metadata key=value`` for a file's tags, but the muxer's own (Matroska upper-cases keys);
     none for GIF."""
@@ -908,8 +914,10 @@ def mux_audio(
     audio_start: float = 0.0,
     audio_duration: float | None = None,
     keep_original_audio: bool = False,
+    languages: Sequence[str | None] = (),
 ) -> None:
-    """Write ``out_path`` = the video stream of ``video_path`` plus all audio of ``audio_path``.
+    """Write ``out_path`` = the video stream of ``video_path`` plus all audio of ``audio_path``
+    (``languages``: a language tag for each of those streams, e.g. the stream they were made from).
 
     The video stream is copied bit for bit (``-c:v copy``). By default the audio of
     ``video_path`` is replaced; with ``keep_original_audio=True`` it is kept and the new streams
@@ -936,7 +944,9 @@ def mux_audio(
     try:
         _mux(vp, ap, tmp, container, streams, float(audio_start),
              None if audio_duration is None else float(audio_duration),
-             keep_video_audio=vd.audio if keep_original_audio else (), tag_args=_tag_args(vd.tags, container),
+             keep_video_audio=vd.audio if keep_original_audio else (),
+             tag_args=[*_tag_args(vd.tags, container),
+                       *_language_args(languages, first_out_index=len(vd.audio) if keep_original_audio else 0)],
              keep_video_subtitles=bool(vd.subtitles)
              and SUPPORTED_EXTENSIONS.get(os.path.splitext(vp)[1].lower()) == container)
         replace_into(tmp, op)

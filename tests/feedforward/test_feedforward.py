@@ -290,7 +290,8 @@ def test_the_model_stylizes_images_and_videos_at_their_size_with_audio(capsys, t
     assert read_image(tmp_path / "out.png").shape == (38, 50, 3)
     clip = tmp_path / "sound.mp4"
     ff("-f", "lavfi", "-i", "testsrc2=size=38x30:rate=12", "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=16000",
-       "-frames:v", "7", "-t", str(7 / 12), "-c:v", "libx264", "-pix_fmt", "yuv444p", "-c:a", "aac", "-shortest", clip)
+       "-frames:v", "7", "-t", str(7 / 12), "-c:v", "libx264", "-pix_fmt", "yuv444p", "-c:a", "aac",
+       "-metadata:s:a:0", "language=eng", "-shortest", clip)
     code, err = run_main([clip, "--model", tiny_model, "--frames-per-device", "2", "-q", "-o", tmp_path / "out.mp4"],
                          capsys)
     assert code == 0, err
@@ -308,6 +309,7 @@ def test_the_model_stylizes_images_and_videos_at_their_size_with_audio(capsys, t
     assert json.loads((tmp_path / "m.json").read_text())["audio"]["style_audio"].endswith("rain_texture.wav")
     kept, sr = read_audio(tmp_path / "out.mp4")
     stylized, sr2 = read_audio(tmp_path / "sound_out.mp4")
+    assert [a.language for a in probe(tmp_path / "sound_out.mp4").audio] == ["eng"]  # the source stream's tag
     assert sr2 == sr and abs(len(stylized) - len(kept)) < sr // 10 and not np.allclose(
         stylized[:len(kept)], kept[:len(stylized)], atol=1e-2)
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []

@@ -506,8 +506,9 @@ def test_mux_audio_keeps_video_bit_identical(tmp_path: Path) -> None:
     assert abs(audio_seconds(out) - 0.5) <= 1 / 30
 
     both = tmp_path / "both.mkv"
-    vio.mux_audio(video, wav, both, keep_original_audio=True)
+    vio.mux_audio(video, wav, both, keep_original_audio=True, languages=["fra"])
     assert [a.codec for a in vio.probe(both).audio] == ["aac", "pcm_s16le"]  # mkv takes pcm as is
+    assert [a.language for a in vio.probe(both).audio] == [None, "fra"]  # (the added stream's tag)
     assert packet_crcs(both, "0:v:0") == packet_crcs(video, "0:v:0")
 
     # In place: out_path may be the video itself.
