@@ -39,7 +39,7 @@ from ..errors import NonFiniteLoss, UserError
 from ..feedforward import Model, load_model
 from ..hosts import check_same_inputs
 from ..imaging import target_size
-from ..io.files import check_output_dir, check_output_file
+from ..io.files import check_output_dir, check_output_file, os_error_line
 from ..io.images import IMAGE_EXTENSIONS, check_output_path, image_size, read_image, write_image
 from ..io.video import VIDEO_OUTPUT_EXTENSIONS, probe
 from ..optim import compile_count
@@ -162,6 +162,8 @@ def _interruptible() -> None:
 def _reason(exc: Exception) -> str:
     if isinstance(exc, (UserError, NonFiniteLoss)):
         return str(exc)
+    if isinstance(exc, OSError) and os_error_line(exc):  # the disk or a name, not a bug
+        return os_error_line(exc)
     return f"internal error: {one_line(exc)}; the traceback is in {crash_log(exc)}"
 
 

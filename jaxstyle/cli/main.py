@@ -10,7 +10,6 @@ reported as one line on stderr with exit code 2, never a traceback.
 
 from __future__ import annotations
 
-import errno
 import os
 import sys
 import threading
@@ -21,7 +20,7 @@ from ..config import StyleConfig
 from ..errors import UserError
 from ..io.audio import is_audio
 from ..io.compile_cache import enable_compile_cache
-from ..io.files import WRITE_ERRNOS, write_failure
+from ..io.files import os_error_line
 from ..io.video import is_video_content
 from .applies import check_flags_apply, check_flags_apply_to_network
 from .audio import audio_main
@@ -89,13 +88,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         code = _fail(f"{PROG}: error: {exc}", exc.exit_code)
     except KeyboardInterrupt:
         code = _fail(interrupts.line(), interrupts.exit_code())  # Ctrl-C: 130; SIGTERM: 143
-    except OSError as exc:
-        if exc.errno == errno.ENAMETOOLONG:  # an input's or an output's name
-            code = _fail(f"{PROG}: error: the file name is too long: {exc.filename or exc}", 2)
-        elif exc.errno not in WRITE_ERRNOS:
-            code = _fail(f"{PROG}: internal error: {one_line(exc)}; the traceback is in {crash_log(exc)}", 1)
-        else:  # a full disk, a file-size limit or a quota, wherever the write was
-            code = _fail(f"{PROG}: error: {write_failure(exc.filename or 'a file', exc)}", 2)
+    except OSError as exc:  # a full disk, a quota, a name too long, wherever it was; else a bug
+        line = os_error_line(exc)
+        code = _fail(f"{PROG}: error: {line}", 2) if line else \
+            _fail(f"{PROG}: internal error: {one_line(exc)}; the traceback is in {crash_log(exc)}", 1)
     except MemoryError:
         code = _fail(f"{PROG}: error: out of memory; try a smaller --size, --frames-per-device or --tile-size", 1)
     except Exception as exc:  # a bug: one line here, the whole story in the log

@@ -114,6 +114,16 @@ WRITE_ERRNOS = {errno.ENOSPC: "no space left on the device", errno.EFBIG: "the f
                 errno.ENAMETOOLONG: "the file name is too long"}
 
 
+def os_error_line(exc: OSError) -> str | None:
+    """The user's one line for an OSError that is about the user's files or disk (a full disk, a
+    quota, a read-only file system, a name too long), or None for one that is a bug."""
+    if exc.errno == errno.ENAMETOOLONG:  # an input's or an output's name
+        return f"the file name is too long: {exc.filename or exc}"
+    if exc.errno in WRITE_ERRNOS:
+        return str(write_failure(exc.filename or "a file", exc))
+    return None
+
+
 def write_failure(path, exc: OSError) -> UserError:
     """The one line for a write that failed (a full disk, a file-size limit, no permission)."""
     return UserError(f"cannot write {path}: {WRITE_ERRNOS.get(exc.errno, exc.strerror or str(exc))}")

@@ -252,3 +252,14 @@ def test_two_processes_share_every_bucket_and_match_one_process(capsys, tmp_path
                  .max()) for n in names]
     print(f"two processes vs one, per image: max difference {diffs} levels")
     assert len(names) == 8 and max(diffs) <= 1, diffs
+
+
+def test_an_item_that_fills_the_disk_records_the_disk_not_an_internal_error():
+    import errno
+
+    from jaxstyle.cli.batch import _reason
+    assert _reason(OSError(errno.ENOSPC, "No space left on device", "o/a.png")) == \
+        "cannot write o/a.png: no space left on the device"
+    assert _reason(OSError(errno.ENAMETOOLONG, "File name too long", "o/" + "a" * 300)).startswith(
+        "the file name is too long: o/aaa")
+    assert _reason(OSError(errno.EBADF, "Bad file descriptor")).startswith("internal error:")
