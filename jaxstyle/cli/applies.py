@@ -76,13 +76,21 @@ def check_flags_apply(args: argparse.Namespace, kind: str, name: str) -> None:
         raise video_options_error(unused, f"{name} is {kind_phrase(kind)}")
     unused = unused_sound_flags(args, kind, bool(getattr(args, "style_audio", None)))
     if unused:
-        why = "no --style-audio is given" if kind == "video" else f"{name} is {kind_phrase(kind)}"
-        raise UserError(f"{', '.join(unused)} {verb(unused)} to a sound being stylized only (an audio CONTENT "
-                        f"or a video's --style-audio), and {why}")
+        raise sound_flags_error(unused, "no --style-audio is given" if kind == "video" else
+                                f"{name} is {kind_phrase(kind)}")
     unused = unused_picture_flags(args, kind)
     if unused:
-        raise UserError(f"{', '.join(unused)} {verb(unused)} to images and video frames, and {name} is a sound "
-                        "file: a sound is stylized by the --audio-* flags (--audio-iterations, ...)")
+        raise picture_flags_error(unused, f"{name} is a sound file")
+
+
+def sound_flags_error(unused: list[str], why_not: str) -> UserError:
+    return UserError(f"{', '.join(unused)} {verb(unused)} to a sound being stylized only (an audio CONTENT or a "
+                     f"video's --style-audio), and {why_not}")
+
+
+def picture_flags_error(unused: list[str], why_not: str) -> UserError:
+    return UserError(f"{', '.join(unused)} {verb(unused)} to images and video frames, and {why_not}: a sound is "
+                     "stylized by the --audio-* flags (--audio-iterations, ...)")
 
 
 # What a trained network's pass (--model without --init network) reads: the working size and the

@@ -49,8 +49,8 @@ from .flags import from_flags, given_flags
 from .image import image_main
 from .model import check_model_use, model_main
 from .parser import build_parser
-from .applies import (check_flags_apply, check_flags_apply_to_network, unused_picture_flags, unused_sound_flags,
-                      unused_video_options, verb as _verb, video_options_error)
+from .applies import (check_flags_apply, check_flags_apply_to_network, picture_flags_error, sound_flags_error,
+                      unused_picture_flags, unused_sound_flags, unused_video_options, verb, video_options_error)
 from .video import init_distributed, video_main
 
 # images of a bucket optimized at once per device unless --frames-per-device says otherwise (videos keep
@@ -162,8 +162,8 @@ def _interruptible() -> None:
 def _reason(exc: Exception) -> str:
     if isinstance(exc, (UserError, NonFiniteLoss)):
         return str(exc)
-    if isinstance(exc, OSError) and os_error_line(exc):  # the disk or a name, not a bug
-        return os_error_line(exc)
+    if isinstance(exc, OSError) and (line := os_error_line(exc)):  # the disk or a name, not a bug
+        return line
     return f"internal error: {one_line(exc)}; the traceback is in {crash_log(exc)}"
 
 
@@ -190,7 +190,7 @@ def _split_job_flags(job_flags: list[str]) -> tuple[list[str], Processes, str | 
     item_dirs = [f for f in given_flags(VideoOptions, args) if f in ("--frames-dir", "--work-dir")]
     misplaced = item_file_flags(args) + item_dirs
     if misplaced:
-        raise UserError(f"{', '.join(misplaced)} {_verb(misplaced)} to one item's files: give "
+        raise UserError(f"{', '.join(misplaced)} {verb(misplaced)} to one item's files: give "
                         f"{'it' if len(misplaced) == 1 else 'them'} per item (a jobs file's keys and options)")
     if args.model:  # the job's network runs every item: the optimizer's flags need the job's --init network
         check_flags_apply_to_network(args)
@@ -221,11 +221,10 @@ def _check_job_flags_apply(job_flags: list[str], items: list[BatchItem]) -> None
         raise video_options_error(unused, "the job has no video or sound" if sound_flags else "the job has no video")
     unused = unused_sound_flags(args, "image", False) if "audio" not in kinds else []
     if unused:  # (a video item's "style" is its frames' style: no item of a job stylizes a video's sound)
-        raise UserError(f"{', '.join(unused)} {_verb(unused)} to a sound CONTENT only, and the job has no sound")
+        raise sound_flags_error(unused, "the job has no sound")
     unused = unused_picture_flags(args, "audio") if kinds == {"audio"} else []
     if unused:
-        raise UserError(f"{', '.join(unused)} {_verb(unused)} to images and video frames, and the job has only "
-                        "sounds (they take the --audio-* flags)")
+        raise picture_flags_error(unused, "the job has only sounds")
 
 
 def _plan(item: BatchItem, job_flags: list[str], models: Models) -> Planned:

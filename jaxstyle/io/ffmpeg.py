@@ -212,6 +212,7 @@ def dump(path: PathLike, what: str = "Video file") -> MediaDump:
         if sm:
             in_video = in_subtitle = False
             language, kind, rest = sm.group(2), sm.group(3), sm.group(4)
+            language = language if language and language != "und" else None  # ("und": no tag)
             fields = _split_fields(rest)
             codec = fields[0].split()[0] if fields and fields[0] else "unknown"
             if kind == "Video" and video is None and "(attached pic)" not in rest:
@@ -244,7 +245,7 @@ def dump(path: PathLike, what: str = "Video file") -> MediaDump:
                     "tbr": tbr_txt,
                     "rotation": 0.0,
                     "sample_aspect": sample_aspect,  # the pixels' width over their height
-                    "language": language if language and language != "und" else None,
+                    "language": language,
                 }
                 in_video = True
             elif kind == "Audio":
@@ -264,14 +265,14 @@ def dump(path: PathLike, what: str = "Video file") -> MediaDump:
                         sample_rate=rate,
                         channels=_layout_channels(layout),
                         layout=layout,
-                        language=language if language and language != "und" else None,
+                        language=language,
                     )
                 )
             elif kind == "Subtitle":
                 flags = tuple(name.replace(" ", "_") for name in ("default", "forced", "hearing impaired")
                               if f"({name})" in rest)
                 subtitles.append(SubtitleStreamInfo(len(subtitles), codec,
-                                                    language if language and language != "und" else None,
+                                                    language,
                                                     dispositions=flags))
                 in_subtitle = True
             continue

@@ -218,6 +218,9 @@ def test_video_flags_for_a_job_without_a_video_end_it_before_any_item(capsys, tm
     code, err = run_main(["batch", "--contents", contents, "--styles", styles[0], "--out-dir", out,
                           "--start", "1"], capsys)  # (a sound would take it; the job has none)
     assert_one_line_error(code, err, "--start applies to a video or sound CONTENT only, and the job has no video or sound")
+    code, err = run_main(["batch", "--contents", contents, "--styles", styles[0], "--out-dir", out,
+                          "--audio-iterations", "3"], capsys)
+    assert_one_line_error(code, err, "--audio-iterations applies to a sound being stylized only", "the job has no sound")
     assert not out.exists()
 
 
