@@ -57,7 +57,7 @@ def check_metrics_path(metrics_json: str | None, paths) -> None:
     if not metrics_json:
         return
     for item in paths:
-        if os.path.abspath(item) == os.path.abspath(metrics_json):
+        if os.path.realpath(item) == os.path.realpath(metrics_json):  # a link is its target
             raise UserError(f"--metrics-json {metrics_json} is the same path as {item}")
     check_output_file(metrics_json, "--metrics-json")
 

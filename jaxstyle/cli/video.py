@@ -39,7 +39,7 @@ def check_video_style_audio(args, content_path: Path, output: Path, options: Vid
     if not audio_streams(content_path):
         raise UserError(f"--style-audio: the video {content_path} has no audio stream")
     style_path = Path(args.style_audio)
-    if os.path.abspath(style_path) == os.path.abspath(output):
+    if os.path.realpath(style_path) == os.path.realpath(output):
         raise UserError(f"output {output} is the same file as the input {style_path}; choose another output path")
     style, sr = read_audio(style_path, channels=1, what="Style audio")
     check_signal(style, sr, f"style audio {style_path}")

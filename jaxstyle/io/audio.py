@@ -120,7 +120,7 @@ def write_audio(path: PathLike, samples: np.ndarray, sample_rate: int) -> None:
     if ext not in AUDIO_FORMATS:
         raise UserError(f"Unsupported audio output extension {ext or '(none)'!r} for {p}; "
                         f"use one of {', '.join(AUDIO_EXTENSIONS)}")
-    parent = os.path.dirname(os.path.abspath(p))
+    parent = os.path.dirname(os.path.realpath(p))
     if not os.path.isdir(parent):
         raise UserError(f"Output directory does not exist: {parent}")
     if os.path.isdir(p):

@@ -39,19 +39,26 @@ def cache_root() -> Path:
     return Path(xdg) / "jaxstyle"
 
 
+def write_target(path: str | os.PathLike) -> Path:
+    """The file that writing ``path`` changes: a symbolic link's target (resolved to the end), so an
+    output that is a link stays a link and its target gets the new content, as a plain write does."""
+    return Path(os.path.realpath(path))
+
+
 def temp_path(path: str | os.PathLike, tag: str = "partial", suffix: str | None = None) -> Path:
-    """A hidden temporary name beside ``path`` that ends with its extension (or ``suffix``):
-    ``.NAME.XXXXXXXX.TAG.EXT``, NAME the whole file name, so two outputs never share one."""
-    path = Path(os.path.abspath(path))
-    ext = path.suffix if suffix is None else suffix
-    return path.with_name(f".{path.name}.{secrets.token_hex(4)}.{tag}{ext}")
+    """A hidden temporary name beside the file ``path`` writes (:func:`write_target`), ending with
+    ``path``'s extension (or ``suffix``): ``.NAME.XXXXXXXX.TAG.EXT``, NAME the target's whole file
+    name, so two outputs never share one and the rename onto the target stays on one file system."""
+    target = write_target(path)
+    ext = Path(os.fspath(path)).suffix if suffix is None else suffix
+    return target.with_name(f".{target.name}.{secrets.token_hex(4)}.{tag}{ext}")
 
 
 def check_name_length(path: str | os.PathLike, temp_depth: int = 1) -> None:
     """The file system takes ``path``'s name and the longest temporary name it gets while written
     (``temp_depth`` 2: a temporary file of a temporary file, as a video's), so a long name fails
     here, not after the work."""
-    path = Path(os.path.abspath(path))
+    path = write_target(path)
     try:
         name_max = os.pathconf(path.parent, "PC_NAME_MAX")
     except (OSError, ValueError):
@@ -75,7 +82,7 @@ def _stale_pattern(path: Path) -> re.Pattern:
 def remove_stale_temps(path: str | os.PathLike) -> list[Path]:
     """Delete the temporary files that killed runs to ``path`` left beside it (call it holding the
     output's lock, so no live job owns them); returns what was removed."""
-    path = Path(os.path.abspath(path))
+    path = write_target(path)
     pattern = _stale_pattern(path)
     removed = []
     try:
@@ -104,9 +111,10 @@ def ordinary_mode(path: str | os.PathLike) -> int:
 
 
 def replace_into(tmp: str | os.PathLike, path: str | os.PathLike) -> None:
-    """Move a finished temporary file onto ``path`` with the ordinary mode (atomic on one filesystem)."""
+    """Move a finished temporary file onto ``path`` (a link's target: :func:`write_target`) with the
+    ordinary mode (atomic on one filesystem)."""
     os.chmod(tmp, ordinary_mode(path))
-    os.replace(tmp, path)
+    os.replace(tmp, write_target(path))
 
 
 WRITE_ERRNOS = {errno.ENOSPC: "no space left on the device", errno.EFBIG: "the file is larger than allowed",
@@ -149,7 +157,7 @@ def check_output_file(path: str | os.PathLike, what: str) -> Path:
     path = Path(path)
     if path.is_dir():
         raise UserError(f"{what} {path} is a directory")
-    check_writable_dir(path.parent, what)
+    check_writable_dir(write_target(path).parent, what)  # where the temporary file goes
     return path
 
 
@@ -212,7 +220,7 @@ class OutputLock:
     with the dead process's id, says so: :attr:`took_over`)."""
 
     def __init__(self, path: str | os.PathLike, what: str = "output"):
-        target = Path(os.path.abspath(path))
+        target = write_target(path)  # a link and its target are one output
         self.target, self.what = target, what
         self.path = target.with_name(f".{target.name}{LOCK_SUFFIX}")
         self.fd: int | None = None

@@ -15,7 +15,7 @@ from PIL import Image, ImageCms, ImageOps
 
 from ..errors import UserError
 from ..imaging import to_uint8
-from .files import check_name_length, replace_into, temp_path, write_failure
+from .files import check_name_length, replace_into, temp_path, write_failure, write_target
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
@@ -140,13 +140,13 @@ def check_output_path(output: str | os.PathLike, inputs: list[str | os.PathLike]
     for item in inputs:
         if item is not None and Path(item).exists() and output.exists() and os.path.samefile(output, item):
             raise UserError(f"output {output} is the same file as the input {item}; choose another output path")
-        if item is not None and Path(os.path.abspath(item)) == Path(os.path.abspath(output)):
+        if item is not None and os.path.realpath(item) == os.path.realpath(output):
             raise UserError(f"output {output} is the same file as the input {item}; choose another output path")
     if output.is_dir():
         raise UserError(f"output {output} is a directory; give a file name in it")
     if output.suffix.lower() not in extensions:
         raise UserError(f"unsupported output format {output.suffix or '(none)'!r} for {output}; use one of {', '.join(extensions)}")
-    parent = output.parent if str(output.parent) else Path(".")
+    parent = write_target(output).parent  # a link's target's folder, where the write goes
     if not parent.is_dir():
         raise UserError(f"output directory {parent} does not exist")
     check_name_length(output, temp_depth)

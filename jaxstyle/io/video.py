@@ -530,7 +530,7 @@ def dropped_subtitles_note(source: PathLike, output: PathLike, segment: bool = F
 def _check_output_path(path: str) -> None:
     if os.path.isdir(path):
         raise UserError(f"Output path is a directory: {path}")
-    parent = os.path.dirname(os.path.abspath(path))
+    parent = os.path.dirname(os.path.realpath(path))
     if not os.path.isdir(parent):
         raise UserError(f"Output directory does not exist: {parent}")
     if not os.access(parent, os.W_OK):

@@ -69,6 +69,33 @@ def test_outputs_get_ordinary_permissions(capsys, images, tmp_path):
     assert stat.S_IMODE(out.stat().st_mode) == 0o640
 
 
+def test_an_output_that_is_a_link_stays_a_link(capsys, images, tmp_path):
+    # As a plain write does: the link's target gets the new content, in the target's own folder
+    # (the temporary file goes there, so the rename never crosses file systems).
+    from fractions import Fraction
+
+    from jaxstyle.io.audio import write_audio
+    from jaxstyle.io.video import VideoWriter, probe
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    links = {}
+    for name in ("o.png", "m.json", "a.wav", "v.mp4"):
+        (elsewhere / name).write_bytes(b"old")
+        links[name] = tmp_path / f"link_{name}"
+        links[name].symlink_to(elsewhere / name)
+    code, err = run_main([images["content"], "--style", images["style"], "-o", links["o.png"],
+                          "--metrics-json", links["m.json"], *FAST], capsys)
+    assert code == 0, err
+    write_audio(links["a.wav"], np.zeros((800, 1), np.float32), 8000)
+    with VideoWriter(links["v.mp4"], 32, 24, Fraction(10)) as writer:
+        writer.write(np.zeros((2, 24, 32, 3), np.float32))
+    for name, link in links.items():
+        assert link.is_symlink() and (elsewhere / name).read_bytes() != b"old", name
+    assert read_image(links["o.png"]).shape[-1] == 3 and probe(links["v.mp4"]).frame_count == 2
+    assert sorted(p.name for p in elsewhere.iterdir()) == sorted(links)  # no temporary file left
+
+
 @pytest.mark.parametrize("extra,needle", [
     (["-o", "/proc/x.png"], "cannot write into /proc"),
     (["--metrics-json", "/proc/m.json"], "--metrics-json"),
