@@ -16,6 +16,7 @@ from pathlib import Path
 from .. import interrupts
 from ..errors import UserError
 from ..io.files import OutputLock, check_output_file, remove_stale_temps
+from ..io.images import remove_frames_from
 from ..io.video import audio_streams, dropped_subtitles_note
 from ..schedules.memory import check_memory
 
@@ -60,6 +61,14 @@ def check_metrics_path(metrics_json: str | None, paths) -> None:
         if os.path.realpath(item) == os.path.realpath(metrics_json):  # a link is its target
             raise UserError(f"--metrics-json {metrics_json} is the same path as {item}")
     check_output_file(metrics_json, "--metrics-json")
+
+
+def finish_frames_dir(frames_dir: str, frames: int) -> None:
+    """After a video's frames went into --frames-dir: remove the frames past them that an earlier,
+    longer run left there, so the folder is this run's video frame for frame."""
+    removed = remove_frames_from(frames_dir, frames)
+    if removed:
+        log(f"--frames-dir: removed {removed} frame PNG(s) numbered {frames} and up, left by an earlier run")
 
 
 @contextlib.contextmanager

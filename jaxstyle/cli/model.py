@@ -19,7 +19,7 @@ from ..io.files import check_output_dir, write_json_atomic
 from ..io.images import check_output_path, read_image, write_image
 from ..io.video import VIDEO_OUTPUT_EXTENSIONS, is_video_content, probe
 from ..video import VideoOptions
-from .common import check_metrics_path, check_output_file, claimed, log, note_dropped_streams
+from .common import check_metrics_path, check_output_file, claimed, finish_frames_dir, log, note_dropped_streams
 from .flags import from_flags
 from .image import image_main
 from .video import check_video_style_audio, video_main, with_stylized_sound
@@ -115,6 +115,8 @@ def _video(args, config: StyleConfig, model: Model, cond: np.ndarray, content_pa
             Path(options.frames_dir).mkdir(parents=True, exist_ok=True)
         metrics = with_stylized_sound(args, content_path, output, options, config, frames) if args.style_audio \
             else frames(output, audio=options.audio)
+        if options.frames_dir:
+            finish_frames_dir(options.frames_dir, metrics["frames"])
         if args.metrics_json:
             write_json_atomic(args.metrics_json, {**metrics, "content": str(content_path), "model": str(args.model),
                                                   "output": str(output)})

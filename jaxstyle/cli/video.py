@@ -25,8 +25,8 @@ from ..io.video import VIDEO_OUTPUT_EXTENSIONS, expected_frame_count, is_video, 
 from ..api import network_for
 from ..video import Processes, VideoJob, VideoOptions, frames_at_once, stylize_video
 from .audio import sound_metrics, stylize_sound
-from .common import (check_memory, check_metrics_path, check_output_file, claimed, default_output, log,
-                     note_dropped_streams)
+from .common import (check_memory, check_metrics_path, check_output_file, claimed, default_output,
+                     finish_frames_dir, log, note_dropped_streams)
 from .flags import from_flags
 
 def check_video_style_audio(args, content_path: Path, output: Path, options: VideoOptions) -> None:
@@ -162,6 +162,8 @@ def video_main(args, config: StyleConfig, warm_start: Callable[[np.ndarray], np.
             f" (process {processes.process_id + 1} of {processes.num_processes})")
         metrics = stylize_video_and_audio(job, network, args) if args.style_audio else \
             stylize_video(job, network, log=log)
+        if options.frames_dir and processes.process_id == 0:
+            finish_frames_dir(options.frames_dir, metrics["frames"])
         if args.metrics_json and processes.process_id == 0:
             write_json_atomic(args.metrics_json, {**metrics, "content": str(content_path),
                                                   "styles": [str(p) for p in style_paths], "output": str(output)})

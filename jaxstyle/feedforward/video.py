@@ -15,7 +15,7 @@ from tqdm import tqdm
 
 from .. import imaging
 from ..imaging import target_size
-from ..io.images import write_image
+from ..io.images import frame_png, write_image
 from ..io.video import VideoWriter, expected_frame_count, iter_frames, probe
 from .model import Model
 
@@ -47,8 +47,7 @@ def stylize_video_with_model(model: Model, cond: np.ndarray, source: Path, outpu
             writer.write(full)
             if frames_dir is not None:
                 for i, frame in enumerate(full):
-                    # (the same file names as the optimizer's --frames-dir)
-                    write_image(Path(frames_dir) / f"frame_{written + i:06d}.png", frame)
+                    write_image(frame_png(frames_dir, written + i), frame)
             written += len(batch)
             if bar is not None:
                 bar.update(len(batch))

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 from pathlib import Path
 
 import cv2
@@ -18,6 +19,28 @@ from ..imaging import to_uint8
 from .files import check_name_length, replace_into, temp_path, write_failure, write_target
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+
+
+# A video's frames as PNGs (--frames-dir): frame_000000.png, frame_000001.png, ...
+FRAME_PNG = re.compile(r"^frame_(\d{6,})\.png$")
+
+
+def frame_png(directory: str | os.PathLike, index: int) -> Path:
+    """Where frame ``index`` of a video goes in a --frames-dir."""
+    return Path(directory) / f"frame_{index:06d}.png"
+
+
+def remove_frames_from(directory: str | os.PathLike, count: int) -> int:
+    """Delete the frame PNGs numbered ``count`` and up that an earlier, longer run left in a
+    --frames-dir, so the folder holds exactly this run's frames; returns how many went. Nothing
+    else in the folder is touched."""
+    removed = 0
+    for entry in os.scandir(directory):
+        match = FRAME_PNG.match(entry.name)
+        if match and int(match.group(1)) >= count and entry.is_file(follow_symlinks=False):
+            os.unlink(entry.path)
+            removed += 1
+    return removed
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:

@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .. import imaging
+from ..io.images import frame_png
 from ..io.video import VideoWriter
 from . import flow as flowlib
 from .cuts import Cuts
@@ -72,5 +73,5 @@ def assemble(source: VideoSource, work: WorkDir, flows: FlowCache, config, lanes
             full = imaging.resize(frame, *out_size) if frame.shape[:2] != out_size else frame
             writer.write(full)
             if options.frames_dir is not None:
-                work.save_png(Path(options.frames_dir) / f"frame_{t:06d}.png", to_u8(full))
+                work.save_png(frame_png(options.frames_dir, t), to_u8(full))
     return meter.metrics()

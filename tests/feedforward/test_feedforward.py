@@ -292,13 +292,17 @@ def test_the_model_stylizes_images_and_videos_at_their_size_with_audio(capsys, t
     ff("-f", "lavfi", "-i", "testsrc2=size=38x30:rate=12", "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=16000",
        "-frames:v", "7", "-t", str(7 / 12), "-c:v", "libx264", "-pix_fmt", "yuv444p", "-c:a", "aac",
        "-metadata:s:a:0", "language=eng", "-shortest", clip)
-    code, err = run_main([clip, "--model", tiny_model, "--frames-per-device", "2", "-q", "-o", tmp_path / "out.mp4"],
-                         capsys)
+    frames_dir = tmp_path / "frames"
+    frames_dir.mkdir()
+    (frames_dir / "frame_000012.png").write_bytes(b"an earlier, longer run's")
+    code, err = run_main([clip, "--model", tiny_model, "--frames-per-device", "2", "-q", "-o", tmp_path / "out.mp4",
+                          "--frames-dir", frames_dir], capsys)
     assert code == 0, err
     src, out = probe(clip), probe(tmp_path / "out.mp4")
     assert (out.width, out.height, out.fps) == (src.width, src.height, src.fps) and out.has_audio
     frames = sum(1 for _ in iter_frames(clip))
     assert f"wrote {tmp_path / 'out.mp4'}: {frames} frames" in err and sum(1 for _ in iter_frames(tmp_path / "out.mp4")) == frames
+    assert sorted(p.name for p in frames_dir.iterdir()) == [f"frame_{t:06d}.png" for t in range(frames)]
     # --style-audio: the network's frames and the stylized sound, muxed
     code, err = run_main([clip, "--model", tiny_model, "--frames-per-device", "2", "-q", "--style-audio",
                           MEDIA / "audio" / "rain_texture.wav", "--audio-iterations", "2", "--audio-filters", "16",

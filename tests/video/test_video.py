@@ -167,10 +167,14 @@ def test_real_clip_segment_end_to_end(capsys, media, style, tmp_path, vgg16):
     out = tmp_path / "real_out.mp4"
     metrics_path = tmp_path / "metrics.json"
     frames_dir = tmp_path / "frames"
+    frames_dir.mkdir()
+    for name in ("frame_000006.png", "frame_000009.png", "notes.txt"):  # an earlier, longer run's
+        (frames_dir / name).write_bytes(b"earlier")
     code, err = run_main([real, "--style", style, "-o", out, "--size", "32", "--duration", "0.2",
                           "--metrics-json", metrics_path, "--frames-dir", frames_dir, *FAST], capsys)
     assert code == 0, err
     assert "Traceback" not in err
+    assert "removed 2 frame PNG(s) numbered 6 and up" in err and (frames_dir / "notes.txt").exists()
 
     info = vio.probe(out)
     assert (info.width, info.height) == (320, 240)
