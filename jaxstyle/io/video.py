@@ -233,10 +233,16 @@ def _count_packets(path: str) -> tuple[int, Fraction | None, np.ndarray, int]:
             proc.wait()
             if proc.stdout is not None:
                 proc.stdout.close()
+        errf.seek(0)
+        err = errf.read().decode("utf-8", "replace")
         if proc.returncode != 0:
-            errf.seek(0)
-            err = errf.read().decode("utf-8", "replace")
             raise UserError(f"Cannot read video frames of {path}: {last_error_line(err)}")
+        if "partial file" in err:
+            # An MP4/MOV whose index (written first) names more data than the file holds: a cut
+            # download or a recording that stopped. Its packets end mid-GOP, so the timestamps have
+            # holes that would read as a variable frame rate; refuse rather than guess.
+            raise UserError(f"the video {path} is cut short (damaged, or still being written): its index names "
+                            f"more data than the file holds, and only {count} frames are readable")
     arr = np.sort(np.asarray(pts, dtype=np.int64))
     return count, tb, arr, last_dur
 

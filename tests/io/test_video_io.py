@@ -187,6 +187,17 @@ def test_bad_segment_and_output_args(tmp_path: Path, real_info: vio.VideoInfo) -
     assert os.listdir(tmp_path) == []
 
 
+def test_a_cut_short_mp4_is_refused_not_read_as_variable_rate(tmp_path: Path) -> None:
+    # Index first (faststart), data cut in half: a stopped recording or a broken download.
+    whole, cut = tmp_path / "whole.mp4", tmp_path / "cut.mp4"
+    ff("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=25", "-t", "2", "-c:v", "libx264", "-movflags", "+faststart",
+       str(whole))
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    assert vio.probe(whole).frame_count == 50 and not vio.probe(whole).variable_frame_rate
+    with pytest.raises(UserError, match="is cut short"):
+        vio.probe(cut)
+
+
 # ------------------------------------------------------------------------------------------------
 # reading
 # ------------------------------------------------------------------------------------------------
