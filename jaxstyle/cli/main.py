@@ -29,7 +29,7 @@ from .common import PROG, crash_log, one_line
 from .example import example_main
 from .flags import from_flags
 from .image import image_main
-from .model import model_main
+from .model import check_model_content, model_main
 from .parser import build_parser
 from .train import train_main
 from .video import video_main
@@ -49,6 +49,8 @@ def stylize_main(argv: Sequence[str]) -> int:
     config = from_flags(StyleConfig, args).resolved()  # the run's one resolution
     if args.output is not None and not args.output.strip():  # (an empty -o would mean the default)
         raise UserError("the output path (-o) is empty; give a file name")
+    if args.model:
+        check_model_content(args.content)
     check_flags_apply_to_content(args)
     if args.model:
         check_flags_apply_to_network(args)

@@ -45,15 +45,20 @@ def check_model_use(args, config: StyleConfig, model: Model) -> None:
         model.mix(args.style_mix)
 
 
+def check_model_content(content_path) -> None:
+    """A sound file is not the network's: said first, before any flag is judged against it."""
+    if is_audio(content_path):
+        raise UserError(f"--model stylizes images and videos, not sound: {content_path} is audio "
+                        "(stylize it with --style-audio instead)")
+
+
 def model_main(args, config: StyleConfig, model: Model | None = None) -> int:
     """``model``: the network of ``--model``, when the caller (a batch job) has loaded it already."""
     model = model or load_model(args.model)
     content_path = Path(args.content)
     if not content_path.is_file():
         raise UserError(f"{content_path} does not exist" if not content_path.exists() else f"{content_path} is not a file")
-    if is_audio(content_path):
-        raise UserError(f"--model stylizes images and videos, not sound: {content_path} is audio "
-                        "(stylize it with --style-audio instead)")
+    check_model_content(content_path)
     check_model_use(args, config, model)
     if args.style_audio and not is_video_content(content_path):
         raise UserError("--style-audio stylizes a video's sound: give a video with sound as CONTENT")

@@ -371,6 +371,7 @@ def test_a_style_prediction_network_trains_from_a_folder_and_takes_any_style(cap
     (["train", "--style", STYLE, "--data", "{data}", "-o", "{tmp}/m", "--batch-size", "100000000"], "try --batch-size"),
     (["train", "--style", STYLE, "--data", "{data}", "-o", "{tmp}/m", "--width", "100000"], "smaller --width"),
     (["{audio}", "--model", "{model}", "-o", "{tmp}/o.wav"], "not sound"),
+    (["{audio}", "--model", "{model}", "--audio-iterations", "2", "-o", "{tmp}/o.wav"], "not sound"),  # said first
     (["{content}", "--model", "{tmp}", "-o", "{tmp}/o.png"], "not a jaxstyle model"),
     (["{content}", "--model", "{tmp}/none", "-o", "{tmp}/o.png"], "does not exist"),
     (["{content}", "--model", "{model}", "--style-mix", "1,2,3", "-o", "{tmp}/o.png"], "2 style(s)"),
