@@ -85,7 +85,7 @@ def _options(value, where: str) -> tuple[str, ...]:
     raise ValueError(f"{where}: \"options\" must be a string or a list of flags")
 
 
-def _item(index: int, data, base: Path, where: str) -> BatchItem:
+def _item(index: int, data, base: Path, where: str, job_model: bool = False) -> BatchItem:
     if not isinstance(data, dict):
         raise ValueError(f"{where}: expected a JSON object")
     unknown = set(data) - {"content", "style", "model", "output", "options"}
@@ -97,9 +97,10 @@ def _item(index: int, data, base: Path, where: str) -> BatchItem:
     model = data.get("model")
     if model is not None and (not isinstance(model, str) or not model):
         raise ValueError(f"{where}: \"model\" must be the path of a model directory")
-    style = data.get("style", [] if model else None)
+    style = data.get("style", [] if model or job_model else None)  # (the item's network or the job's)
     styles = [style] if isinstance(style, str) else style
-    if not isinstance(styles, list) or not (styles or model) or not all(isinstance(s, str) and s for s in styles):
+    if not isinstance(styles, list) or not (styles or model or job_model) or \
+            not all(isinstance(s, str) and s for s in styles):
         raise ValueError(f"{where}: \"style\" must be a path or a list of paths" + ("" if model else
                          " (or give a \"model\")"))
     output = data.get("output")
@@ -110,8 +111,9 @@ def _item(index: int, data, base: Path, where: str) -> BatchItem:
                      model=base / model if model else None, where=where)
 
 
-def read_jobs(path: str | Path) -> list[BatchItem]:
-    """The items of a JSONL jobs file; a malformed line becomes an item with a ``problem``."""
+def read_jobs(path: str | Path, model: bool = False) -> list[BatchItem]:
+    """The items of a JSONL jobs file; a malformed line becomes an item with a ``problem``. With a
+    trained network for the job (``model``) an item needs no "style"."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"jobs file {path} does not exist" if not path.exists() else f"jobs file {path} is not a file")
@@ -125,7 +127,7 @@ def read_jobs(path: str | Path) -> list[BatchItem]:
             continue
         where = f"{path.name}:{number}"
         try:
-            items.append(_item(len(items), json.loads(line), path.parent, where))
+            items.append(_item(len(items), json.loads(line), path.parent, where, model))
         except json.JSONDecodeError as exc:
             items.append(BatchItem(len(items), None, problem=f"{where}: not valid JSON ({exc.msg})", where=where))
         except ValueError as exc:

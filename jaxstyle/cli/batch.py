@@ -185,18 +185,14 @@ class Models:
 
 def _split_job_flags(job_flags: list[str]) -> tuple[list[str], Processes, str | None]:
     """Check the job's flags; returns the flags for every item (the multi-host ones taken out: they
-    are the job's), the job's processes and its ``--model`` (checked here: a bad one ends the job)."""
+    are the job's), the job's processes and its ``--model``."""
     args = build_parser().parse_args(["content.png", "--style", "style.png", *job_flags])
     item_dirs = [f for f in given_flags(VideoOptions, args) if f in ("--frames-dir", "--work-dir")]
     misplaced = item_file_flags(args) + item_dirs
     if misplaced:
         raise UserError(f"{', '.join(misplaced)} {verb(misplaced)} to one item's files: give "
                         f"{'it' if len(misplaced) == 1 else 'them'} per item (a jobs file's keys and options)")
-    if args.model:  # the job's network runs every item: the optimizer's flags need the job's --init network
-        check_flags_apply_to_network(args)
     from_flags(StyleConfig, args).resolved()  # a bad value ends the job before any item runs
-    if args.model:
-        load_model(args.model)
     item_flags, skip = [], False
     for flag in job_flags:
         if skip:
@@ -208,13 +204,23 @@ def _split_job_flags(job_flags: list[str]) -> tuple[list[str], Processes, str | 
     return item_flags, from_flags(Processes, args), args.model
 
 
+def _optimizes_from_network(item: BatchItem) -> bool:
+    """The item's own options say --init network (the optimizer runs from the network's output)."""
+    options = list(item.options)
+    return "--init=network" in options or any(a == "--init" and b == "network" for a, b in zip(options, options[1:]))
+
+
 def _check_job_flags_apply(job_flags: list[str], items: list[BatchItem]) -> None:
-    """The job's video flags are for its videos (a sound takes --start/--duration too): a job
-    with none that takes them would silently ignore them."""
-    kinds = {item.kind for item in items if item.problem is None}
+    """The job's flags are for the items that take them: a job with none that does would silently
+    ignore them. Video flags are for its videos (a sound takes --start/--duration too); with the
+    job's --model, the optimizer's flags are for items run with --init network (the job's or their own)."""
+    args = build_parser().parse_args(["content.png", "--style", "style.png", *job_flags])
+    readable = [item for item in items if item.problem is None]
+    if args.model and not any(_optimizes_from_network(item) for item in readable):
+        check_flags_apply_to_network(args)
+    kinds = {item.kind for item in readable}
     if not kinds:
         return
-    args = build_parser().parse_args(["content.png", "--style", "style.png", *job_flags])
     unused = [f for f in unused_video_options(args, "image") if all(f in unused_video_options(args, k) for k in kinds)]
     if unused:
         sound_flags = [f for f in unused if f not in unused_video_options(args, "audio")]
@@ -376,7 +382,7 @@ def batch_main(argv: Sequence[str]) -> int:
     if jobs is not None:
         if args.styles:
             raise UserError("--styles goes with --contents; a jobs file names each item's style")
-        items = read_jobs(jobs)
+        items = read_jobs(jobs, model=bool(job_model))
     else:
         styles = [s for s in (args.styles or "").split(",") if s]
         for style in styles:  # (every item would fail on it)
@@ -387,6 +393,8 @@ def batch_main(argv: Sequence[str]) -> int:
             raise UserError(f"--out-dir {args.out_dir} holds --contents files: a rerun would stylize the outputs as "
                             "contents; give another --out-dir")
     _check_job_flags_apply(job_flags, items)
+    if job_model:
+        load_model(job_model)  # a bad one ends the job
     processes = init_distributed(processes)  # before anything asks JAX for its devices
     out_dir.mkdir(parents=True, exist_ok=True)
     items = output_names(items, out_dir, job_model)

@@ -14,7 +14,7 @@ from jaxstyle.io.images import read_image, write_image
 from jaxstyle.io.video import iter_frames, probe
 from jaxstyle.nets.transformer import Stylizer, StylizerSpec
 
-from ..helpers import MEDIA, run_main
+from ..helpers import MEDIA, SHALLOW, run_main
 from ..video.test_video import make_clip
 
 
@@ -75,6 +75,27 @@ def test_items_with_a_model_match_single_runs_and_misfits_fail_alone(capsys, tmp
     # rerun: the finished items are skipped, the failed ones fail again
     code, err = run_main(["batch", jobs, "--out-dir", out, "--size", "40", "--quiet"], capsys)
     assert code == 2 and "2 item(s) already done" in err, err
+
+
+def test_the_jobs_optimizer_flags_serve_its_items_with_init_network(capsys, tmp_path, inputs, model_dir, vgg16):
+    # The job's --model with --iterations: refused when no item optimizes (the flag would do
+    # nothing), taken when an item's own options say --init network (the optimizer runs for it).
+    out = tmp_path / "out"
+    flags = ["--model", model_dir, "--size", "32", "--iterations", "1", "--coarse-iterations", "1", "--start-size", "0",
+             "--quiet", *SHALLOW]
+    jobs = tmp_path / "jobs.jsonl"
+    jobs.write_text(json.dumps({"content": "in/a.png"}))
+    code, err = run_main(["batch", jobs, "--out-dir", out, *flags], capsys)
+    assert code == 2 and "--iterations, --coarse-iterations, --start-size, --content-layers, --style-layers apply to "\
+        "the optimizer" in err and not out.exists(), err
+    jobs.write_text("\n".join(json.dumps(line) for line in [
+        {"content": "in/a.png"},
+        {"content": "in/b.png", "style": str(MEDIA / "styles" / "starry_night.jpg"), "options": "--init network"}]))
+    code, err = run_main(["batch", jobs, "--out-dir", out, *flags], capsys)
+    assert code == 0, err
+    records = [json.loads(r) for r in (out / "index.jsonl").read_text().splitlines()]
+    assert [r["status"] for r in records] == ["ok", "ok"]
+    assert records[1]["metrics"]["iterations"] == 1 and read_image(records[1]["output"]).shape == (32, 24, 3)
 
 
 def test_a_folder_with_the_jobs_model_needs_no_styles(capsys, tmp_path, inputs, model_dir):
