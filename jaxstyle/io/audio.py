@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import UserError
-from .ffmpeg import dump, failure_reason, ff_path, ffmpeg_exe, last_error_line, remove_quietly
+from .ffmpeg import check_not_cut_short, dump, failure_reason, ff_path, ffmpeg_exe, last_error_line, remove_quietly
 from .files import replace_into, temp_path
 
 PathLike = str | os.PathLike[str]
@@ -106,6 +106,7 @@ def read_audio(path: PathLike, *, sample_rate: int | None = None, channels: int 
         err = errf.read().decode("utf-8", "replace")
     if proc.returncode != 0:
         raise UserError(f"Cannot decode the audio of {p}: {last_error_line(err)}")
+    check_not_cut_short(p, err)
     data = np.frombuffer(proc.stdout, dtype="<f4")
     data = data[: len(data) // ch * ch].reshape(-1, ch).astype(np.float32)
     if not np.all(np.isfinite(data)):

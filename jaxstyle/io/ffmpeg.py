@@ -147,6 +147,15 @@ def failure_reason(returncode: int, stderr: str) -> str:
     return last_error_line(stderr)
 
 
+def check_not_cut_short(path: PathLike, stderr: str, readable: str = "") -> None:
+    """ffmpeg read an MP4/MOV whose index (written first) names more data than the file holds: a
+    cut download or a recording that stopped. It reads on without failing, so the run's stderr is
+    the only sign; refuse the file rather than stylize part of it unawares."""
+    if "partial file" in stderr:
+        raise UserError(f"{os.fspath(path)} is cut short (damaged, or still being written): its index names more "
+                        f"data than the file holds{readable}")
+
+
 def last_error_line(stderr: str, fallback: str = "ffmpeg failed") -> str:
     """The most informative line of ffmpeg's stderr, without ``[demuxer @ 0x...]`` prefixes."""
     lines = [re.sub(r"^(\[[^\]]*\]\s*)+", "", ln).strip() for ln in stderr.splitlines()]

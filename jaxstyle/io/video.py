@@ -66,7 +66,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import UserError
-from .ffmpeg import (AudioStreamInfo, SubtitleStreamInfo, audio_streams, dump, failure_reason, ff_path, ffmpeg_exe, fraction_str, last_error_line,
+from .ffmpeg import (AudioStreamInfo, SubtitleStreamInfo, audio_streams, check_not_cut_short, dump, failure_reason, ff_path, ffmpeg_exe, fraction_str, last_error_line,
                      remove_quietly, run_ffmpeg)
 from .files import replace_into, temp_path
 from .subtitles import cut_stream_args, dropped_note, subtitle_plan, write_cut_subtitles
@@ -237,12 +237,8 @@ def _count_packets(path: str) -> tuple[int, Fraction | None, np.ndarray, int]:
         err = errf.read().decode("utf-8", "replace")
         if proc.returncode != 0:
             raise UserError(f"Cannot read video frames of {path}: {last_error_line(err)}")
-        if "partial file" in err:
-            # An MP4/MOV whose index (written first) names more data than the file holds: a cut
-            # download or a recording that stopped. Its packets end mid-GOP, so the timestamps have
-            # holes that would read as a variable frame rate; refuse rather than guess.
-            raise UserError(f"the video {path} is cut short (damaged, or still being written): its index names "
-                            f"more data than the file holds, and only {count} frames are readable")
+        # (its packets would end mid-GOP, and the holes in the timestamps read as a variable rate)
+        check_not_cut_short(path, err, f", and only {count} frames are readable")
     arr = np.sort(np.asarray(pts, dtype=np.int64))
     return count, tb, arr, last_dur
 

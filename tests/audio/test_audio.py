@@ -174,6 +174,13 @@ def test_bad_inputs_one_line(capsys, wavs, tmp_path, media):
     assert_one_line_error(code, err, "junk.wav")
     code, err = run_main([wavs["content"], "--style-audio", junk, "-o", out], capsys)
     assert_one_line_error(code, err, "junk.wav")
+    # an .m4a cut short (its index first, half its data): refused, not stylized in part
+    m4a, cut = tmp_path / "whole.m4a", tmp_path / "cut.m4a"
+    audio_io.write_audio(m4a, tone_mix(2.0, 8000), 8000)
+    subprocess.run([ffmpeg_exe(), "-v", "error", "-y", "-i", m4a, "-c", "copy", "-movflags", "+faststart", cut], check=True)
+    cut.write_bytes(cut.read_bytes()[: cut.stat().st_size // 2])
+    code, err = run_main([cut, "--style-audio", wavs["style"], "-o", out], capsys)
+    assert_one_line_error(code, err, "cut.m4a is cut short")
     # silent file (no NaN, a clear message)
     silent = tmp_path / "silent.wav"
     audio_io.write_audio(silent, np.zeros((8000, 1), np.float32), 8000)

@@ -194,7 +194,7 @@ def test_a_cut_short_mp4_is_refused_not_read_as_variable_rate(tmp_path: Path) ->
        str(whole))
     cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
     assert vio.probe(whole).frame_count == 50 and not vio.probe(whole).variable_frame_rate
-    with pytest.raises(UserError, match="is cut short"):
+    with pytest.raises(UserError, match="is cut short.*only [0-9]+ frames are readable"):
         vio.probe(cut)
 
 
