@@ -57,6 +57,9 @@ def _flag(field, prefix: str = "") -> str:
     return field.metadata.get("flag") or "--" + prefix + field.name.replace("_", "-")
 
 
+FLOAT32_MAX = 3.4028234663852886e38
+
+
 def check_finite(obj, prefix: str = "") -> None:
     """Every float of a config (and of its sections) is a finite number: NaN and infinity are refused
     here, before any work, whatever the field."""
@@ -69,6 +72,8 @@ def check_finite(obj, prefix: str = "") -> None:
         for v in values:
             if isinstance(v, float) and not math.isfinite(v):
                 raise UserError(f"{_flag(f, prefix)} must be a finite number, not {v}")
+            if isinstance(v, float) and abs(v) > FLOAT32_MAX:  # (it would be infinite in the computation)
+                raise UserError(f"{_flag(f, prefix)} must be at most 3.4e38 in size (a float32), not {v}")
 
 
 def _at_least(value, low, flag: str) -> None:
@@ -188,9 +193,15 @@ class TrainConfig:
     synthetic_motion: float = setting(0.0, "share of video samples whose earlier frame is the crop itself moved by a small random shift, rotation and zoom (exact flow) instead of the real previous frame; above 0, still images train the temporal term too (Wang et al. 2020)", metavar="P")
     checkpoint_every: int = setting(100, "steps between Orbax checkpoints (resume with --resume)", metavar="N")
     preview_every: int = setting(100, "steps between preview contact sheets of the held-out frames (0: none)", metavar="N")
-    previews: int = setting(4, "held-out frames shown in the previews (never trained on)", metavar="N")
+    previews: int = setting(4, "held-out frames shown in the previews (never trained on; none with --preview-every 0)",
+                            metavar="N")
     log_every: int = setting(10, "steps between loss records in metrics.json", metavar="N")
     resume: bool = setting(False, "continue from the model directory's last checkpoint")
+
+    @property
+    def held_out(self) -> int:
+        """Items held out of training for the previews (none when no preview is made)."""
+        return self.previews if self.preview_every else 0
 
     def check(self) -> None:
         if self.size < 32:
@@ -242,7 +253,8 @@ class StyleConfig:
     precision: str = setting("float32", "the network's convolutions: float32; tf32, the accelerator's fast float32 (NVIDIA TF32; CPUs compute float32); bfloat16 operands with float32 accumulation. The image and the optimizer state stay float32", choices=PRECISIONS)
     preserve_colors: str = setting("none", "keep the content's colours: luminance-only transfer or histogram matching",
                                    choices=PRESERVE_COLORS)
-    seed: int = setting(0, "random seed (noise init)", metavar="N")
+    seed: int = setting(0, "random seed (the noise init; in train, the crops and the network's first weights)",
+                        metavar="N")
     frames_per_device: int = setting(1, "frames (or tiles) optimized at once on each device", metavar="N")
     chunk: int = setting(10, "iterations per compiled chunk (the progress bar updates between chunks)", metavar="N")
     photoreal: float = setting(0.0, "weight of Luan et al.'s matting-Laplacian photorealism term (e.g. 1e3; 0: off)", metavar="LAMBDA", group="photorealism and semantic masks")

@@ -26,8 +26,25 @@ __all__ = ["PROG", "Parser", "log", "default_output", "check_metrics_path", "che
 PROG = "jaxstyle"
 
 
+def program() -> str:
+    """How the user started jaxstyle, for the usage lines: ``python cli.py``, ``python -m jaxstyle``
+    or the ``jaxstyle`` command."""
+    started = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "cli.py"
+    if started == "cli.py":
+        return "python cli.py"
+    if started == "__main__.py":
+        return "python -m jaxstyle"
+    return started
+
+
 class Parser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line and exit code 2."""
+    """argparse, but a usage error is one line and exit code 2, and the usage names the command as
+    it was started (``prog`` is written as ``python cli.py ...``)."""
+
+    def __init__(self, *args, prog: str | None = None, **kwargs):
+        if prog is not None and prog.startswith("python cli.py"):
+            prog = program() + prog[len("python cli.py"):]
+        super().__init__(*args, prog=prog, **kwargs)
 
     def error(self, message: str) -> typing.NoReturn:  # type: ignore[override]
         raise UserError(f"{message} (see --help)")
@@ -76,6 +93,8 @@ def claimed(*paths):
     """Hold the lock of every path a job writes (its output, its work directory) for the job's
     duration, after removing what killed runs to them left behind. A path another job holds: one
     line, and nothing of that job is touched."""
+    for path in paths:  # (a folder a job makes, as -o models/new: its lock goes beside it)
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
     locks = []
     try:
         for path in paths:

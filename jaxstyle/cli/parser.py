@@ -15,7 +15,7 @@ from .flags import add_flags
 
 def _weights(text: str) -> tuple[float, ...]:
     try:
-        values = tuple(float(x) for x in text.split(",") if x.strip())
+        values = tuple(float(x) for x in text.split(","))  # (an empty item is an error, not skipped)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
     if not values or not all(math.isfinite(v) for v in values):
@@ -38,7 +38,8 @@ def build_parser() -> Parser:
     parser.add_argument("--style-audio", metavar="STYLE",
                         help="style sound (wav, flac, mp3, ogg, m4a, or a video's audio): stylizes an audio CONTENT, "
                              "or a video's sound track (muxed into the output in place of the original audio)")
-    parser.add_argument("--output", "-o", metavar="OUT", help="output image (default: outputs/CONTENT_STYLE.png)")
+    parser.add_argument("--output", "-o", metavar="OUT", help="output file (default: outputs/CONTENT_STYLE.png, .mp4 for a video, .wav for a "
+                        "sound; CONTENT_MODEL with --model)")
     parser.add_argument("--model", metavar="MODEL_DIR",
                         help="stylize with a trained feed-forward network ('python cli.py train'): one pass per frame, "
                              "no optimization; with --init network the optimizer starts from its output instead")

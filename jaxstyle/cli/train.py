@@ -19,11 +19,14 @@ from ..api import network_for
 from ..config import LOSS_FIELDS, StyleConfig, TrainConfig
 from ..errors import UserError
 from ..feedforward import TrainJob, check_sizes, find_inputs, train_network
-from ..hosts import check_same_inputs
+from ..hosts import check_same_inputs, file_digest
 from ..io.files import check_output_dir, write_text_atomic
 from ..io.images import IMAGE_EXTENSIONS, read_image
+from ..io.video import is_video
+from ..nets.weights import default_network_name
 from ..schedules.memory import check_training_memory, loss_arch
 from ..video import Processes
+from ..video.flow import check_flow_method
 from .common import Parser, claimed, log
 from .flags import add_flags, from_flags
 from .video import init_distributed
@@ -72,14 +75,49 @@ def style_files(entries: Sequence[str]) -> tuple[list[Path], bool]:
             files.append(path)
         else:
             raise UserError(f"--style {path} does not exist")
+    seen: dict[Path, Path] = {}
+    for path in files:
+        first = seen.setdefault(path.resolve(), path)
+        if first is not path:
+            also = "" if str(first) == str(path) else f" (as {first} too)"
+            raise UserError(f"--style {path} is given twice{also}: each style once")
     return files, folder
 
 
 def _fingerprint(job: TrainJob) -> dict:
+    """What a training's parameters depend on, compared on --resume and across processes: the
+    styles' and data's contents (not their paths: a moved copy is the same data, an edited file
+    is not), the settings that shape the steps, and the loss with its network resolved."""
     train = {k: v for k, v in dataclasses.asdict(job.train).items() if k not in RESUMABLE}
-    return {"kind": job.kind, "styles": [str(p.resolve()) for p in job.styles],
-            "data": [str(p.resolve()) for p in job.data], "train": train, "flow": job.flow,
-            "loss": {name: getattr(job.config, name) for name in LOSS_FIELDS}}
+    train["previews"] = job.train.held_out
+    if not any(is_video(p) for p in job.data):  # (no frame pairs: the temporal settings do nothing)
+        train.pop("temporal_weight"), train.pop("synthetic_motion")
+    loss = {name: getattr(job.config, name) for name in LOSS_FIELDS}
+    loss["network"] = _network_name(loss["network"])
+    return {"kind": job.kind, "styles": [file_digest(p) for p in job.styles],
+            "data": [file_digest(p) for p in job.data], "train": train,
+            "flow": job.flow if "temporal_weight" in train else None, "loss": loss}
+
+
+def _network_name(name) -> str:
+    return default_network_name() if name in (None, "", "auto") else name
+
+
+def _changes(before: dict, now: dict) -> list[str]:
+    """What differs between a training's fingerprint and this run's, as the user names it."""
+    changes = []
+    for key in sorted(set(before) | set(now)):
+        old, new = before.get(key), now.get(key)
+        if old == new:
+            continue
+        if isinstance(old, dict) and isinstance(new, dict):
+            changes += [f"--{name.replace('_', '-')} {old.get(name)} (now {new.get(name)})"
+                        for name in sorted(set(old) | set(new)) if old.get(name) != new.get(name)]
+        elif key in ("styles", "data"):
+            changes.append(f"other --{key.rstrip('s') if key == 'styles' else key} file contents")
+        else:
+            changes.append(f"--{key} {old} (now {new})")
+    return changes
 
 
 def checkpoint_steps(output: Path) -> list[int]:
@@ -87,6 +125,17 @@ def checkpoint_steps(output: Path) -> list[int]:
     step; a save cut short leaves only a temporary folder, which does not count)."""
     folder = output / "checkpoints"
     return sorted(int(p.name) for p in folder.iterdir() if p.is_dir() and p.name.isdigit()) if folder.is_dir() else []
+
+
+def check_flow(method: str, data: Sequence[Path], train: TrainConfig) -> None:
+    """--flow serves the temporal loss on video data: refused where there is none, and checked
+    (OpenCV's build) before the work where there is."""
+    if method == "dis":
+        return
+    if train.temporal_weight <= 0 or not any(is_video(p) for p in data):
+        raise UserError(f"--flow {method} applies to the temporal loss between a video's frames, and this training "
+                        "has " + ("no --temporal-weight" if train.temporal_weight <= 0 else "no video in --data"))
+    check_flow_method(method)
 
 
 def check_model_dir(job: TrainJob) -> None:
@@ -114,11 +163,28 @@ def check_model_dir(job: TrainJob) -> None:
     except (OSError, ValueError):
         raise UserError(f"--resume: {output} has no readable {JOB_FILE}: not a training of this jaxstyle") from None
     now = json.loads(json.dumps(_fingerprint(job), default=str))
-    if isinstance(before, dict) and isinstance(before.get("train"), dict):
-        before["train"] = {**ADDED_TRAIN_SETTINGS, **before["train"]}
-    changed = sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k))
+    if not isinstance(before, dict) or not isinstance(before.get("train"), dict) or \
+            not isinstance(before.get("loss"), dict):
+        raise UserError(f"--resume: {output}'s {JOB_FILE} is not a training of this jaxstyle")
+    before = _as_now(before, job)
+    changed = _changes(before, now)
     if changed:
-        raise UserError(f"--resume: {output} was trained with other settings ({', '.join(changed)} differ)")
+        raise UserError(f"--resume: {output} was trained with other settings: {'; '.join(changed)}")
+
+
+def _as_now(before: dict, job: TrainJob) -> dict:
+    """An older job.json in today's terms: settings added since, with the value it was trained
+    with; paths where today there are digests (the same paths count as the same files)."""
+    before = {**before, "train": {**ADDED_TRAIN_SETTINGS, **before["train"]}, "loss": dict(before["loss"])}
+    before["loss"]["network"] = _network_name(before["loss"].get("network"))
+    for key, files in (("styles", job.styles), ("data", job.data)):
+        if any(isinstance(v, str) and "/" in v for v in before.get(key) or []):
+            same = before[key] == [str(p.resolve()) for p in files]
+            before[key] = [file_digest(p) for p in files] if same else before[key]
+    if not any(is_video(p) for p in job.data):
+        before["train"].pop("temporal_weight", None), before["train"].pop("synthetic_motion", None)
+        before["flow"] = None
+    return before
 
 
 def train_main(argv: Sequence[str]) -> int:
@@ -136,11 +202,17 @@ def train_main(argv: Sequence[str]) -> int:
     styles, folder = style_files(args.style)
     kind = train.kind if train.kind != "auto" else ("predicted" if folder else "styles")
     style_images = [read_image(p) for p in styles]
-    data = find_inputs(args.data)
-    check_sizes(data, train.size, train.frame_size, train.previews, pairs=train.temporal_weight > 0)
+    data = find_inputs(args.data, skip=Path(args.output))
+    check_flow(args.flow, data, train)
+    items = check_sizes(data, train.size, train.frame_size, train.held_out, pairs=train.temporal_weight > 0)
     job = TrainJob(styles, data, Path(args.output), train, config, kind=kind, flow=args.flow,
                    progress=not args.quiet)
     check_model_dir(job)
+    if train.held_out * 4 > items and processes.process_id == 0:
+        fewer = items // 4
+        log(f"note: --previews {train.previews} holds out {train.held_out} of the data's {items} item(s) (they are never "
+            f"trained on); {f'--previews {fewer}, or ' if 0 < fewer < train.previews else ''}--preview-every 0 "
+            "(no previews), trains on more")
     processes = init_distributed(processes)
     check_training_memory(train, arch=loss_arch(config))  # (JAX's devices are known now)
     check_same_inputs(_fingerprint(job), [*job.styles, *job.data], processes.num_processes, "training")
@@ -155,6 +227,7 @@ def train_main(argv: Sequence[str]) -> int:
         metrics = train_network(job, network, style_images, log=log)
     if processes.process_id == 0:
         final = metrics.get("final", {})
-        log(f"wrote the model {job.output}: {train.steps} steps in {metrics['wall_seconds']:.1f} s "
-            f"({metrics['images_per_second']:.2f} images/s), final loss {final.get('total', float('nan')):.4g}")
+        rate = metrics["images_per_second"]
+        log(f"wrote the model {job.output}: {train.steps} steps in {metrics['wall_seconds']:.1f} s"
+            f"{'' if rate is None else f' ({rate:.2f} images/s)'}, final loss {final.get('total', float('nan')):.4g}")
     return 0

@@ -91,16 +91,23 @@ def training_size(height: int, width: int, crop: int, frame_size: int | None) ->
     return h, w
 
 
-def find_inputs(paths: Sequence[str | os.PathLike], what: str = "--data") -> list[Path]:
+def find_inputs(paths: Sequence[str | os.PathLike], what: str = "--data",
+                skip: str | os.PathLike | None = None) -> list[Path]:
     """Image and video files of ``paths`` (files, or folders searched recursively), sorted within a
-    folder; raises UserError for a missing path or when nothing usable is found."""
+    folder, each once; raises UserError for a missing path or when nothing usable is found. A
+    folder's search leaves out ``skip`` (the model directory being written: its previews are not
+    data) and hidden files and folders."""
+    skip = Path(skip).resolve() if skip is not None else None
     found: list[Path] = []
     for entry in paths:
         path = Path(entry)
         if not path.exists():
             raise UserError(f"{what} {path} does not exist")
         if path.is_dir():
-            files = sorted(p for p in path.rglob("*") if p.is_file() and _usable(p))
+            inside = skip if skip is not None and skip != path.resolve() else None  # (-o DATA is refused later)
+            files = sorted(p for p in path.rglob("*") if p.is_file() and _usable(p)
+                           and not any(part.startswith(".") for part in p.relative_to(path).parts)
+                           and (inside is None or inside not in p.resolve().parents))
             if not files:
                 raise UserError(f"{what} {path} holds no images or videos")
             found += files
@@ -108,14 +115,15 @@ def find_inputs(paths: Sequence[str | os.PathLike], what: str = "--data") -> lis
             found.append(path)
         else:
             raise UserError(f"{what} {path} is neither an image nor a video")
-    return found
+    seen: set[Path] = set()  # (a file named twice, or in two given folders, is one input)
+    return [p for p in found if not (p.resolve() in seen or seen.add(p.resolve()))]
 
 
 def check_sizes(paths: Sequence[Path], crop: int, frame_size: int | None, previews: int = 0,
-                pairs: bool = False) -> None:
+                pairs: bool = False) -> int:
     """Every input is readable and large enough for the crops, and the data gives more items than
     the previews hold out (headers only, a video's frames as its container counts them; before any
-    work: :class:`TrainingData` counts the decoded frames again)."""
+    work: :class:`TrainingData` counts the decoded frames again); returns the number of items."""
     items = 0
     for path in paths:
         if is_video(path):
@@ -128,12 +136,13 @@ def check_sizes(paths: Sequence[Path], crop: int, frame_size: int | None, previe
             items += 1
         training_size(height, width, crop, frame_size)
     _check_previews(items, previews)
+    return items
 
 
 def _check_previews(items: int, previews: int) -> None:
     if items <= previews:
         raise UserError(f"the data gives {items} training item(s); --previews {previews} would hold out all "
-                        "of them (use fewer previews or more data)")
+                        "of them (use fewer previews, --preview-every 0, or more data)")
 
 
 def _usable(path: Path) -> bool:

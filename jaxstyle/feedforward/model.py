@@ -57,15 +57,20 @@ class Model:
 
     def mix(self, weights: Sequence[float] | None) -> np.ndarray:
         """A ``styles`` model's conditioning: a blend of its trained styles (default: the first)."""
+        if self.spec.kind != "styles":
+            raise UserError("--style-mix blends the styles of a 'styles' model; this one predicts from --style")
         n = self.spec.cond_dim
         if weights is None:
             weights = [1.0] + [0.0] * (n - 1)
-        weights = np.asarray(weights, np.float32)
-        if len(weights) != n:
-            raise UserError(f"--style-mix has {len(weights)} weight(s) but the model has {n} style(s)")
-        if np.any(weights < 0) or weights.sum() <= 0:
+        weights = np.asarray(weights, np.float64)
+        if weights.ndim != 1 or len(weights) != n:
+            raise UserError(f"--style-mix has {weights.size} weight(s) but the model has {n} style(s)")
+        if not np.all(np.isfinite(weights)):
+            raise UserError("--style-mix weights must be finite numbers")
+        if np.any(weights < 0) or not np.any(weights > 0):
             raise UserError("--style-mix weights must be >= 0 and not all zero")
-        return weights / weights.sum()
+        weights = weights / weights.max()  # (so that huge weights sum without overflow)
+        return (weights / weights.sum()).astype(np.float32)
 
     def _placed(self, mesh):
         """The parameters on the devices of ``mesh``, placed once (a video sends frames, not weights)."""
@@ -120,6 +125,9 @@ def load_model(folder: str | Path) -> Model:
     if not folder.is_dir():
         raise UserError(f"--model {folder} is not a directory" if folder.exists() else f"--model {folder} does not exist")
     if not meta_path.is_file():
+        if (folder / "job.json").is_file() or (folder / "checkpoints").is_dir():  # (a training's folder)
+            raise UserError(f"--model {folder} is a training that has not finished (no {META_FILE} yet): continue it "
+                            "with 'python cli.py train ... --resume'")
         raise UserError(f"--model {folder} has no {META_FILE}: not a jaxstyle model (train one with 'python cli.py train')")
     try:
         meta = json.loads(meta_path.read_text())

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -99,7 +100,7 @@ def train_network(job: TrainJob, network: Network, style_images: Sequence[np.nda
             stored = [store_input(path, job.cache / "frames", tc.size, tc.frame_size) for path in job.data]
         _barrier(f"store{turn[0]}")
     data = TrainingData(stored, tc.size, pairs=tc.temporal_weight > 0, seed=cfg.seed, n_styles=len(style_images),
-                        previews=tc.previews, flows=FlowCache(job.cache / "flows"), flow_method=job.flow,
+                        previews=tc.held_out, flows=FlowCache(job.cache / "flows"), flow_method=job.flow,
                         motion=tc.synthetic_motion)
     log(f"data: {data.describe()}")
     style_side = cfg.style_scale * float(np.median([max(s.height, s.width) for s in stored]))
@@ -140,7 +141,14 @@ def train_network(job: TrainJob, network: Network, style_images: Sequence[np.nda
         latest = manager.latest_step() if tc.resume else None
         if latest is not None:
             abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
-            state = manager.restore(latest, args=ocp.args.StandardRestore(abstract))
+            try:
+                state = manager.restore(latest, args=ocp.args.StandardRestore(abstract))
+            except Exception as exc:  # Orbax and TensorStore raise many kinds for a damaged folder
+                _quiet_closed_loop_callbacks()
+                reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0].split(" See full")[0][:160]
+                raise UserError(f"--resume: the checkpoint of step {latest} in {job.checkpoints} cannot be read "
+                                f"({reason}); delete {job.checkpoints / str(latest)} to resume from an earlier "
+                                "one, or train into a new -o") from None
             start = int(latest)
             records = [r for r in _read_metrics(job.output).get("curve", []) if r["step"] <= start]
             log(f"resuming at step {start} of {tc.steps}")
@@ -173,8 +181,9 @@ def train_network(job: TrainJob, network: Network, style_images: Sequence[np.nda
                 values = {name: float(np.asarray(v.addressable_data(0) if isinstance(v, jax.Array) else v))
                           for name, v in parts.items()}
                 if not np.isfinite(values["total"]):
-                    raise UserError(f"the training loss became {values['total']} at step {done}; "
-                                    "try a smaller --learning-rate")
+                    raise UserError(f"the training loss became {values['total']} at step {done}; try a smaller "
+                                    "--learning-rate or smaller loss weights, into a new -o (or remove "
+                                    f"{job.output}: its checkpoints hold these settings)")
                 rate = images_done / max(time.perf_counter() - t0, 1e-9)
                 records.append({"step": done, "seconds": round(time.perf_counter() - t_start, 3), **values,
                                 "images_per_second": rate})
@@ -186,7 +195,8 @@ def train_network(job: TrainJob, network: Network, style_images: Sequence[np.nda
             # records up to it are there (a kill between the two loses no record)
             if me == 0 and (done % tc.log_every == 0 or done == tc.steps):
                 _write_metrics(job.output, records, {"steps": tc.steps, "compile_seconds": compile_seconds})
-            manager.save(done, args=ocp.args.StandardSave(state))
+            # (the last step always: a longer --steps on --resume continues from it)
+            manager.save(done, args=ocp.args.StandardSave(state), force=done == tc.steps)
             if me == 0 and tc.preview_every and (done % tc.preview_every == 0 or done == tc.steps) and len(previews):
                 _write_preview(job.output / "previews" / f"step_{done:06d}.png", module.spec, state["params"],
                                previews, preview_conds)
@@ -198,7 +208,8 @@ def train_network(job: TrainJob, network: Network, style_images: Sequence[np.nda
     finally:
         manager.close()
     wall = time.perf_counter() - t_start
-    rate = images_done / max(time.perf_counter() - t0, 1e-9) if images_done else 0.0
+    # (the first step of a run compiles and is not timed: a run of one step has no rate)
+    rate = images_done / max(time.perf_counter() - t0, 1e-9) if images_done else None
     summary = {"steps": tc.steps, "resumed_from": start, "wall_seconds": wall, "compile_seconds": compile_seconds,
                "images_per_second": rate, "devices": len(devices), "processes": procs, "data": data.describe(),
                "final": records[-1] if records else {}}
@@ -212,6 +223,19 @@ def train_network(job: TrainJob, network: Network, style_images: Sequence[np.nda
         _write_metrics(job.output, records, summary)
     _barrier("saved")
     return {**summary, "curve": records}
+
+
+def _quiet_closed_loop_callbacks() -> None:
+    """After a failed restore, TensorStore's other reads still finish and call back into Orbax's
+    event loop, which is closed by then: each prints a RuntimeError traceback that is not the
+    user's business (the failure itself is reported). Drop those; anything else goes on as before."""
+    previous = sys.unraisablehook
+
+    def hook(unraisable):
+        if not (isinstance(unraisable.exc_value, RuntimeError) and "Event loop is closed" in str(unraisable.exc_value)):
+            previous(unraisable)
+
+    sys.unraisablehook = hook
 
 
 def _write_preview(path: Path, spec: StylizerSpec, params, previews: np.ndarray, conds: np.ndarray) -> None:

@@ -97,7 +97,8 @@ def _to_gray_u8(frame: ArrayLike, name: str) -> np.ndarray:
     return np.ascontiguousarray(u8)
 
 
-def _check_method(method: str, preset: str) -> None:
+def check_flow_method(method: str, preset: str = "medium") -> None:
+    """The method (and DIS preset) exists and this OpenCV build has it."""
     if method not in FLOW_METHODS:
         raise UserError(f"unknown optical flow method {method!r}; choose one of {', '.join(FLOW_METHODS)}")
     if method == "dis" and preset not in DIS_PRESETS:
@@ -111,7 +112,7 @@ def _check_method(method: str, preset: str) -> None:
 
 
 def _make_estimator(method: str, preset: str) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
-    """A function ``(gray_a, gray_b) -> flow`` for ``method``; validated by :func:`_check_method`."""
+    """A function ``(gray_a, gray_b) -> flow`` for ``method``; validated by :func:`check_flow_method`."""
     if method == "dis":
         dis = cv2.DISOpticalFlow_create(DIS_PRESETS[preset])
         return lambda a, b: dis.calc(a, b, None)
@@ -142,7 +143,7 @@ def compute_flow(
         ``frame_a`` is at ``(x + dx, y + dy)`` in ``frame_b``. Frames are converted to 8-bit
         grayscale before estimation.
     """
-    _check_method(method, preset)
+    check_flow_method(method, preset)
     a = _to_gray_u8(frame_a, "frame_a")
     b = _to_gray_u8(frame_b, "frame_b")
     if a.shape != b.shape:
@@ -165,7 +166,7 @@ def compute_flows(
         ``t -> t+1`` (on frame t's grid) and ``backward[t]`` the flow ``t+1 -> t`` (on frame
         t+1's grid).  With fewer than two frames both are empty (``[0, H, W, 2]``).
     """
-    _check_method(method, preset)
+    check_flow_method(method, preset)
     grays = [_to_gray_u8(f, f"frame {i}") for i, f in enumerate(frames)]
     if not grays:
         raise UserError("cannot compute optical flow of an empty frame sequence")
@@ -226,7 +227,7 @@ class FlowCache:
         self, frames: ArrayLike | Sequence[ArrayLike], method: str = "dis", preset: str = "medium"
     ) -> tuple[np.ndarray, np.ndarray]:
         """``(forward, backward)`` as from :func:`compute_flows`, read from the cache if present."""
-        _check_method(method, preset)
+        check_flow_method(method, preset)
         arr = np.asarray(frames)
         if arr.ndim != 4:
             raise UserError(f"frames must have shape [T, H, W, C], got {arr.shape}")

@@ -255,6 +255,52 @@ def test_a_sigkill_then_resume_reaches_the_same_parameters(data_folder, tmp_path
     assert _max_diff(_params(killed), _params(tmp_path / "whole")) < 1e-6
 
 
+def test_resume_follows_the_files_contents_and_names_what_changed(capsys, data_folder, tmp_path):
+    # The model folder inside its own data: its previews are not data. Moved, the same contents
+    # resume (from the last step, checkpointed though not a multiple of --checkpoint-every);
+    # edited, or with another flag, they are refused by name; a damaged checkpoint is one line.
+    data = tmp_path / "data"
+    data.mkdir()
+    for name in ("img0.png", "img1.png", "img2.png"):
+        (data / name).write_bytes((data_folder / name).read_bytes())
+    job = ["train", "--style", STYLE, *TINY, "--temporal-weight", "0", "--checkpoint-every", "5", "--preview-every", "1"]
+    assert jax_main([*job, "--data", data, "-o", data / "model", "--steps", "2"]) == 0
+    assert sorted(p.name for p in (data / "model" / "previews").iterdir()) == ["step_000001.png", "step_000002.png"]
+    moved = tmp_path / "moved"
+    data.rename(moved)
+    code, err = run_main([*job, "--data", moved, "-o", moved / "model", "--steps", "3", "--resume"], capsys)
+    assert code == 0 and "resuming at step 2 of 3" in err and "3 image(s)" in err, err
+    (moved / "img1.png").write_bytes((data_folder / "img3.png").read_bytes())
+    code, err = run_main([*job, "--data", moved, "-o", moved / "model", "--steps", "4", "--resume", "--learning-rate",
+                          "0.01"], capsys)
+    assert_one_line_error(code, err, "trained with other settings: other --data file contents; --learning-rate 0.001 "
+                          "(now 0.01)")
+    (moved / "img1.png").write_bytes((data_folder / "img1.png").read_bytes())
+    for item in (moved / "model" / "checkpoints" / "3").iterdir():  # a copy that lost the arrays
+        if item.is_dir():
+            for leaf in item.rglob("*"):
+                if leaf.is_file() and leaf.parent.name == "d":
+                    leaf.unlink()
+    code, err = run_main([*job, "--data", moved, "-o", moved / "model", "--steps", "4", "--resume"], capsys)
+    assert code == 2 and err.strip().splitlines()[-1].startswith("jaxstyle: error: --resume: the checkpoint of step 3")
+    assert "cannot be read" in err and "Traceback" not in err, err
+    (moved / "model" / "model.json").unlink()  # as during a training
+    code, err = run_main([moved / "img0.png", "--model", moved / "model", "-o", tmp_path / "o.png"], capsys)
+    assert_one_line_error(code, err, "is a training that has not finished")
+
+
+def test_style_mix_weights_blend_any_finite_size():
+    model = Model(StylizerSpec("styles", 2, width=4, blocks=0), {})
+    np.testing.assert_allclose(model.mix([1e308, 1e308]), [0.5, 0.5])
+    np.testing.assert_allclose(model.mix([3e38, 1e38]), [0.75, 0.25], rtol=1e-6)
+    for bad, needle in (([float("nan"), 1], "finite"), ([float("inf"), 1], "finite"), ([0, 0], "not all zero"),
+                        ([1], "2 style"), ([-1, 2], ">= 0")):
+        with pytest.raises(UserError, match=needle):
+            model.mix(bad)
+    with pytest.raises(UserError, match="predicts from --style"):
+        Model(StylizerSpec("predicted", 8, width=4, blocks=0), {}).mix([1])
+
+
 def test_a_model_round_trips_and_a_changed_one_is_refused(tmp_path):
     spec = StylizerSpec("styles", 3, width=4, blocks=0)
     params = jax.tree.map(np.asarray, Stylizer(spec).init_params(jax.random.PRNGKey(1)))
@@ -370,6 +416,12 @@ def test_a_style_prediction_network_trains_from_a_folder_and_takes_any_style(cap
     (["train", "--style", STYLE, "--data", "{data}", "-o", "{data}"], "not a model directory"),
     (["train", "--style", STYLE, "--data", "{data}", "-o", "{tmp}/m", "--batch-size", "100000000"], "try --batch-size"),
     (["train", "--style", STYLE, "--data", "{data}", "-o", "{tmp}/m", "--width", "100000"], "smaller --width"),
+    (["train", "--style", STYLE, "--style", STYLE, "--data", "{data}", "-o", "{tmp}/m"], "is given twice"),
+    (["train", "--style", STYLE, "--data", "{data}/img0.png", "-o", "{tmp}/m", "--flow", "farneback"],
+     "no video in --data"),
+    (["train", "--style", STYLE, "--data", "{data}", "-o", "{tmp}/m", "--style-weight", "1e39"], "at most 3.4e38"),
+    (["{content}", "--model", "{model}", "--style-mix", "1,,1", "-o", "{tmp}/o.png"], "comma-separated numbers"),
+    (["{content}", "--model", "{model}/checkpoints", "-o", "{tmp}/o.png"], "not a jaxstyle model"),
     (["{audio}", "--model", "{model}", "-o", "{tmp}/o.wav"], "not sound"),
     (["{audio}", "--model", "{model}", "--audio-iterations", "2", "-o", "{tmp}/o.wav"], "not sound"),  # said first
     (["{content}", "--model", "{tmp}", "-o", "{tmp}/o.png"], "not a jaxstyle model"),
