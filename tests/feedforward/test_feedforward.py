@@ -486,15 +486,18 @@ def test_a_folder_left_before_the_first_checkpoint_can_be_trained_into_again(tmp
 
 
 def test_a_training_from_before_a_setting_existed_still_resumes(tmp_path):
-    """job.json written before --synthetic-motion existed does not hold it: it was trained with what
-    it now defaults to, so --resume goes on; a changed setting is still refused."""
+    """job.json written before --synthetic-motion existed does not hold it, and names its files by
+    path (before their contents): it was trained with what it now defaults to, on the files at those
+    paths, so --resume goes on; a changed setting is still refused."""
     from jaxstyle.cli.train import _fingerprint, check_model_dir
 
     folder = tmp_path / "m"
     (folder / "checkpoints" / "4").mkdir(parents=True)
-    job = TrainJob([Path(STYLE)], [Path(STYLE)], folder, TrainConfig(steps=10, resume=True), StyleConfig().resolved())
+    job = TrainJob([Path(STYLE)], [CLIP], folder, TrainConfig(steps=10, resume=True), StyleConfig().resolved())
     old = json.loads(json.dumps(_fingerprint(job), default=str))
     del old["train"]["synthetic_motion"]
+    old["styles"], old["data"] = [str(Path(STYLE).resolve())], [str(CLIP.resolve())]
+    old["loss"]["network"] = "auto"
     (folder / "job.json").write_text(json.dumps(old))
     check_model_dir(job)  # no error
     moved = dataclasses.replace(job, train=dataclasses.replace(job.train, synthetic_motion=0.5))
