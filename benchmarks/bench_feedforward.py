@@ -190,8 +190,9 @@ def main() -> None:
         report["warm_start"] = warm_start(contents[-1], style, dataclasses.replace(cfg), network, model, cond)
     path = write_json(args.json or OUT_DIR / f"feedforward_{tag}.json", report)
     r = report["realshort"]
+    rate = report["training"]["images_per_second"]  # (None: no step timed, as for a model already trained)
     print(f"training: {report['training']['seconds']:.0f} s for {args.steps} steps "
-          f"({report['training']['images_per_second']:.2f} images/s)")
+          f"({'-' if rate is None else f'{rate:.2f}'} images/s)")
     print(f"speed: network {r['network_seconds_per_frame'] * 1e3:.1f} ms/frame vs optimizer "
           f"{r['optimizer_seconds_per_frame']:.1f} s/frame = {r['speedup']:.0f}x")
     print(f"quality: loss network/optimizer {r['loss_ratio_network_over_optimizer']:.2f} "
