@@ -194,7 +194,8 @@ def train_network(job: TrainJob, network: Network, style_images: Sequence[np.nda
             # the curve goes to disk before the checkpoint: whatever step a resume restores, the
             # records up to it are there (a kill between the two loses no record)
             if me == 0 and (done % tc.log_every == 0 or done == tc.steps):
-                _write_metrics(job.output, records, {"steps": tc.steps, "compile_seconds": compile_seconds})
+                _write_metrics(job.output, records, {"steps": tc.steps, "step": done, "finished": False,
+                                                     "compile_seconds": compile_seconds})
             # (the last step always: a longer --steps on --resume continues from it)
             manager.save(done, args=ocp.args.StandardSave(state), force=done == tc.steps)
             if me == 0 and tc.preview_every and (done % tc.preview_every == 0 or done == tc.steps) and len(previews):
@@ -210,7 +211,7 @@ def train_network(job: TrainJob, network: Network, style_images: Sequence[np.nda
     wall = time.perf_counter() - t_start
     # (the first step of a run compiles and is not timed: a run of one step has no rate)
     rate = images_done / max(time.perf_counter() - t0, 1e-9) if images_done else None
-    summary = {"steps": tc.steps, "resumed_from": start, "wall_seconds": wall, "compile_seconds": compile_seconds,
+    summary = {"steps": tc.steps, "step": tc.steps, "finished": True, "resumed_from": start, "wall_seconds": wall, "compile_seconds": compile_seconds,
                "images_per_second": rate, "devices": len(devices), "processes": procs, "data": data.describe(),
                "final": records[-1] if records else {}}
     if me == 0:

@@ -270,6 +270,8 @@ def test_resume_follows_the_files_contents_and_names_what_changed(capsys, data_f
     data.rename(moved)
     code, err = run_main([*job, "--data", moved, "-o", moved / "model", "--steps", "3", "--resume"], capsys)
     assert code == 0 and "resuming at step 2 of 3" in err and "3 image(s)" in err, err
+    metrics = json.loads((moved / "model" / "metrics.json").read_text())
+    assert metrics["finished"] and metrics["step"] == 3 and [r["step"] for r in metrics["curve"]] == [1, 2, 3]
     (moved / "img1.png").write_bytes((data_folder / "img3.png").read_bytes())
     code, err = run_main([*job, "--data", moved, "-o", moved / "model", "--steps", "4", "--resume", "--learning-rate",
                           "0.01"], capsys)
