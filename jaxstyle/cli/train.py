@@ -9,6 +9,7 @@ directory is writable, and an existing model or its checkpoints are only continu
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 from pathlib import Path
 from typing import Sequence
@@ -94,9 +95,18 @@ def _fingerprint(job: TrainJob) -> dict:
         train.pop("temporal_weight"), train.pop("synthetic_motion")
     loss = {name: getattr(job.config, name) for name in LOSS_FIELDS}
     loss["network"] = _network_name(loss["network"])
-    return {"kind": job.kind, "styles": [file_digest(p) for p in job.styles],
-            "data": [file_digest(p) for p in job.data], "train": train,
+    return {"kind": job.kind, "styles": _digests(job.styles), "data": _digests(job.data), "train": train,
             "flow": job.flow if "temporal_weight" in train else None, "loss": loss}
+
+
+def _digests(paths: Sequence[Path]) -> list[str]:
+    """The files' digests, each file read once per run however often the fingerprint is taken."""
+    return [_digest(str(p.resolve()), p.stat().st_mtime_ns, p.stat().st_size) for p in paths]
+
+
+@functools.lru_cache(maxsize=None)
+def _digest(path: str, mtime_ns: int, size: int) -> str:
+    return file_digest(Path(path))
 
 
 def _network_name(name) -> str:
@@ -180,7 +190,7 @@ def _as_now(before: dict, job: TrainJob) -> dict:
     for key, files in (("styles", job.styles), ("data", job.data)):
         if any(isinstance(v, str) and "/" in v for v in before.get(key) or []):
             same = before[key] == [str(p.resolve()) for p in files]
-            before[key] = [file_digest(p) for p in files] if same else before[key]
+            before[key] = _digests(files) if same else before[key]
     if not any(is_video(p) for p in job.data):
         before["train"].pop("temporal_weight", None), before["train"].pop("synthetic_motion", None)
         before["flow"] = None
