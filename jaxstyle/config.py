@@ -73,7 +73,7 @@ def check_finite(obj, prefix: str = "") -> None:
             if isinstance(v, float) and not math.isfinite(v):
                 raise UserError(f"{_flag(f, prefix)} must be a finite number, not {v}")
             if isinstance(v, float) and abs(v) > FLOAT32_MAX:  # (it would be infinite in the computation)
-                raise UserError(f"{_flag(f, prefix)} must be at most 3.4e38 in size (a float32), not {v}")
+                raise UserError(f"{_flag(f, prefix)} must be at most 3.4e38 in magnitude (a float32), not {v}")
 
 
 def _at_least(value, low, flag: str) -> None:
@@ -204,6 +204,7 @@ class TrainConfig:
         return self.previews if self.preview_every else 0
 
     def check(self) -> None:
+        check_finite(self)
         if self.size < 32:
             raise UserError(f"--size must be at least 32 px for training crops, not {self.size}")
         if self.frame_size is not None and self.frame_size < self.size:

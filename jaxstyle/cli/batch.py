@@ -206,8 +206,11 @@ def _split_job_flags(job_flags: list[str]) -> tuple[list[str], Processes, str | 
 
 def _optimizes_from_network(item: BatchItem) -> bool:
     """The item's own options say --init network (the optimizer runs from the network's output)."""
-    options = list(item.options)
-    return "--init=network" in options or any(a == "--init" and b == "network" for a, b in zip(options, options[1:]))
+    try:
+        own = build_parser().parse_args([str(item.content), "--style", "style.png", *item.options])
+    except UserError:
+        return False  # (the item fails with its own reason)
+    return own.init == "network"
 
 
 def _check_job_flags_apply(job_flags: list[str], items: list[BatchItem]) -> None:

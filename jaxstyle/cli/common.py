@@ -32,7 +32,7 @@ def program() -> str:
     started = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "cli.py"
     if started == "cli.py":
         return "python cli.py"
-    if started == "__main__.py":
+    if started == "__main__.py" and os.path.basename(os.path.dirname(os.path.abspath(sys.argv[0]))) == "jaxstyle":
         return "python -m jaxstyle"
     return started
 
@@ -41,10 +41,12 @@ class Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one line and exit code 2, and the usage names the command as
     it was started (``prog`` is written as ``python cli.py ...``)."""
 
-    def __init__(self, *args, prog: str | None = None, **kwargs):
+    def __init__(self, *args, prog: str | None = None, usage: str | None = None, **kwargs):
         if prog is not None and prog.startswith("python cli.py"):
             prog = program() + prog[len("python cli.py"):]
-        super().__init__(*args, prog=prog, **kwargs)
+        if usage is not None and usage.startswith("python cli.py"):
+            usage = program() + usage[len("python cli.py"):]
+        super().__init__(*args, prog=prog, usage=usage, **kwargs)
 
     def error(self, message: str) -> typing.NoReturn:  # type: ignore[override]
         raise UserError(f"{message} (see --help)")
@@ -83,7 +85,11 @@ def check_metrics_path(metrics_json: str | None, paths) -> None:
 def finish_frames_dir(frames_dir: str, frames: int) -> None:
     """After a video's frames went into --frames-dir: remove the frames past them that an earlier,
     longer run left there, so the folder is this run's video frame for frame."""
-    removed = remove_frames_from(frames_dir, frames)
+    try:
+        removed = remove_frames_from(frames_dir, frames)
+    except OSError as exc:  # (the video is written: a leftover frame is worth a note, not a failure)
+        log(f"--frames-dir: could not remove the frame PNGs past {frames} that an earlier run left: {exc.strerror or exc}")
+        return
     if removed:
         log(f"--frames-dir: removed {removed} frame PNG(s) numbered {frames} and up, left by an earlier run")
 

@@ -48,8 +48,9 @@ def build_train_parser() -> Parser:
     parser.add_argument("--style", "-s", action="append", metavar="STYLE",
                         help="style image (repeat for several styles in one network), or a folder of style images")
     parser.add_argument("--data", action="append", metavar="PATH",
-                        help="training images and videos: files or folders (repeat); a video trains on its frames "
-                             "(per-video training: the very clip you will stylize)")
+                        help="training images and videos: files or folders (repeat; a folder is searched through, "
+                             "leaving out hidden files and folders and the -o folder; each file counts once); a "
+                             "video trains on its frames (per-video training: the very clip you will stylize)")
     parser.add_argument("--output", "-o", metavar="MODEL_DIR", help="the model directory")
     parser.add_argument("--flow", default="dis", choices=("dis", "deepflow", "farneback"),
                         help="optical flow method of the temporal loss [default: dis]")
@@ -68,7 +69,8 @@ def style_files(entries: Sequence[str]) -> tuple[list[Path], bool]:
         path = Path(entry)
         if path.is_dir():
             folder = True
-            found = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+            found = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
+                           and not p.name.startswith("."))  # (as --data folders: no ._x.jpg of macOS)
             if not found:
                 raise UserError(f"--style {path} holds no images")
             files += found
@@ -90,13 +92,20 @@ def _fingerprint(job: TrainJob) -> dict:
     styles' and data's contents (not their paths: a moved copy is the same data, an edited file
     is not), the settings that shape the steps, and the loss with its network resolved."""
     train = {k: v for k, v in dataclasses.asdict(job.train).items() if k not in RESUMABLE}
-    train["previews"] = job.train.held_out
-    if not any(is_video(p) for p in job.data):  # (no frame pairs: the temporal settings do nothing)
-        train.pop("temporal_weight"), train.pop("synthetic_motion")
+    del train["previews"]  # (what counts is how many items it holds out)
+    train["held_out"] = job.train.held_out
+    _drop_unused_temporal(train, job.data)
     loss = {name: getattr(job.config, name) for name in LOSS_FIELDS}
     loss["network"] = _network_name(loss["network"])
     return {"kind": job.kind, "styles": _digests(job.styles), "data": _digests(job.data), "train": train,
-            "flow": job.flow if "temporal_weight" in train else None, "loss": loss}
+            "flow": job.flow if any(is_video(p) for p in job.data) else None, "loss": loss}
+
+
+def _drop_unused_temporal(train: dict, data: Sequence[Path]) -> None:
+    """Still images without synthetic motion make no frame pairs: --temporal-weight does nothing
+    there, so it is no difference on --resume. (Synthetic pairs use their exact motion, no --flow.)"""
+    if not any(is_video(p) for p in data) and not train.get("synthetic_motion"):
+        train.pop("temporal_weight", None)
 
 
 def _digests(paths: Sequence[Path]) -> list[str]:
@@ -116,15 +125,25 @@ def _network_name(name) -> str:
 def _changes(before: dict, now: dict) -> list[str]:
     """What differs between a training's fingerprint and this run's, as the user names it."""
     changes = []
-    for key in sorted(set(before) | set(now)):
+    for key in sorted(k for k in set(before) | set(now) if not k.endswith("_by_path")):
         old, new = before.get(key), now.get(key)
         if old == new:
             continue
         if isinstance(old, dict) and isinstance(new, dict):
-            changes += [f"--{name.replace('_', '-')} {old.get(name)} (now {new.get(name)})"
-                        for name in sorted(set(old) | set(new)) if old.get(name) != new.get(name)]
+            for name in sorted(set(old) | set(new)):
+                was, now_ = old.get(name, "unused"), new.get(name, "unused")
+                if was == now_:
+                    continue
+                if name == "held_out":
+                    changes.append(f"{was} held-out preview item(s) (now {now_}: --previews N holds out N with "
+                                   "--preview-every above 0, none with --preview-every 0)")
+                else:
+                    changes.append(f"--{name.replace('_', '-')} {was} (now {now_})")
         elif key in ("styles", "data"):
-            changes.append(f"other --{key.rstrip('s') if key == 'styles' else key} file contents")
+            flag = "--style" if key == "styles" else "--data"
+            changes.append(f"another {flag} file list (this training named its files by path, and hidden files, "
+                           "duplicates and the -o folder are now left out of --data folders)"
+                           if before.get(f"{key}_by_path") else f"other {flag} file contents")
         else:
             changes.append(f"--{key} {old} (now {new})")
     return changes
@@ -143,8 +162,8 @@ def check_flow(method: str, data: Sequence[Path], train: TrainConfig) -> None:
     if method == "dis":
         return
     if train.temporal_weight <= 0 or not any(is_video(p) for p in data):
-        raise UserError(f"--flow {method} applies to the temporal loss between a video's frames, and this training "
-                        "has " + ("no --temporal-weight" if train.temporal_weight <= 0 else "no video in --data"))
+        raise UserError(f"--flow {method} applies to the temporal loss between a video's frames, and in this training "
+                        + ("--temporal-weight is 0" if train.temporal_weight <= 0 else "--data has no video"))
     check_flow_method(method)
 
 
@@ -191,8 +210,11 @@ def _as_now(before: dict, job: TrainJob) -> dict:
         if any(isinstance(v, str) and "/" in v for v in before.get(key) or []):
             same = before[key] == [str(p.resolve()) for p in files]
             before[key] = _digests(files) if same else before[key]
+            before[f"{key}_by_path"] = not same
+    if "previews" in before["train"]:  # (it held its previews out whatever --preview-every was)
+        before["train"]["held_out"] = before["train"].pop("previews")
+    _drop_unused_temporal(before["train"], job.data)
     if not any(is_video(p) for p in job.data):
-        before["train"].pop("temporal_weight", None), before["train"].pop("synthetic_motion", None)
         before["flow"] = None
     return before
 
@@ -214,10 +236,10 @@ def train_main(argv: Sequence[str]) -> int:
     style_images = [read_image(p) for p in styles]
     data = find_inputs(args.data, skip=Path(args.output))
     check_flow(args.flow, data, train)
-    items = check_sizes(data, train.size, train.frame_size, train.held_out, pairs=train.temporal_weight > 0)
     job = TrainJob(styles, data, Path(args.output), train, config, kind=kind, flow=args.flow,
                    progress=not args.quiet)
     check_model_dir(job)
+    items = check_sizes(data, train.size, train.frame_size, train.held_out, pairs=train.temporal_weight > 0)
     if train.held_out * 4 > items and processes.process_id == 0:
         fewer = items // 4
         log(f"note: --previews {train.previews} holds out {train.held_out} of the data's {items} item(s) (they are never "
@@ -225,10 +247,11 @@ def train_main(argv: Sequence[str]) -> int:
             "(no previews), trains on more")
     processes = init_distributed(processes)
     check_training_memory(train, arch=loss_arch(config))  # (JAX's devices are known now)
-    check_same_inputs(_fingerprint(job), [*job.styles, *job.data], processes.num_processes, "training")
+    settings = {**_fingerprint(job), "styles": len(job.styles), "data": len(job.data)}  # (the files: compared next)
+    check_same_inputs(settings, [*job.styles, *job.data], processes.num_processes, "training")
     with claimed(*((job.output,) if processes.process_id == 0 else ())):
         job.output.mkdir(parents=True, exist_ok=True)
-        if processes.process_id == 0 and not train.resume:
+        if processes.process_id == 0:  # (on --resume too: an older job.json is written in today's terms)
             write_text_atomic(job.output / JOB_FILE, json.dumps(_fingerprint(job), indent=1, default=str) + "\n")
         network = network_for(config)
         log(f"training a '{kind}' network ({len(styles)} style(s), width {train.width}, {train.blocks} blocks) on "

@@ -104,7 +104,8 @@ def find_inputs(paths: Sequence[str | os.PathLike], what: str = "--data",
         if not path.exists():
             raise UserError(f"{what} {path} does not exist")
         if path.is_dir():
-            inside = skip if skip is not None and skip != path.resolve() else None  # (-o DATA is refused later)
+            # (-o that is DATA or holds it is no model inside the data: refused as a model folder later)
+            inside = skip if skip is not None and path.resolve() in skip.parents else None
             files = sorted(p for p in path.rglob("*") if p.is_file() and _usable(p)
                            and not any(part.startswith(".") for part in p.relative_to(path).parts)
                            and (inside is None or inside not in p.resolve().parents))

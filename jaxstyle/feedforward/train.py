@@ -147,8 +147,8 @@ def train_network(job: TrainJob, network: Network, style_images: Sequence[np.nda
                 _quiet_closed_loop_callbacks()
                 reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0].split(" See full")[0][:160]
                 raise UserError(f"--resume: the checkpoint of step {latest} in {job.checkpoints} cannot be read "
-                                f"({reason}); delete {job.checkpoints / str(latest)} to resume from an earlier "
-                                "one, or train into a new -o") from None
+                                f"({reason}); if it is damaged, delete {job.checkpoints / str(latest)} to resume "
+                                "from an earlier one, or train into a new -o") from None
             start = int(latest)
             records = [r for r in _read_metrics(job.output).get("curve", []) if r["step"] <= start]
             log(f"resuming at step {start} of {tc.steps}")

@@ -220,7 +220,9 @@ class OutputLock:
     with the dead process's id, says so: :attr:`took_over`)."""
 
     def __init__(self, path: str | os.PathLike, what: str = "output"):
-        target = write_target(path)  # a link and its target are one output
+        # a file behind a link is written at its target, so it is locked there; a folder (a model
+        # directory, a work directory) is written through its path, and locked beside it
+        target = Path(os.path.abspath(path)) if os.path.isdir(path) else write_target(path)
         self.target, self.what = target, what
         self.path = target.with_name(f".{target.name}{LOCK_SUFFIX}")
         self.fd: int | None = None

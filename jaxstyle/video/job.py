@@ -45,7 +45,9 @@ from .workdir import WorkDir
 class VideoOptions:
     """How a video job reads and writes (not part of what it computes, so not of its fingerprint)."""
 
-    frames_dir: str | None = setting(None, "also write the output frames as PNGs into DIR", metavar="DIR")
+    frames_dir: str | None = setting(None, "also write the output frames as PNGs into DIR (frame_000000.png, ...; "
+                                        "frame PNGs numbered past this video's, from an earlier run, are removed at the end)",
+                                        metavar="DIR")
     start: float = setting(0.0, "process a segment (of a video or a sound file) starting here", metavar="SEC")
     duration: float | None = setting(None, "length of the segment to process (a video or a sound file)", metavar="SEC")
     audio: bool = setting(True, "drop the audio (by default every audio stream is kept)", flag="--no-audio")

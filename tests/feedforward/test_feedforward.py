@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -278,11 +279,7 @@ def test_resume_follows_the_files_contents_and_names_what_changed(capsys, data_f
     assert_one_line_error(code, err, "trained with other settings: other --data file contents; --learning-rate 0.001 "
                           "(now 0.01)")
     (moved / "img1.png").write_bytes((data_folder / "img1.png").read_bytes())
-    for item in (moved / "model" / "checkpoints" / "3").iterdir():  # a copy that lost the arrays
-        if item.is_dir():
-            for leaf in item.rglob("*"):
-                if leaf.is_file() and leaf.parent.name == "d":
-                    leaf.unlink()
+    shutil.rmtree(moved / "model" / "checkpoints" / "3" / "default")  # a copy cut short
     code, err = run_main([*job, "--data", moved, "-o", moved / "model", "--steps", "4", "--resume"], capsys)
     assert code == 2 and err.strip().splitlines()[-1].startswith("jaxstyle: error: --resume: the checkpoint of step 3")
     assert "cannot be read" in err and "Traceback" not in err, err
@@ -420,7 +417,7 @@ def test_a_style_prediction_network_trains_from_a_folder_and_takes_any_style(cap
     (["train", "--style", STYLE, "--data", "{data}", "-o", "{tmp}/m", "--width", "100000"], "smaller --width"),
     (["train", "--style", STYLE, "--style", STYLE, "--data", "{data}", "-o", "{tmp}/m"], "is given twice"),
     (["train", "--style", STYLE, "--data", "{data}/img0.png", "-o", "{tmp}/m", "--flow", "farneback"],
-     "no video in --data"),
+     "--data has no video"),
     (["train", "--style", STYLE, "--data", "{data}", "-o", "{tmp}/m", "--style-weight", "1e39"], "at most 3.4e38"),
     (["{content}", "--model", "{model}", "--style-mix", "1,,1", "-o", "{tmp}/o.png"], "comma-separated numbers"),
     (["{content}", "--model", "{model}/checkpoints", "-o", "{tmp}/o.png"], "not a jaxstyle model"),
@@ -485,6 +482,32 @@ def test_a_folder_left_before_the_first_checkpoint_can_be_trained_into_again(tmp
     with pytest.raises(UserError, match="--resume continues"):
         check_model_dir(job)
 
+
+
+def test_resume_compares_what_the_training_used(tmp_path):
+    """Still images make frame pairs only with synthetic motion: without it the temporal weight is
+    no difference, with it every temporal setting is; the held-out previews count, not --previews."""
+    from jaxstyle.cli.train import _fingerprint, check_model_dir
+
+    folder = tmp_path / "m"
+    (folder / "checkpoints" / "4").mkdir(parents=True)
+
+    def job(**train):
+        return TrainJob([Path(STYLE)], [Path(STYLE2)], folder, TrainConfig(steps=10, resume=True, **train),
+                        StyleConfig().resolved())
+
+    def trained(**train):
+        (folder / "job.json").write_text(json.dumps(_fingerprint(job(**train)), default=str))
+
+    trained(temporal_weight=5.0)
+    check_model_dir(job(temporal_weight=0.0))  # no pairs: the weight does nothing
+    trained(temporal_weight=1.0, synthetic_motion=0.5)
+    with pytest.raises(UserError, match=r"--synthetic-motion 0.5 \(now 0.0\); --temporal-weight 1.0 \(now unused\)"):
+        check_model_dir(job(temporal_weight=0.0))
+    trained(preview_every=0)
+    check_model_dir(job(preview_every=0, previews=7))  # none held out either way
+    with pytest.raises(UserError, match=r"0 held-out preview item\(s\) \(now 4"):
+        check_model_dir(job())
 
 
 def test_a_training_from_before_a_setting_existed_still_resumes(tmp_path):
