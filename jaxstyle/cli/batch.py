@@ -210,7 +210,7 @@ def _optimizes_from_network(item: BatchItem) -> bool:
         own = build_parser().parse_args([str(item.content), "--style", "style.png", *item.options])
     except UserError:
         return False  # (the item fails with its own reason)
-    return own.init == "network"
+    return getattr(own, "init", None) == "network"  # (a flag not given is not in the namespace)
 
 
 def _check_job_flags_apply(job_flags: list[str], items: list[BatchItem]) -> None:
