@@ -16,11 +16,14 @@ from jaxstyle.schedules.independent import frame_norms, margin_weights, offset_t
 from jaxstyle.schedules.tile_geometry import plan_tiles_minimal
 from jaxstyle.schedules.tile_plan import tile_iterations, tiled_scales
 
+from ..helpers import SHALLOW_LAYERS
+
 ONE = np.ones(1)  # the blend of one style image
 
 
 def _cfg(tile_iterations=4, tile_coarse_iterations=None, **kw):
-    base = dict(start_size=32, scale_factor=2.0, coarse_iterations=4, iterations=4, chunk=2,
+    # (shallow layers: the tiling does not depend on them, and the compiles are several times cheaper)
+    base = dict(start_size=32, scale_factor=2.0, coarse_iterations=4, iterations=4, chunk=2, **SHALLOW_LAYERS,
                 tiles=TileConfig(size=64, overlap=16, iterations=tile_iterations, coarse_iterations=tile_coarse_iterations,
                                  rounds=2, mode="independent"))
     base.update(kw)
