@@ -98,13 +98,17 @@ def _fingerprint(job: TrainJob) -> dict:
     loss = {name: getattr(job.config, name) for name in LOSS_FIELDS}
     loss["network"] = _network_name(loss["network"])
     return {"kind": job.kind, "styles": _digests(job.styles), "data": _digests(job.data), "train": train,
-            "flow": job.flow if any(is_video(p) for p in job.data) else None, "loss": loss}
+            "flow": job.flow if _has_video(job.data) else None, "loss": loss}
+
+
+def _has_video(data: Sequence[Path]) -> bool:
+    return any(is_video(p) for p in data)
 
 
 def _drop_unused_temporal(train: dict, data: Sequence[Path]) -> None:
     """Still images without synthetic motion make no frame pairs: --temporal-weight does nothing
     there, so it is no difference on --resume. (Synthetic pairs use their exact motion, no --flow.)"""
-    if not any(is_video(p) for p in data) and not train.get("synthetic_motion"):
+    if not _has_video(data) and not train.get("synthetic_motion"):
         train.pop("temporal_weight", None)
 
 
@@ -161,7 +165,7 @@ def check_flow(method: str, data: Sequence[Path], train: TrainConfig) -> None:
     (OpenCV's build) before the work where there is."""
     if method == "dis":
         return
-    if train.temporal_weight <= 0 or not any(is_video(p) for p in data):
+    if train.temporal_weight <= 0 or not _has_video(data):
         raise UserError(f"--flow {method} applies to the temporal loss between a video's frames, and in this training "
                         + ("--temporal-weight is 0" if train.temporal_weight <= 0 else "--data has no video"))
     check_flow_method(method)
@@ -214,7 +218,7 @@ def _as_now(before: dict, job: TrainJob) -> dict:
     if "previews" in before["train"]:  # (it held its previews out whatever --preview-every was)
         before["train"]["held_out"] = before["train"].pop("previews")
     _drop_unused_temporal(before["train"], job.data)
-    if not any(is_video(p) for p in job.data):
+    if not _has_video(job.data):
         before["flow"] = None
     return before
 

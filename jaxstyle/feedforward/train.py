@@ -211,8 +211,8 @@ def train_network(job: TrainJob, network: Network, style_images: Sequence[np.nda
     wall = time.perf_counter() - t_start
     # (the first step of a run compiles and is not timed: a run of one step has no rate)
     rate = images_done / max(time.perf_counter() - t0, 1e-9) if images_done else None
-    summary = {"steps": tc.steps, "step": tc.steps, "finished": True, "resumed_from": start, "wall_seconds": wall, "compile_seconds": compile_seconds,
-               "images_per_second": rate, "devices": len(devices), "processes": procs, "data": data.describe(),
+    summary = {"steps": tc.steps, "step": tc.steps, "finished": True, "resumed_from": start, "wall_seconds": wall,
+               "compile_seconds": compile_seconds, "images_per_second": rate, "devices": len(devices), "processes": procs, "data": data.describe(),
                "final": records[-1] if records else {}}
     if me == 0:
         meta = {"kind": job.kind, "styles": [str(p) for p in job.styles], "style_side": style_side,
