@@ -7,6 +7,9 @@ API lets it propagate.
 
 from __future__ import annotations
 
+import os
+import sys
+
 
 class UserError(Exception):
     """A problem with the user's input, reported as one clear line (CLI exit code 2)."""
@@ -20,3 +23,16 @@ class UserError(Exception):
 
 class NonFiniteLoss(UserError):
     """The loss became NaN or infinite; the last finite image is kept."""
+
+
+def program() -> str:
+    """How the user started jaxstyle (``python cli.py``, ``python -m jaxstyle`` or the ``jaxstyle``
+    command), so that a message naming a command names the one the user can type."""
+    started = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "cli.py"
+    if started == "cli.py":
+        return "python cli.py"
+    if started == "__main__.py" and os.path.basename(os.path.dirname(os.path.abspath(sys.argv[0]))) == "jaxstyle":
+        return "python -m jaxstyle"
+    if started.endswith(".py") or started in ("-c", "-m", "pytest", "python", "python3", "ipykernel_launcher.py"):
+        return "python cli.py"  # (the Python API, a notebook or a test: the repository's command)
+    return started

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import re
 import sys
 import threading
 import time
@@ -14,7 +15,7 @@ import typing
 from pathlib import Path
 
 from .. import interrupts
-from ..errors import UserError
+from ..errors import UserError, program
 from ..io.files import OutputLock, check_output_file, remove_stale_temps
 from ..io.images import remove_frames_from
 from ..io.video import audio_streams, dropped_subtitles_note
@@ -26,20 +27,9 @@ __all__ = ["PROG", "Parser", "log", "default_output", "check_metrics_path", "che
 PROG = "jaxstyle"
 
 
-def program() -> str:
-    """How the user started jaxstyle, for the usage lines: ``python cli.py``, ``python -m jaxstyle``
-    or the ``jaxstyle`` command."""
-    started = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "cli.py"
-    if started == "cli.py":
-        return "python cli.py"
-    if started == "__main__.py" and os.path.basename(os.path.dirname(os.path.abspath(sys.argv[0]))) == "jaxstyle":
-        return "python -m jaxstyle"
-    return started
-
-
 class Parser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line and exit code 2, and the usage names the command as
-    it was started (``prog`` is written as ``python cli.py ...``)."""
+    """argparse, but a usage error is one line and exit code 2, and the usage and help name the
+    command as it was started (they are written with ``python cli.py``)."""
 
     def __init__(self, *args, prog: str | None = None, usage: str | None = None, **kwargs):
         if prog is not None and prog.startswith("python cli.py"):
@@ -47,6 +37,10 @@ class Parser(argparse.ArgumentParser):
         if usage is not None and usage.startswith("python cli.py"):
             usage = program() + usage[len("python cli.py"):]
         super().__init__(*args, prog=prog, usage=usage, **kwargs)
+
+    def format_help(self) -> str:
+        # (a help text wrapped at the space inside "python cli.py" keeps its line break)
+        return re.sub(r"python(\s+)cli\.py", lambda m: program().replace(" ", m.group(1), 1), super().format_help())
 
     def error(self, message: str) -> typing.NoReturn:  # type: ignore[override]
         raise UserError(f"{message} (see --help)")

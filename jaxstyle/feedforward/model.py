@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import serialization
 
-from ..errors import UserError
+from ..errors import UserError, program
 from ..io.files import atomic_output, write_text_atomic
 from ..nets.transformer import Stylizer, StylizerSpec
 from ..optim.solve import frame_mesh, local_rows, replicate, shard_frames
@@ -127,8 +127,8 @@ def load_model(folder: str | Path) -> Model:
     if not meta_path.is_file():
         if (folder / "job.json").is_file() or (folder / "checkpoints").is_dir():  # (a training's folder)
             raise UserError(f"--model {folder} is a training that has not finished (no {META_FILE} yet): continue it "
-                            "with 'python cli.py train ... --resume'")
-        raise UserError(f"--model {folder} has no {META_FILE}: not a jaxstyle model (train one with 'python cli.py train')")
+                            f"with '{program()} train ... --resume'")
+        raise UserError(f"--model {folder} has no {META_FILE}: not a jaxstyle model (train one with '{program()} train')")
     try:
         meta = json.loads(meta_path.read_text())
     except (OSError, ValueError) as exc:

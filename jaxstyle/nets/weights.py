@@ -35,7 +35,7 @@ from typing import Callable
 
 import numpy as np
 
-from ..errors import UserError
+from ..errors import UserError, program
 from ..io.files import replace_into, temp_path, write_failure
 from .vgg import ARCHS, Network, conv_names
 
@@ -357,7 +357,7 @@ def fetch(arch: str = "vgg19", *, url: str | None = None, directory: Path | None
             reason = getattr(exc, "reason", exc)
             raise UserError(
                 f"cannot download {url} ({reason}); on a machine that is online, download that file and "
-                f"run: python cli.py weights port {filename}"
+                f"run: {program()} weights port {filename}"
             ) from None
         finally:
             if os.path.exists(tmp):
@@ -438,8 +438,8 @@ def load_network(name: str | None = None, *, pooling: str = "avg", directory: Pa
             npz = convert_lpips(directory)
         else:
             raise UserError(
-                "no VGG19 weights yet: run 'python cli.py weights fetch vgg19' when online, or download "
-                "vgg19-dcbb9e9d.pth (torchvision) and run 'python cli.py weights port FILE'"
+                f"no VGG19 weights yet: run '{program()} weights fetch vgg19' when online, or download "
+                f"vgg19-dcbb9e9d.pth (torchvision) and run '{program()} weights port FILE'"
             )
     params, meta = read_converted(npz)
     return Network(meta["arch"], params, meta["preprocessing"], pooling, meta["source"], meta["sha256"])

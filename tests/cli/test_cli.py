@@ -158,6 +158,12 @@ def test_size_flag_and_subprocess_entry_points(images, tmp_path):
         assert proc.returncode == 2
         assert proc.stderr.strip().count("\n") == 0 and "missing.png" in proc.stderr
         assert "Traceback" not in proc.stderr
+    # A message or help that names a command names the one the user typed.
+    proc = subprocess.run([sys.executable, "-m", "jaxstyle", str(images["content"]), "--model", str(tmp_path)],
+                          cwd=ROOT, env=env, capture_output=True, text=True)
+    assert proc.returncode == 2 and "'python -m jaxstyle train'" in proc.stderr, proc.stderr
+    proc = subprocess.run([sys.executable, "-m", "jaxstyle", "--help"], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert proc.returncode == 0 and "'python -m jaxstyle train ...'" in proc.stdout and "cli.py" not in proc.stdout
     out = tmp_path / "sized.png"
     proc = subprocess.run([sys.executable, "cli.py", str(images["content"]), "--style", str(images["style"]),
                            "-o", str(out), "--size", "32", *FAST], cwd=ROOT, env=env, capture_output=True, text=True)
