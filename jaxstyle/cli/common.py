@@ -16,8 +16,8 @@ from pathlib import Path
 
 from .. import interrupts
 from ..errors import UserError, program
-from ..io.files import OutputLock, check_output_file, remove_stale_temps
-from ..io.images import remove_frames_from
+from ..io.files import OutputLock, check_output_dir, check_output_file, remove_stale_temps
+from ..io.images import FRAME_PNG, remove_frames_from
 from ..io.video import audio_streams, dropped_subtitles_note
 from ..schedules.memory import check_memory
 
@@ -74,6 +74,17 @@ def check_metrics_path(metrics_json: str | None, paths) -> None:
         if os.path.realpath(item) == os.path.realpath(metrics_json):  # a link is its target
             raise UserError(f"--metrics-json {metrics_json} is the same path as {item}")
     check_output_file(metrics_json, "--metrics-json")
+
+
+def check_frames_dir(frames_dir: str, inputs) -> None:
+    """--frames-dir is a folder this run may write, and no input of the run sits in it under a
+    frame's name (the run writes frame_NNNNNN.png there and removes the ones past its frames)."""
+    check_output_dir(frames_dir, "--frames-dir")
+    folder = os.path.realpath(frames_dir)
+    for path in map(Path, inputs):
+        if FRAME_PNG.match(path.name) and os.path.realpath(path.parent) == folder:
+            raise UserError(f"the input {path} is in --frames-dir {frames_dir} under a frame's name: this run "
+                            "writes and removes the frame PNGs there; move it or choose another --frames-dir")
 
 
 def finish_frames_dir(frames_dir: str, frames: int) -> None:

@@ -6,7 +6,6 @@ the result ``outputs/example.png`` (plus ``outputs/example.json`` with the metri
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np

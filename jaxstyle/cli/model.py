@@ -15,11 +15,11 @@ from ..feedforward import Model, load_model
 from ..feedforward.video import stylize_video_with_model
 from ..imaging import target_size
 from ..io.audio import is_audio
-from ..io.files import check_output_dir, write_json_atomic
+from ..io.files import write_json_atomic
 from ..io.images import check_output_path, read_image, write_image
 from ..io.video import VIDEO_OUTPUT_EXTENSIONS, is_video_content, probe
 from ..video import VideoOptions
-from .common import check_metrics_path, check_output_file, claimed, finish_frames_dir, log, note_dropped_streams
+from .common import check_frames_dir, check_metrics_path, check_output_file, claimed, finish_frames_dir, log, note_dropped_streams
 from .flags import from_flags
 from .image import image_main
 from .video import check_video_style_audio, video_main, with_stylized_sound
@@ -103,7 +103,7 @@ def _video(args, config: StyleConfig, model: Model, cond: np.ndarray, content_pa
     check_metrics_path(args.metrics_json, [content_path, output])
     probe(content_path)
     if options.frames_dir:
-        check_output_dir(options.frames_dir, "--frames-dir")
+        check_frames_dir(options.frames_dir, [content_path, *(args.style or [])])
     if args.style_audio:
         check_video_style_audio(args, content_path, output, options)
     note_dropped_streams(content_path, output, options.audio and not args.style_audio,

@@ -25,8 +25,8 @@ from ..io.video import VIDEO_OUTPUT_EXTENSIONS, expected_frame_count, is_video, 
 from ..api import network_for
 from ..video import Processes, VideoJob, VideoOptions, frames_at_once, stylize_video
 from .audio import sound_metrics, stylize_sound
-from .common import (check_memory, check_metrics_path, check_output_file, claimed, default_output,
-                     finish_frames_dir, log, note_dropped_streams)
+from .common import (check_frames_dir, check_memory, check_metrics_path, check_output_file, claimed,
+                     default_output, finish_frames_dir, log, note_dropped_streams)
 from .flags import from_flags
 
 def check_video_style_audio(args, content_path: Path, output: Path, options: VideoOptions) -> None:
@@ -136,7 +136,7 @@ def video_main(args, config: StyleConfig, warm_start: Callable[[np.ndarray], np.
         else:
             read_image(style)
     if options.frames_dir:
-        check_output_dir(options.frames_dir, "--frames-dir")
+        check_frames_dir(options.frames_dir, [content_path, *style_paths, *masks])
     check_metrics_path(args.metrics_json, [content_path, *style_paths, output])
     job = VideoJob(content_path, style_paths, output, config, options, processes, progress=not args.quiet,
                    warm_start=warm_start)

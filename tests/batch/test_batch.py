@@ -2,7 +2,6 @@
 results index, failures recorded while the rest go on, resuming, and outputs equal to single runs."""
 
 import json
-import os
 import subprocess
 import sys
 

@@ -3,9 +3,11 @@ exit, before any work where it can be known, and no existing file changes."""
 
 import dataclasses
 import os
+import shutil
 import stat
 import subprocess
 import sys
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -132,6 +134,18 @@ def test_video_paths_and_values_fail_before_any_work(capsys, images, tmp_path):
         assert_one_line_error(*run_main(argv, capsys), needle)
         assert not (tmp_path / "v.mp4").exists() and not (tmp_path / ".v.mp4.jaxstyle-work").exists()
     assert a_file.read_text() == "x"
+
+
+def test_an_input_named_as_a_frame_in_the_frames_dir_is_refused(capsys, images, tmp_path):
+    """The run writes frame_NNNNNN.png into --frames-dir and removes those past its frames: an input
+    there under such a name would be overwritten or deleted."""
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    style = frames / "frame_000050.png"
+    shutil.copy(images["style"], style)
+    argv = [MEDIA / "video" / "realshort.mp4", "--style", style, "-o", tmp_path / "v.mp4", "--frames-dir", frames, *VFAST]
+    assert_one_line_error(*run_main(argv, capsys), "frame_000050.png", "--frames-dir")
+    assert style.read_bytes() == Path(images["style"]).read_bytes() and not (tmp_path / "v.mp4").exists()
 
 
 def test_gif_output_says_the_sound_is_dropped(capsys, images, tmp_path):
