@@ -9,7 +9,8 @@ A JSONL line is an object::
 a trained feed-forward network (``python cli.py train``), which then stylizes the item in one pass
 per frame (no ``style`` needed unless the model predicts from one, or with ``--init network``);
 ``output``, ``model`` and ``options`` are optional (``options``: a string or a list of CLI flags,
-applied after the job's own flags). Relative paths are relative to the JSONL file's folder; a relative ``output`` to the
+applied after the job's own flags). Relative paths are relative to the JSONL file's folder (those of
+the options' masks, ``--init``, ``--style-audio`` and ``--network`` too); a relative ``output`` to the
 job's ``--out-dir``. Blank lines and lines starting with ``#`` are skipped. A malformed line is an
 item that fails (with its reason in the index), not a failed job.
 """
@@ -85,6 +86,33 @@ def _options(value, where: str) -> tuple[str, ...]:
     raise ValueError(f"{where}: \"options\" must be a string or a list of flags")
 
 
+# the flags of an item's "options" that name input files, with the words they take that are not
+# paths (--style-mask takes a comma-separated list)
+INPUT_PATH_FLAGS = {"--content-mask": (), "--style-mask": (), "--style-audio": (),
+                    "--init": ("content", "noise", "style", "network"),
+                    "--network": ("auto", "vgg16", "vgg19", "random")}
+
+
+def _paths_from(base: Path, options: tuple[str, ...]) -> tuple[str, ...]:
+    """``options`` with the relative input paths among them made relative to ``base`` (the jobs
+    file's folder), as the item's content and styles are."""
+    def moved(flag: str, value: str) -> str:
+        parts = value.split(",") if flag == "--style-mask" else [value]
+        return ",".join(part if not part or part in INPUT_PATH_FLAGS[flag] or Path(part).is_absolute()
+                        else str(base / part) for part in parts)
+
+    out = list(options)
+    for i, token in enumerate(out):
+        flag, equals, value = token.partition("=")
+        if flag not in INPUT_PATH_FLAGS:
+            continue
+        if equals:
+            out[i] = f"{flag}={moved(flag, value)}"
+        elif i + 1 < len(out) and not out[i + 1].startswith("--"):
+            out[i + 1] = moved(flag, out[i + 1])
+    return tuple(out)
+
+
 def _item(index: int, data, base: Path, where: str, job_model: bool = False) -> BatchItem:
     if not isinstance(data, dict):
         raise ValueError(f"{where}: expected a JSON object")
@@ -107,7 +135,7 @@ def _item(index: int, data, base: Path, where: str, job_model: bool = False) -> 
     if output is not None and (not isinstance(output, str) or not output):
         raise ValueError(f"{where}: \"output\" must be a path")
     return BatchItem(index, base / data["content"], tuple(base / s for s in styles),
-                     Path(output) if output else None, _options(data.get("options"), where),
+                     Path(output) if output else None, _paths_from(base, _options(data.get("options"), where)),
                      model=base / model if model else None, where=where)
 
 
@@ -118,7 +146,7 @@ def read_jobs(path: str | Path, model: bool = False) -> list[BatchItem]:
     if not path.is_file():
         raise UserError(f"jobs file {path} does not exist" if not path.exists() else f"jobs file {path} is not a file")
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        lines = path.read_text(encoding="utf-8-sig").splitlines()  # (-sig: a byte-order mark some editors write)
     except (OSError, UnicodeDecodeError) as exc:
         raise UserError(f"cannot read the jobs file {path}: {exc}") from None
     items: list[BatchItem] = []
@@ -172,11 +200,22 @@ def _fitting(stem: str) -> str:
     return raw[:MAX_STEM_BYTES - 9].decode(errors="ignore") + "-" + hashlib.sha256(raw).hexdigest()[:8]
 
 
+def _named(item: BatchItem) -> str:
+    return item.where if ":" in item.where else f"item {item.index}"  # ("jobs.jsonl:3", or a folder's item)
+
+
 def output_names(items: Sequence[BatchItem], out_dir: Path, model: str | None = None) -> list[BatchItem]:
     """Give every item its output path: its own (relative to ``out_dir``) or
     ``CONTENT_STYLE.ext`` in ``out_dir`` (``CONTENT_MODEL.ext`` without a style; ``model``: the
-    job's; a long one cut, with a hash of the whole), numbered ``-2``, ``-3``... where two items would collide."""
+    job's; a long one cut, with a hash of the whole), numbered ``-2``, ``-3``... where two items
+    would collide or a name is an item's input. An item's own output that is another item's input
+    (or an earlier item's output) is a problem of that item: the job must not overwrite what a later
+    item reads, whatever the order the items run in."""
     taken: set[Path] = set()
+    inputs: dict[Path, BatchItem] = {}  # each input, with the first item that reads it
+    for other in items:
+        for path in (other.content, *other.styles) if other.problem is None else ():
+            inputs.setdefault(path.resolve(), other)
     named = []
     for item in items:
         if item.problem is not None:
@@ -191,8 +230,13 @@ def output_names(items: Sequence[BatchItem], out_dir: Path, model: str | None = 
                 stem = f"{item.content.stem}_{Path(item.model or model or 'model').name}"
             stem = _fitting(stem)
             path, n = out_dir / f"{stem}{_suffix(item)}", 2
-            while path.resolve() in taken:
+            while path.resolve() in taken or path.resolve() in inputs:
                 path, n = out_dir / f"{stem}-{n}{_suffix(item)}", n + 1
+        if path.resolve() in inputs:
+            reader = inputs[path.resolve()]
+            named.append(dataclasses.replace(item, output=path, problem=f"{item.where}: output {path} is an input of "
+                                                                        f"{'this item' if reader is item else _named(reader)}"))
+            continue
         if path.resolve() in taken:
             named.append(dataclasses.replace(item, output=path, problem=f"{item.where}: output {path} is also an "
                                                                         "earlier item's output"))

@@ -56,6 +56,16 @@ def test_jobs_file_lines_become_items_and_bad_lines_failed_items(tmp_path):
     assert items[1].kind == "video" and items[1].options == ("--size", "64", "--fps", "12")
     assert items[2].problem.startswith("jobs.jsonl:5: not valid JSON")
     assert "\"style\"" in items[3].problem and "unknown key(s) colour" in items[4].problem
+    # the options' input paths are relative to the jobs file too; their words stay words
+    sub = tmp_path / "sub"
+    sub.mkdir()
+    (sub / "jobs.jsonl").write_text("\ufeff" + json.dumps({"content": "a.png", "style": "s.png", "options": [
+        "--content-mask", "m.png", "--style-mask=x.png,/abs/y.png", "--init", "noise", "--network", "vgg16",
+        "--style-audio", "t.wav", "--size", "64"]}) + "\n")  # (a byte-order mark first, as some editors write)
+    [moved] = read_jobs(sub / "jobs.jsonl")
+    assert moved.problem is None and moved.options == (
+        "--content-mask", str(sub / "m.png"), f"--style-mask={sub / 'x.png'},/abs/y.png", "--init", "noise",
+        "--network", "vgg16", "--style-audio", str(sub / "t.wav"), "--size", "64")
     named = output_names(items, tmp_path / "out")
     assert named[0].output == tmp_path / "out" / "a_s.png" and named[1].output == tmp_path / "out" / "b.mkv"
     assert named[1].argv(["--preset", "fast"])[-6:] == ["--quiet", "--preset", "fast", "--size", "64", "--fps", "12"][-6:]
@@ -74,6 +84,18 @@ def test_folder_times_styles_and_colliding_names(tmp_path):
     named = output_names(same, tmp_path / "o")
     assert [n.output.name for n in named[:2]] == ["a_s.png", "a_s-2.png"]
     assert "also an earlier item's output" in named[2].problem
+    # an output that is another item's input (whichever runs first) or its own, and a generated
+    # name that would be an input
+    reads = [BatchItem(0, tmp_path / "in" / "a.png", (tmp_path / "s.png",), output=tmp_path / "in" / "b.png",
+                       where="jobs.jsonl:1"),
+             BatchItem(1, tmp_path / "in" / "b.png", (tmp_path / "s.png",), where="jobs.jsonl:2"),
+             BatchItem(2, tmp_path / "in" / "c.png", (tmp_path / "s.png",), output=tmp_path / "s.png", where="jobs.jsonl:3"),
+             BatchItem(3, tmp_path / "o" / "d_s.png", (tmp_path / "s.png",), where="jobs.jsonl:4"),
+             BatchItem(4, tmp_path / "in" / "d.png", (tmp_path / "s.png",), where="jobs.jsonl:5")]
+    named = output_names(reads, tmp_path / "o")
+    assert named[0].problem == f"jobs.jsonl:1: output {tmp_path / 'in' / 'b.png'} is an input of jobs.jsonl:2"
+    assert named[1].problem is None and "is an input of jobs.jsonl:1" in named[2].problem
+    assert named[3].problem is None and named[4].output.name == "d_s-2.png" and named[4].problem is None
     # long content and style names make a name the file system takes, still one per pair
     long = [BatchItem(0, tmp_path / ("é" * 100 + ".png"), (tmp_path / ("s" * 100 + ".png"),)),
             BatchItem(1, tmp_path / ("é" * 100 + ".png"), (tmp_path / ("s" * 101 + ".png"),))]
