@@ -19,15 +19,16 @@ from .feedforward import Model, load_model
 from .feedforward.loss import style_statistics
 from .imaging import target_size
 from .io.images import read_image, to_rgb_float
+from .io.labels import palette, read_style_masks, snap_labels
 from .nets.vgg import Network
 from .nets.weights import load_network
-from .objective import Objective, Regions, ScaleInputs, Temporal
+from .objective import Objective, Regions, ScaleInputs, Temporal, build_regions
 from .optim import evaluate
 from .schedules.inputs import Result, blend_weights
 
 ImageLike = "np.ndarray | str"
 
-__all__ = ["stylize_frames", "stylize_image", "image_losses", "target_size", "Result", "Temporal", "network_for",
+__all__ = ["stylize_frames", "load_regions", "stylize_image", "image_losses", "target_size", "Result", "Temporal", "network_for",
            "load_model", "model_conditioning", "stylize_with_model"]
 
 
@@ -41,6 +42,22 @@ def network_for(config: StyleConfig, network: Network | None = None) -> Network:
     """``network``, or the one the config names, with the config's pooling and precision."""
     return (network or load_network(config.network, pooling=config.pooling)).configured(config.pooling,
                                                                                         config.precision)
+
+
+def load_regions(config: StyleConfig, content_hw: tuple[int, int] | None, styles: Sequence[np.ndarray],
+                 frame_hw: tuple[int, int]) -> Regions | None:
+    """The semantic regions of ``config.content_mask`` / ``config.style_mask`` (None without them)
+    for frames of ``frame_hw``; the content mask must be ``content_hw`` (the content's own size)
+    unless that is None."""
+    if config.content_mask is None:
+        return None
+    style_labels = read_style_masks(config.style_mask, styles)
+    mask = read_image(config.content_mask)
+    if content_hw is not None and mask.shape[:2] != tuple(content_hw):
+        raise UserError(f"--content-mask {config.content_mask} is {mask.shape[1]}x{mask.shape[0]}"
+                        f" px but the content is {content_hw[1]}x{content_hw[0]}")
+    return build_regions(snap_labels(mask, palette(style_labels)), style_labels, frame_hw,
+                         [s.shape[:2] for s in styles])
 
 
 def stylize_frames(contents: np.ndarray, styles: Sequence[np.ndarray], config: StyleConfig | None = None, *,
@@ -59,10 +76,13 @@ def stylize_frames(contents: np.ndarray, styles: Sequence[np.ndarray], config: S
     ``temporal`` adds the temporal loss toward warped earlier outputs. ``frame_styles`` (style
     videos): for each frame a list of style images whose Gram matrices are averaged into that
     frame's style target (``styles`` is then only used for initialization). ``regions`` (semantic
-    masks, see :mod:`jaxstyle.objective.regions`) restricts style matching to regions. Frames
-    larger than ``config.tiles.size`` are stylized in tiles.
+    masks, see :mod:`jaxstyle.objective.regions`) restricts style matching to regions; without it,
+    ``config.content_mask`` (one label image for every frame, resized to them) and
+    ``config.style_mask`` do. Frames larger than ``config.tiles.size`` are stylized in tiles.
     """
     cfg = (config or StyleConfig()).resolved()
+    if regions is None and cfg.content_mask is not None:
+        regions = load_regions(cfg, None, [_as_image(s, "style") for s in styles], np.shape(contents)[1:3])
     frames = schedules.prepare(contents, styles, cfg, init=init, temporal=temporal, frame_styles=frame_styles,
                                regions=regions)
     return schedules.stylize(frames, cfg, network_for(cfg, network), devices=devices, progress=progress,
@@ -81,7 +101,8 @@ def stylize_image(content: ImageLike, style: ImageLike | Sequence[ImageLike], co
     style_imgs = [_as_image(s, "style") for s in style_list]
     h, w = target_size(content_img.shape[0], content_img.shape[1], cfg.size)
     frames = imaging.resize(content_img, h, w)[None]
-    result = stylize_frames(frames, style_imgs, cfg, network=network, progress=progress)
+    regions = load_regions(cfg.resolved(), content_img.shape[:2], style_imgs, (h, w))
+    result = stylize_frames(frames, style_imgs, cfg, network=network, progress=progress, regions=regions)
     return (result.images[0], result.metrics) if return_metrics else result.images[0]
 
 

@@ -90,7 +90,7 @@ def _options(value, where: str) -> tuple[str, ...]:
 # paths (--style-mask takes a comma-separated list)
 INPUT_PATH_FLAGS = {"--content-mask": (), "--style-mask": (), "--style-audio": (),
                     "--init": ("content", "noise", "style", "network"),
-                    "--network": ("auto", "vgg16", "vgg19", "random")}
+                    "--network": ("auto", "vgg16", "vgg19", "random", "random-vgg19", "random-vgg16")}
 
 
 def _paths_from(base: Path, options: tuple[str, ...]) -> tuple[str, ...]:

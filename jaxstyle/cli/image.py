@@ -14,23 +14,8 @@ from ..errors import NonFiniteLoss, UserError
 from ..imaging import target_size
 from ..io.images import check_output_path, read_image, write_image
 from ..io.files import write_json_atomic
-from ..io.labels import palette, read_style_masks, snap_labels
-from ..api import network_for
-from ..objective import build_regions
+from ..api import load_regions, network_for
 from .common import check_memory, check_metrics_path, check_output_file, claimed, default_output, log
-
-
-def load_regions(config: StyleConfig, content_hw, styles, frame_hw):
-    """Semantic masks from --content-mask / --style-mask (None when not given)."""
-    if config.content_mask is None:
-        return None
-    style_labels = read_style_masks(config.style_mask, styles)
-    mask = read_image(config.content_mask)
-    if mask.shape[:2] != tuple(content_hw):
-        raise UserError(f"--content-mask {config.content_mask} is {mask.shape[1]}x{mask.shape[0]}"
-                        f" px but the content is {content_hw[1]}x{content_hw[0]}")
-    return build_regions(snap_labels(mask, palette(style_labels)), style_labels, frame_hw,
-                         [s.shape[:2] for s in styles])
 
 
 def describe_scales(config: StyleConfig, h: int, w: int) -> str:

@@ -97,7 +97,22 @@ class VideoSource:
         self.mask_image = None
         self.mask_info = video_io.probe(mask) if video_io.is_video(mask) else None
         if self.mask_info is None:
-            self.mask_image = read_image(mask)
+            self.mask_image = first = read_image(mask)
+            size = first.shape[1], first.shape[0]
+        else:
+            size = self.mask_info.width, self.mask_info.height
+            frames = video_io.iter_frames(mask, self.mask_info, start=self.start, duration=self.duration)
+            first = next(iter(frames), None)
+            frames.close()
+            if first is None:
+                raise UserError(f"--content-mask {mask} has no frames")
+        # checked now, before any work: the mask's size (as for an image) and that its colours
+        # meet the style masks' (the mask video's first frame)
+        if size != (self.info.width, self.info.height):
+            raise UserError(f"--content-mask {mask} is {size[0]}x{size[1]} px but the video is "
+                            f"{self.info.width}x{self.info.height}")
+        build_regions(content_labels(first, labels, self.height, self.width), labels, (self.height, self.width),
+                      [s.shape[:2] for s in self.style_images])
         return labels
 
     def prepare_masks(self, folder: Path) -> None:

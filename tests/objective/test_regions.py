@@ -2,10 +2,12 @@
 
 import imageio.v3 as iio
 import numpy as np
+import pytest
 
 import jaxstyle
 from jaxstyle import imaging
 from jaxstyle.config import StyleConfig
+from jaxstyle.errors import UserError
 from jaxstyle.io.labels import encode_labels
 from jaxstyle.nets.taps import features_fn, image_grams
 from jaxstyle.objective import build_regions
@@ -91,3 +93,28 @@ def test_cli_masks(capsys, tmp_path, content_small, style_small, weights_dir, vg
     iio.imwrite(green, np.full(style_small.shape[:2] + (3,), (0, 255, 0), np.uint8))
     assert_one_line_error(*run_main(base + ["-o", str(tmp_path / "o4.png"), "--content-mask", str(cmask),
                                             "--style-mask", str(green)], capsys), "match by colour")
+
+
+def test_api_masks_from_the_config(tmp_path, content_small, style_small, vgg16):
+    """The Python API honours StyleConfig's content_mask / style_mask (as the CLI does), and refuses
+    what the CLI refuses."""
+    cmask, smask, green = tmp_path / "cm.png", tmp_path / "sm.png", tmp_path / "green.png"
+    iio.imwrite(cmask, imaging.to_uint8(_halves(*content_small.shape[:2])))
+    iio.imwrite(smask, np.full(style_small.shape[:2] + (3,), (255, 0, 0), np.uint8))  # style on the left only
+    iio.imwrite(green, np.full(style_small.shape[:2] + (3,), (0, 255, 0), np.uint8))
+    fast = dict(network=vgg16, start_size=0, iterations=4, chunk=4, style_weight=100.0)
+    plain = jaxstyle.stylize_image(content_small, style_small, **fast)
+    masked = jaxstyle.stylize_image(content_small, style_small, content_mask=str(cmask), style_mask=(str(smask),), **fast)
+    frames = jaxstyle.stylize_frames(content_small[None], [style_small],
+                                     StyleConfig(start_size=0, iterations=4, chunk=4, style_weight=100.0,
+                                                 content_mask=str(cmask), style_mask=(str(smask),)), network=vgg16)
+    np.testing.assert_allclose(frames.images[0], masked, atol=1e-6)
+    right = slice(content_small.shape[1] // 2 + 4, None)
+    assert np.abs(masked[:, right] - content_small[:, right]).mean() < np.abs(plain[:, right] - content_small[:, right]).mean()
+    for mask, needle in [(str(green), "match by colour"), (str(tmp_path / "none.png"), "does not exist")]:
+        with pytest.raises(UserError, match=needle):
+            jaxstyle.stylize_image(content_small, style_small, content_mask=str(cmask), style_mask=(mask,), **fast)
+    with pytest.raises(UserError, match="is 10x10 px"):
+        iio.imwrite(tmp_path / "small.png", imaging.to_uint8(_halves(10, 10)))
+        jaxstyle.stylize_image(content_small, style_small, content_mask=str(tmp_path / "small.png"),
+                               style_mask=(str(smask),), **fast)

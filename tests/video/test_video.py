@@ -577,6 +577,22 @@ def test_style_video(capsys, clip8, tmp_path, vgg16):
     assert_one_line_error(code, err, "style video")
 
 
+def test_mask_size_and_colours_are_checked_before_any_work(capsys, clip8, style, tmp_path):
+    """A content mask of another size than the video, or with no colour of the style mask: one line
+    before the work directory exists (the same rules as for an image)."""
+    style_mask = tmp_path / "style_mask.png"
+    iio.imwrite(style_mask, np.broadcast_to(np.array([255, 0, 0], np.uint8), iio.imread(style).shape[:2] + (3,)).copy())
+    wrong_size, green = tmp_path / "wrong_size.png", tmp_path / "green.png"
+    iio.imwrite(wrong_size, np.full((48, 64, 3), (255, 0, 0), np.uint8))
+    iio.imwrite(green, np.full((24, 32, 3), (0, 255, 0), np.uint8))
+    out = tmp_path / "v.mp4"
+    for mask, needle in [(wrong_size, "is 64x48 px but the video is 32x24"), (green, "no colour of the content mask")]:
+        code, err = run_main([clip8, "--style", style, "-o", out, *FAST, "--content-mask", mask, "--style-mask", style_mask],
+                             capsys)
+        assert_one_line_error(code, err, needle)
+        assert not out.exists() and not (tmp_path / ".v.mp4.jaxstyle-work").exists()
+
+
 def test_mask_video(capsys, clip8, style, tmp_path, vgg16):
     """A content mask video (left half red, right half blue; H.264, so colours are snapped) and a
     style mask with only red: the style goes to the left half of every frame."""
