@@ -25,6 +25,15 @@ class NonFiniteLoss(UserError):
     """The loss became NaN or infinite; the last finite image is kept."""
 
 
+def first_line(exc: BaseException) -> str:
+    """An exception as one short line: its message's first non-empty line, or its type's name
+    (some libraries raise with no message, or with only a number)."""
+    lines = [line for line in str(exc).splitlines() if line.strip()]
+    if not lines:
+        return type(exc).__name__
+    return lines[0].strip() if any(c.isalpha() for c in lines[0]) else f"{type(exc).__name__} {lines[0].strip()}"
+
+
 def program() -> str:
     """How the user started jaxstyle (``python cli.py``, ``python -m jaxstyle`` or the ``jaxstyle``
     command), so that a message naming a command names the one the user can type."""

@@ -14,7 +14,7 @@ import imageio.v3 as iio
 import numpy as np
 from PIL import Image, ImageCms, ImageOps
 
-from ..errors import UserError
+from ..errors import UserError, first_line
 from ..imaging import to_uint8
 from .files import check_name_length, replace_into, temp_path, write_failure, write_target
 
@@ -63,7 +63,7 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     except UserError:
         raise
     except Exception as exc:  # the decoders raise many exception types for unknown or corrupt files
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         raise UserError(f"cannot read {path} as an image (unsupported or corrupt file: {first})") from None
     return to_rgb_float(np.asarray(data), str(path))
 
@@ -81,7 +81,7 @@ def image_size(path: str | os.PathLike) -> tuple[int, int]:
             if image.getexif().get(0x0112, 1) in (5, 6, 7, 8):
                 width, height = height, width
     except Exception as exc:  # the decoders raise many exception types for unknown or corrupt files
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         raise UserError(f"cannot read {path} as an image (unsupported or corrupt file: {first})") from None
     return height, width
 

@@ -35,7 +35,7 @@ from typing import Callable
 
 import numpy as np
 
-from ..errors import UserError, program
+from ..errors import UserError, first_line, program
 from ..io.files import replace_into, temp_path, write_failure
 from .vgg import ARCHS, Network, conv_names
 
@@ -262,10 +262,15 @@ def load_torch_state(path: Path) -> dict:
         raise UserError(
             f"porting {path.name} needs PyTorch to read it: pip install torch==2.13.0 (CPU build)"
         ) from None
+    if path.is_file() and path.stat().st_size == 0:
+        raise UserError(f"{path} is empty: not a PyTorch state dict")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many kinds of errors for bad files
-        raise UserError(f"cannot read {path} as a PyTorch state dict: {str(exc).splitlines()[0]}") from None
+        reason = first_line(exc)
+        if reason.startswith("Weights only load failed"):  # (torch's advice there, to load unsafely, is not ours)
+            reason = "it holds objects other than tensors, which are never loaded"
+        raise UserError(f"cannot read {path}: not a PyTorch state dict of tensors ({reason})") from None
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict):

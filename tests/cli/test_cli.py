@@ -172,7 +172,7 @@ def test_size_flag_and_subprocess_entry_points(images, tmp_path):
     assert "network: vgg16" in proc.stderr
 
 
-def test_weights_commands(capsys, tmp_path, monkeypatch):
+def test_weights_commands(capsys, tmp_path, monkeypatch, images):
     monkeypatch.setenv("JAXSTYLE_WEIGHTS_DIR", str(tmp_path / "w"))
     code, _ = run_main(["weights", "list"], capsys)
     assert code == 0
@@ -181,6 +181,12 @@ def test_weights_commands(capsys, tmp_path, monkeypatch):
     assert_one_line_error(code, err, "weights port")
     code, err = run_main(["weights", "port", tmp_path / "none.pth"], capsys)
     assert_one_line_error(code, err, "does not exist")
+    (tmp_path / "empty.pth").write_bytes(b"")
+    (tmp_path / "junk.pth").write_bytes(b"\x80\x02junk" * 20)
+    for name, needle in [("empty.pth", "is empty"), ("junk.pth", "not a PyTorch state dict")]:
+        assert_one_line_error(*run_main(["weights", "port", tmp_path / name], capsys), needle)
+        assert_one_line_error(*run_main([images["content"], "--style", images["style"], "-o", tmp_path / "o.png",
+                                         "--network", tmp_path / name], capsys), needle)
 
 
 def test_tile_size_below_the_receptive_field(capsys, images, tmp_path):
