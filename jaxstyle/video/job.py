@@ -208,7 +208,8 @@ def stylize_video(job: VideoJob, network: Network, log=print) -> dict:
             work.remove()
     wall = time.perf_counter() - t0
     metrics.update({
-        "frames": source.n_frames, "fps": str(source.fps), "work_size": [source.height, source.width],
+        "frames": source.n_frames, "fps": str(source.fps), "start": job.options.start, "duration": job.options.duration,
+        "work_size": [source.height, source.width],
         "output_size": [source.info.height, source.info.width], "wall_seconds": wall,
         "frames_per_second": source.n_frames / wall, "network": network.describe(),
         "devices": len(devices), "processes": procs.num_processes,

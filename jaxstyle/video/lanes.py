@@ -223,6 +223,8 @@ def run_lanes(source: VideoSource, work: WorkDir, flows: FlowCache, config, netw
             images.update({i: result.images[pos] for pos, i in enumerate(rest)})
             stats["compile_seconds"] += result.metrics["compile_seconds"]
             stats["iterations_later"] = result.metrics["iterations"]
+            final = result.metrics["final"]["total"]
+            stats["later_frame_losses"] += [[int(frames_t[i]), float(final[pos])] for pos, i in enumerate(rest)]
             if k == 1:
                 stats["second_frame_trace"] = _trace(result.metrics)
         for i, lane in enumerate(my_lanes):
@@ -242,6 +244,7 @@ def run_lanes(source: VideoSource, work: WorkDir, flows: FlowCache, config, netw
         bar.close()
     checkpoints.close()
     stats["lane_seconds"] = time.perf_counter() - t0
+    stats["later_frame_losses"].sort()  # [frame, final loss] of this process's later frames (an overlap frame once per lane)
     return stats
 
 

@@ -192,6 +192,10 @@ def test_real_clip_segment_end_to_end(capsys, media, style, tmp_path, vgg16):
     assert np.isfinite(metrics["stability_error"]) and metrics["stability_error"] > 0
     assert metrics["frames_per_second"] > 0
     assert metrics["iterations_per_frame"] == 2
+    later = metrics["later_frame_losses"]
+    firsts = {lane["start"] for lane in metrics["lanes"]}
+    assert {t for t, _ in later} | firsts == set(range(6)) and all(np.isfinite(v) and v > 0 for _, v in later)
+    assert metrics["start"] == 0 and metrics["duration"] == 0.2
 
     frames = pngs(frames_dir)
     assert sorted(frames) == [f"frame_{t:06d}.png" for t in range(6)]
