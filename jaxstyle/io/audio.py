@@ -71,13 +71,13 @@ def audio_info(path: PathLike, stream: int = 0, what: str = "Audio file") -> Aud
     except UserError as exc:
         text = str(exc)
         if text.startswith("Cannot read"):
-            raise UserError(f"Cannot read {p}: not a readable audio or video file") from None
+            raise UserError(f"cannot read {p}: not a readable audio or video file") from None
         raise
     if len(info.audio) <= stream:
-        raise UserError(f"No audio stream in {p}")
+        raise UserError(f"no audio stream in {p}")
     s = info.audio[stream]
     if s.sample_rate <= 0 or s.channels <= 0:
-        raise UserError(f"Cannot tell the sample rate or channel layout of the audio in {p} ({s.layout or 'unknown'})")
+        raise UserError(f"cannot tell the sample rate or channel layout of the audio in {p} ({s.layout or 'unknown'})")
     return AudioInfo(s.sample_rate, s.channels, s.codec, info.duration)
 
 
@@ -105,7 +105,7 @@ def read_audio(path: PathLike, *, sample_rate: int | None = None, channels: int 
         errf.seek(0)
         err = errf.read().decode("utf-8", "replace")
     if proc.returncode != 0:
-        raise UserError(f"Cannot decode the audio of {p}: {last_error_line(err)}")
+        raise UserError(f"cannot decode the audio of {p}: {last_error_line(err)}")
     check_not_cut_short(p, err)
     data = np.frombuffer(proc.stdout, dtype="<f4")
     data = data[: len(data) // ch * ch].reshape(-1, ch).astype(np.float32)
@@ -119,13 +119,13 @@ def write_audio(path: PathLike, samples: np.ndarray, sample_rate: int) -> None:
     p = os.fspath(path)
     ext = os.path.splitext(p)[1].lower()
     if ext not in AUDIO_FORMATS:
-        raise UserError(f"Unsupported audio output extension {ext or '(none)'!r} for {p}; "
+        raise UserError(f"unsupported audio output extension {ext or '(none)'!r} for {p}; "
                         f"use one of {', '.join(AUDIO_EXTENSIONS)}")
     parent = os.path.dirname(os.path.realpath(p))
     if not os.path.isdir(parent):
-        raise UserError(f"Output directory does not exist: {parent}")
+        raise UserError(f"output directory does not exist: {parent}")
     if os.path.isdir(p):
-        raise UserError(f"Output path is a directory: {p}")
+        raise UserError(f"output path is a directory: {p}")
     y = np.asarray(samples, np.float32)
     if y.ndim == 1:
         y = y[:, None]

@@ -196,12 +196,12 @@ def dump(path: PathLike, what: str = "Video file") -> MediaDump:
             timeout=120,
         )
     except subprocess.TimeoutExpired as exc:
-        raise UserError(f"Timed out reading {p}") from exc
+        raise UserError(f"timed out reading {p}") from exc
     err = res.stderr.decode("utf-8", "replace")
     m = re.search(r"^Input #0, (.+?), from ", err, re.M)
     if not m:
         raise UserError(
-            f"Cannot read {p}: not a readable video or image ({last_error_line(err)})"
+            f"cannot read {p}: not a readable video or image ({last_error_line(err)})"
         )
     container = m.group(1)
     duration: float | None = None

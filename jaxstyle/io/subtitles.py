@@ -115,7 +115,7 @@ def write_cut_subtitles(source: str, stream: SubtitleStreamInfo, start: float, d
            "-map", f"0:s:{stream.index}", "-c:s", "ass", "-f", "ass", "-"]
     res = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     if res.returncode != 0:
-        raise UserError(f"Could not read the subtitles of {source}: "
+        raise UserError(f"could not read the subtitles of {source}: "
                         f"{failure_reason(res.returncode, res.stderr.decode('utf-8', 'replace'))}")
     with open(path, "w", encoding="utf-8") as f:
         f.write(cut_ass(res.stdout.decode("utf-8", "replace"), start, duration))

@@ -52,6 +52,7 @@ bad segment bounds) raise :class:`jaxstyle.errors.UserError`.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import subprocess
@@ -236,7 +237,7 @@ def _count_packets(path: str) -> tuple[int, Fraction | None, np.ndarray, int]:
         errf.seek(0)
         err = errf.read().decode("utf-8", "replace")
         if proc.returncode != 0:
-            raise UserError(f"Cannot read video frames of {path}: {last_error_line(err)}")
+            raise UserError(f"cannot read video frames of {path}: {last_error_line(err)}")
         # (its packets would end mid-GOP, and the holes in the timestamps read as a variable rate)
         check_not_cut_short(path, err, f", and only {count} frames are readable")
     arr = np.sort(np.asarray(pts, dtype=np.int64))
@@ -269,11 +270,11 @@ def probe(path: PathLike) -> VideoInfo:
     p = os.fspath(path)
     d = dump(p)
     if d.video is None or not d.video["width"] or not d.video["height"]:
-        raise UserError(f"No video stream in {p}")
+        raise UserError(f"no video stream in {p}")
     v = d.video
     count, tb, pts, last_dur = _count_packets(p)
     if count == 0:
-        raise UserError(f"Video file contains no video frames: {p}")
+        raise UserError(f"video file contains no video frames: {p}")
 
     measured: Fraction | None = None
     span_s: float | None = None
@@ -354,18 +355,20 @@ def is_video_content(path: PathLike) -> bool:
 def _segment(info: VideoInfo, start: float, duration: float | None) -> tuple[int, int | None]:
     """(first output frame index on the CFR grid, number of frames or None for 'to the end')."""
     if start < 0:
-        raise UserError(f"Start time must be >= 0, got {start}")
+        raise UserError(f"start time must be >= 0, got {start}")
     if duration is not None and duration <= 0:
-        raise UserError(f"Duration must be > 0, got {duration}")
+        raise UserError(f"duration must be > 0, got {duration}")
     if info.is_still:
         return 0, 1
     rate = info.fps
     k0 = round(Fraction(start) * rate) if start else 0
     total = expected_frame_count(info)
     if k0 >= total:
-        raise UserError(
-            f"Start time {start:g}s is at or past the end of {info.path} ({info.duration:.3f}s)"
-        )
+        if start < info.duration:  # (a start goes to the nearest frame of the constant-rate grid)
+            last = float(Fraction(total - 1) / rate)
+            raise UserError(f"--start {start:g}s is nearer the end of {info.path} ({info.duration:.3f}s) than its "
+                            f"last frame (at {last:.3f}s); use --start {math.floor(last * 1000) / 1000:g} or less")
+        raise UserError(f"--start {start:g}s is at or past the end of {info.path} ({info.duration:.3f}s)")
     if duration is None:
         return k0, None
     n = max(1, round(Fraction(duration) * rate))
@@ -426,7 +429,7 @@ def iter_frames(
         raise ValueError(f"batch must be >= 1, got {batch}")
     out_w, out_h = (info.width, info.height) if size is None else (int(size[0]), int(size[1]))
     if out_w < 1 or out_h < 1:
-        raise UserError(f"Invalid frame size {out_w}x{out_h}")
+        raise UserError(f"invalid frame size {out_w}x{out_h}")
     k0, n_frames = _segment(info, start, duration)
     return _frame_generator(p, info, out_w, out_h, k0, n_frames, batch, float(background))
 
@@ -518,7 +521,7 @@ def _container_for(path: str) -> str:
     ext = os.path.splitext(path)[1].lower()
     if ext not in SUPPORTED_EXTENSIONS:
         known = ", ".join(sorted(SUPPORTED_EXTENSIONS))
-        raise UserError(f"Unsupported output extension {ext or '(none)'!r} for {path}; use one of {known}")
+        raise UserError(f"unsupported output extension {ext or '(none)'!r} for {path}; use one of {known}")
     return SUPPORTED_EXTENSIONS[ext]
 
 
@@ -531,12 +534,12 @@ def dropped_subtitles_note(source: PathLike, output: PathLike, segment: bool = F
 
 def _check_output_path(path: str) -> None:
     if os.path.isdir(path):
-        raise UserError(f"Output path is a directory: {path}")
+        raise UserError(f"output path is a directory: {path}")
     parent = os.path.dirname(os.path.realpath(path))
     if not os.path.isdir(parent):
-        raise UserError(f"Output directory does not exist: {parent}")
+        raise UserError(f"output directory does not exist: {parent}")
     if not os.access(parent, os.W_OK):
-        raise UserError(f"Output directory is not writable: {parent}")
+        raise UserError(f"output directory is not writable: {parent}")
 
 
 def _audio_codec_args(
@@ -681,20 +684,20 @@ class VideoWriter:
         self.path = os.fspath(path)
         self.width, self.height = int(width), int(height)
         if self.width < 1 or self.height < 1:
-            raise UserError(f"Invalid output size {self.width}x{self.height}")
+            raise UserError(f"invalid output size {self.width}x{self.height}")
         if isinstance(fps, (Fraction, int, str)):
             rate = Fraction(fps)
         else:  # float-like (Python, NumPy or JAX scalar): snap to a sane rational
             rate = Fraction(float(fps)).limit_denominator(1001)
         if rate <= 0:
-            raise UserError(f"Invalid frame rate {fps}")
+            raise UserError(f"invalid frame rate {fps}")
         self.fps = rate
         self.container = _container_for(self.path)
         _check_output_path(self.path)
         if audio_start < 0:
-            raise UserError(f"Audio start must be >= 0, got {audio_start}")
+            raise UserError(f"audio start must be >= 0, got {audio_start}")
         if audio_duration is not None and audio_duration <= 0:
-            raise UserError(f"Audio duration must be > 0, got {audio_duration}")
+            raise UserError(f"audio duration must be > 0, got {audio_duration}")
         self.audio_from = os.fspath(audio_from) if audio_from is not None else None
         self.audio_start = float(audio_start)
         self.audio_duration = None if audio_duration is None else float(audio_duration)
@@ -715,7 +718,7 @@ class VideoWriter:
         if sample_aspect is not None and Fraction(sample_aspect) != 1 and self.container != "gif":
             sar = Fraction(sample_aspect)
             if sar <= 0:
-                raise UserError(f"Invalid sample aspect ratio {sample_aspect}")
+                raise UserError(f"invalid sample aspect ratio {sample_aspect}")
             vf += f",setsar=r={sar.numerator}/{sar.denominator}:max=65535"  # max: no rounding to 2 digits
         if language:  # the muxer keeps it when the audio is added (stream metadata is copied)
             codec_args = [*codec_args, "-metadata:s:v:0", f"language={language}"]
@@ -934,14 +937,14 @@ def mux_audio(
     _check_output_path(op)
     vd = dump(vp)
     if vd.video is None:
-        raise UserError(f"No video stream in {vp}")
+        raise UserError(f"no video stream in {vp}")
     streams = audio_streams(ap)
     if not streams:
-        raise UserError(f"No audio stream in {ap}")
+        raise UserError(f"no audio stream in {ap}")
     if audio_start < 0:
-        raise UserError(f"Audio start must be >= 0, got {audio_start}")
+        raise UserError(f"audio start must be >= 0, got {audio_start}")
     if audio_duration is not None and audio_duration <= 0:
-        raise UserError(f"Audio duration must be > 0, got {audio_duration}")
+        raise UserError(f"audio duration must be > 0, got {audio_duration}")
     tmp = str(temp_path(op, "partial"))
     try:
         _mux(vp, ap, tmp, container, streams, float(audio_start),

@@ -174,8 +174,16 @@ def test_bad_inputs_raise_user_error(tmp_path: Path, kind: str) -> None:
 
 
 def test_bad_segment_and_output_args(tmp_path: Path, real_info: vio.VideoInfo) -> None:
-    with pytest.raises(UserError):
+    with pytest.raises(UserError, match="at or past the end"):
         next(vio.iter_frames(REAL, real_info, start=5.0))
+    # before the end, but nearer to it than to the last frame (a start goes to the nearest frame):
+    # the message says so and names a start that works
+    last = float(Fraction(real_info.frame_count - 1) / real_info.fps)
+    late = (last + real_info.duration) / 2 + 0.001
+    with pytest.raises(UserError, match=r"nearer the end .* than its last frame .*; use --start ") as caught:
+        next(vio.iter_frames(REAL, real_info, start=late))
+    suggested = float(str(caught.value).rsplit("--start ", 1)[1].split()[0])
+    assert vio.expected_frame_count(real_info, suggested) == 1
     with pytest.raises(UserError):
         next(vio.iter_frames(REAL, real_info, duration=0.0))
     with pytest.raises(UserError):
