@@ -232,7 +232,7 @@ class StyleConfig:
 
     size: int | None = setting(None, "long side of the output in px (default: the content's own size)", metavar="PX")
     preset: str = setting("balanced", "speed/quality trade-off", choices=tuple(PRESETS))
-    iterations: int | None = setting(None, "optimizer iterations at the final scale (default: from the preset)", metavar="N")
+    iterations: int | None = setting(None, "optimizer iterations at the final scale (default: from the preset; a frame above --tile-size takes --tile-iterations there)", metavar="N")
     coarse_iterations: int | None = setting(None, "iterations at each coarser scale (default: from the preset)", metavar="N")
     start_size: int | None = setting(None, "long side of the first, coarsest scale in px; 0 = single scale (default: preset)", metavar="PX")
     scale_factor: float | None = setting(None, "growth of the long side from one scale to the next (default: preset)", metavar="F")

@@ -19,6 +19,7 @@ from ..errors import UserError, program
 from ..io.files import OutputLock, check_output_dir, check_output_file, remove_stale_temps
 from ..io.images import FRAME_PNG, remove_frames_from
 from ..io.video import audio_streams, dropped_subtitles_note
+from .. import schedules
 from ..schedules.memory import check_memory
 
 __all__ = ["PROG", "Parser", "log", "default_output", "check_metrics_path", "check_output_file", "check_memory",
@@ -74,6 +75,14 @@ def check_metrics_path(metrics_json: str | None, paths) -> None:
         if os.path.realpath(item) == os.path.realpath(metrics_json):  # a link is its target
             raise UserError(f"--metrics-json {metrics_json} is the same path as {item}")
     check_output_file(metrics_json, "--metrics-json")
+
+
+def note_tiled_iterations(args, config, h: int, w: int) -> None:
+    """A frame above --tile-size takes --tile-iterations / --tile-coarse-iterations at its tiled
+    scales and --coarse-iterations below them: a --iterations the user gave goes unused, said once."""
+    if getattr(args, "iterations", None) is not None and schedules.is_tiled(config, h, w):
+        log(f"note: {w}x{h} frames are above --tile-size {config.tiles.size}: their last scales take "
+            f"--tile-iterations ({config.tiles.iterations}), not --iterations")
 
 
 def check_frames_dir(frames_dir: str, inputs) -> None:

@@ -15,7 +15,8 @@ from ..imaging import target_size
 from ..io.images import check_output_path, read_image, write_image
 from ..io.files import write_json_atomic
 from ..api import load_regions, network_for
-from .common import check_memory, check_metrics_path, check_output_file, claimed, default_output, log
+from .common import (check_memory, check_metrics_path, check_output_file, claimed, default_output, log,
+                     note_tiled_iterations)
 
 
 def describe_scales(config: StyleConfig, h: int, w: int) -> str:
@@ -64,6 +65,7 @@ def image_main(args, config: StyleConfig, warm_start: Callable[[np.ndarray], np.
         raise UserError("--init network starts from a trained network's output: give its --model MODEL_DIR")
     h, w = target_size(content.shape[0], content.shape[1], config.size)
     schedules.check_frame_size(h, w, content.shape[:2])  # (before the network loads)
+    note_tiled_iterations(args, config, h, w)
     check_memory(config, h, w, frames=1)
     regions = load_regions(config, content.shape[:2], styles, (h, w))
     with claimed(output):

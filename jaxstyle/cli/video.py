@@ -26,7 +26,7 @@ from ..api import network_for
 from ..video import Processes, VideoJob, VideoOptions, frames_at_once, stylize_video
 from .audio import sound_metrics, stylize_sound
 from .common import (check_frames_dir, check_memory, check_metrics_path, check_output_file, claimed,
-                     default_output, finish_frames_dir, log, note_dropped_streams)
+                     default_output, finish_frames_dir, log, note_dropped_streams, note_tiled_iterations)
 from .flags import from_flags
 
 def check_video_style_audio(args, content_path: Path, output: Path, options: VideoOptions) -> None:
@@ -150,6 +150,7 @@ def video_main(args, config: StyleConfig, warm_start: Callable[[np.ndarray], np.
     processes = job.processes
     h, w = target_size(info.height, info.width, config.size)
     schedules.check_frame_size(h, w, (info.height, info.width))
+    note_tiled_iterations(args, config, h, w)
     n_frames = max(1, expected_frame_count(info, options.start, options.duration))
     check_memory(config, h, w, frames=frames_at_once(n_frames, config, len(jax.local_devices()), processes.num_processes))
     # process 0 writes the output; every process shares the work directory

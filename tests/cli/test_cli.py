@@ -196,3 +196,18 @@ def test_tile_size_below_the_receptive_field(capsys, images, tmp_path):
                           "--tile-size", "64", "--network", "vgg16", *FAST, "--style-layers", "relu1_1,relu5_1"], capsys)
     assert_one_line_error(code, err, "--tile-size 64", "at least 144 px", "--tile-mode independent")
     assert not out.exists()
+
+
+def test_a_given_iterations_on_tiled_frames_is_noted(capsys):
+    """Tiled frames take --tile-iterations at their last scales: a --iterations given is said to go unused."""
+    import argparse
+
+    from jaxstyle.cli.common import note_tiled_iterations
+    from jaxstyle.config import StyleConfig, TileConfig
+
+    config = StyleConfig(tiles=TileConfig(size=64, mode="independent", overlap=16)).resolved()
+    note_tiled_iterations(argparse.Namespace(iterations=5), config, 80, 100)
+    assert "not --iterations" in capsys.readouterr().err
+    for iterations, h in [(None, 80), (5, 60)]:  # not given, or a frame under the tile size
+        note_tiled_iterations(argparse.Namespace(iterations=iterations), config, h, h)
+        assert capsys.readouterr().err == ""
