@@ -15,13 +15,16 @@ import sys
 import threading
 from typing import Sequence
 
+from PIL import Image
+
 from .. import interrupts
 from ..config import StyleConfig
 from ..errors import UserError
-from ..io.audio import is_audio
+from ..io.audio import AUDIO_EXTENSIONS, is_audio
 from ..io.compile_cache import enable_compile_cache
 from ..io.files import os_error_line
-from ..io.video import is_video_content
+from ..io.images import IMAGE_EXTENSIONS
+from ..io.video import INPUT_VIDEO_EXTENSIONS, is_video_content
 from .applies import check_flags_apply, check_flags_apply_to_network
 from .audio import audio_main
 from .batch import batch_main
@@ -34,6 +37,22 @@ from .parser import build_parser
 from .train import train_main
 from .video import video_main
 from .weights import weights_main
+
+
+def check_content_kind(path: str) -> None:
+    """CONTENT's extension says what it is (image, video or sound); one that names none is read as an
+    image. A file there that is no image (a video saved without its extension, say): one line that
+    says what to do, not an image reader's error or a complaint about the output format."""
+    suffix = os.path.splitext(path)[1].lower()
+    if not os.path.isfile(path) or suffix in (*IMAGE_EXTENSIONS, *INPUT_VIDEO_EXTENSIONS, *AUDIO_EXTENSIONS):
+        return
+    try:
+        with Image.open(path):
+            return
+    except (OSError, ValueError):
+        raise UserError(f"{path} is not an image, and its extension ({suffix or 'none'}) is not a video's or a "
+                        f"sound's: rename it (a video: {', '.join(INPUT_VIDEO_EXTENSIONS[:5])}, ...; a sound: "
+                        f"{', '.join(AUDIO_EXTENSIONS)})") from None
 
 
 def check_flags_apply_to_content(args) -> None:
@@ -49,6 +68,7 @@ def stylize_main(argv: Sequence[str]) -> int:
     config = from_flags(StyleConfig, args).resolved()  # the run's one resolution
     if args.output is not None and not args.output.strip():  # (an empty -o would mean the default)
         raise UserError("the output path (-o) is empty; give a file name")
+    check_content_kind(args.content)
     if args.model:
         check_model_content(args.content)
     check_flags_apply_to_content(args)

@@ -66,7 +66,7 @@ from typing import IO, Any
 import numpy as np
 from PIL import Image
 
-from ..errors import UserError
+from ..errors import UserError, first_line
 from .ffmpeg import (AudioStreamInfo, SubtitleStreamInfo, audio_streams, check_not_cut_short, dump, failure_reason, ff_path, ffmpeg_exe, fraction_str, last_error_line,
                      remove_quietly, run_ffmpeg)
 from .files import replace_into, temp_path
@@ -335,15 +335,15 @@ def is_video(path: PathLike) -> bool:
 
 def is_video_content(path: PathLike) -> bool:
     """Whether CONTENT is stylized as a video: a video extension, except that a GIF of one frame
-    is a still image (stylized and written as one)."""
+    is a still image (stylized and written as one). A GIF that cannot be read is a UserError."""
     if not is_video(path):
         return False
-    if Path(path).suffix.lower() == ".gif":
+    if Path(path).suffix.lower() == ".gif" and Path(path).is_file():  # (a missing one: the video reader says so)
         try:
             with Image.open(path) as image:
                 return getattr(image, "n_frames", 1) > 1
-        except (OSError, ValueError):
-            return True  # unreadable: the video reader names the problem
+        except (OSError, ValueError) as exc:  # (ffprobe would take it for a still image)
+            raise UserError(f"cannot read {path}: not a readable GIF ({first_line(exc)})") from None
     return True
 
 

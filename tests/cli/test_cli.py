@@ -3,6 +3,7 @@ odd inputs (grayscale, RGBA, 16-bit, odd sizes) work; the output keeps the conte
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -11,7 +12,7 @@ import numpy as np
 import pytest
 
 from jaxstyle.nets import weights
-from ..helpers import ROOT, SHALLOW, assert_one_line_error, run_main
+from ..helpers import MEDIA, ROOT, SHALLOW, assert_one_line_error, run_main
 
 FAST = ["--iterations", "2", "--coarse-iterations", "1", "--start-size", "0", "--chunk", "2", "--quiet", *SHALLOW]
 
@@ -37,6 +38,16 @@ def test_unreadable_and_unsupported_inputs(capsys, images, tmp_path):
     assert_one_line_error(code, err, "notes.txt")
     code, err = run_main([images["content"], "--style", tmp_path, "-o", tmp_path / "o.png"], capsys)
     assert_one_line_error(code, err, "not a file")
+    no_extension = tmp_path / "clip"  # a video saved without its extension
+    shutil.copy(MEDIA / "video" / "realshort.mp4", no_extension)
+    for extra in (["-o", tmp_path / "o.mp4"], ["--duration", "0.1"]):
+        assert_one_line_error(*run_main([no_extension, "--style", images["style"], *extra], capsys),
+                              "is not an image", "rename it")
+    cut_gif = tmp_path / "cut.gif"  # (ffprobe takes a broken GIF for a still image)
+    cut_gif.write_bytes(b"GIF89a" + os.urandom(40))
+    for out in ("o.gif", "o.png"):
+        assert_one_line_error(*run_main([cut_gif, "--style", images["style"], "-o", tmp_path / out], capsys),
+                              "cannot read", "not a readable GIF")
 
 
 def test_unsupported_output_format(capsys, images, tmp_path):
