@@ -73,7 +73,8 @@ def check_metrics_path(metrics_json: str | None, paths) -> None:
         return
     for item in paths:
         if os.path.realpath(item) == os.path.realpath(metrics_json):  # a link is its target
-            raise UserError(f"--metrics-json {metrics_json} is the same path as {item}")
+            raise UserError(f"--metrics-json {metrics_json} is the same file as {item}, an input or the output of "
+                            "this run: writing the metrics would replace it; choose another path")
     check_output_file(metrics_json, "--metrics-json")
 
 

@@ -93,6 +93,8 @@ def read_audio(path: PathLike, *, sample_rate: int | None = None, channels: int 
     info = audio_info(p, stream, what)
     sr = int(sample_rate or info.sample_rate)
     ch = int(channels or info.channels)
+    if start > 0 and info.duration is not None and start >= info.duration:
+        raise UserError(f"--start {start:g}s is at or past the end of {p} ({info.duration:.3f}s)")
     cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-nostats", "-loglevel", "error"]
     if start > 0:
         cmd += ["-ss", f"{start:.6f}"]

@@ -195,6 +195,8 @@ def test_bad_inputs_one_line(capsys, wavs, tmp_path, media):
     assert_one_line_error(code, err, "too short")
     code, err = run_main([wavs["content"], "--style-audio", wavs["style"], "-o", out, "--start", "0.5"], capsys)
     assert_one_line_error(code, err, "selected segment is too short")
+    code, err = run_main([wavs["content"], "--style-audio", wavs["style"], "-o", out, "--start", "1000"], capsys)
+    assert_one_line_error(code, err, "--start 1000s is at or past the end")
     # video options that a sound file does not take
     code, err = run_main([wavs["content"], "--style-audio", wavs["style"], "-o", out, "--quality", "10",
                           "--no-audio"], capsys)
