@@ -67,6 +67,10 @@ class BatchItem:
         text = json.dumps([str(Path(a).resolve()) if i == 0 else a for i, a in enumerate(self.argv(job_flags))])
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
+    def inputs(self) -> list[Path]:
+        """Every file the item reads: its content, styles and the files its options name."""
+        return [self.content, *self.styles, *option_inputs(self.options)]
+
     def record(self) -> dict:
         return {"item": self.index, "where": self.where, "content": None if self.content is None else str(self.content),
                 "styles": [str(s) for s in self.styles], "model": None if self.model is None else str(self.model),
@@ -93,13 +97,11 @@ INPUT_PATH_FLAGS = {"--content-mask": (), "--style-mask": (), "--style-audio": (
                     "--network": ("auto", "vgg16", "vgg19", "random", "random-vgg19", "random-vgg16")}
 
 
-def _paths_from(base: Path, options: tuple[str, ...]) -> tuple[str, ...]:
-    """``options`` with the relative input paths among them made relative to ``base`` (the jobs
-    file's folder), as the item's content and styles are."""
+def _map_input_paths(options: Sequence[str], change) -> tuple[str, ...]:
+    """``options`` with ``change(path)`` applied to each input path among them."""
     def moved(flag: str, value: str) -> str:
         parts = value.split(",") if flag == "--style-mask" else [value]
-        return ",".join(part if not part or part in INPUT_PATH_FLAGS[flag] or Path(part).is_absolute()
-                        else str(base / part) for part in parts)
+        return ",".join(part if not part or part in INPUT_PATH_FLAGS[flag] else change(part) for part in parts)
 
     out = list(options)
     for i, token in enumerate(out):
@@ -111,6 +113,19 @@ def _paths_from(base: Path, options: tuple[str, ...]) -> tuple[str, ...]:
         elif i + 1 < len(out) and not out[i + 1].startswith("--"):
             out[i + 1] = moved(flag, out[i + 1])
     return tuple(out)
+
+
+def _paths_from(base: Path, options: tuple[str, ...]) -> tuple[str, ...]:
+    """``options`` with the relative input paths among them made relative to ``base`` (the jobs
+    file's folder), as the item's content and styles are (``~/...`` stays: it is expanded later)."""
+    return _map_input_paths(options, lambda p: p if p.startswith("~") or Path(p).is_absolute() else str(base / p))
+
+
+def option_inputs(options: Sequence[str]) -> list[Path]:
+    """The input files that ``options`` name (masks, an --init image, --style-audio, weights)."""
+    found: list[Path] = []
+    _map_input_paths(options, lambda p: found.append(Path(p).expanduser()) or p)
+    return found
 
 
 def _item(index: int, data, base: Path, where: str, job_model: bool = False) -> BatchItem:
@@ -214,7 +229,7 @@ def output_names(items: Sequence[BatchItem], out_dir: Path, model: str | None = 
     taken: set[Path] = set()
     inputs: dict[Path, BatchItem] = {}  # each input, with the first item that reads it
     for other in items:
-        for path in (other.content, *other.styles) if other.problem is None else ():
+        for path in other.inputs() if other.problem is None else ():
             inputs.setdefault(path.resolve(), other)
     named = []
     for item in items:

@@ -21,7 +21,7 @@ from .flags import from_flags
 
 def stylize_sound(content, sr: int, style_path, config: StyleConfig, what: str, quiet: bool):
     """Read the style sound at the content's rate, check both, stylize: (style, output, info)."""
-    style, _ = read_audio(style_path, sample_rate=sr, channels=1, what="Style audio")
+    style, _ = read_audio(style_path, sample_rate=sr, channels=1, what="style audio")
     check_signal(content, sr, what)
     check_signal(style, sr, f"style audio {style_path}")
     log(f"audio: {content.shape[0] / sr:.2f} s, {sr} Hz, {content.shape[1]} channel(s); variant {config.audio.variant}")
@@ -49,7 +49,7 @@ def audio_main(args, config: StyleConfig) -> int:
     check_metrics_path(args.metrics_json, [content_path, style_path, output])
     segment = from_flags(VideoOptions, args)  # --start/--duration cut a segment of the sound too
     segment.check()
-    content, sr = read_audio(content_path, start=segment.start, duration=segment.duration, what="Content audio")
+    content, sr = read_audio(content_path, start=segment.start, duration=segment.duration, what="content audio")
     what = f"content audio {content_path}" + (" in the selected segment" if segment.start or segment.duration else "")
     check_signal(content, sr, what)
     check_audio_output(output, sr, content.shape[1])

@@ -92,7 +92,8 @@ def check_frames_dir(frames_dir: str, inputs) -> None:
     check_output_dir(frames_dir, "--frames-dir")
     folder = os.path.realpath(frames_dir)
     for path in map(Path, inputs):
-        if FRAME_PNG.match(path.name) and os.path.realpath(path.parent) == folder:
+        target = Path(os.path.realpath(path))  # (a link elsewhere that points into it counts too)
+        if any(FRAME_PNG.match(p.name) and os.path.realpath(p.parent) == folder for p in (path, target)):
             raise UserError(f"the input {path} is in --frames-dir {frames_dir} under a frame's name: this run "
                             "writes and removes the frame PNGs there; move it or choose another --frames-dir")
 

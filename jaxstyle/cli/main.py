@@ -49,10 +49,10 @@ def check_content_kind(path: str) -> None:
     try:
         with Image.open(path):
             return
-    except (OSError, ValueError):
-        raise UserError(f"{path} is not an image, and its extension ({suffix or 'none'}) is not a video's or a "
-                        f"sound's: rename it (a video: {', '.join(INPUT_VIDEO_EXTENSIONS[:5])}, ...; a sound: "
-                        f"{', '.join(AUDIO_EXTENSIONS)})") from None
+    except Exception:  # (Pillow raises more than OSError for a file it cannot take)
+        raise UserError(f"{path} is not an image jaxstyle can read, and its extension ({suffix or 'none'}) is not a "
+                        f"video's or a sound's: if it is one, rename it (a video: "
+                        f"{', '.join(INPUT_VIDEO_EXTENSIONS[:5])}, ...; a sound: {', '.join(AUDIO_EXTENSIONS)})") from None
 
 
 def check_flags_apply_to_content(args) -> None:

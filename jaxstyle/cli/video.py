@@ -24,10 +24,12 @@ from ..io.images import check_output_path, read_image
 from ..io.video import VIDEO_OUTPUT_EXTENSIONS, expected_frame_count, is_video, mux_audio, probe
 from ..api import network_for
 from ..video import Processes, VideoJob, VideoOptions, frames_at_once, stylize_video
+from ..video.source import load_content_mask
 from .audio import sound_metrics, stylize_sound
 from .common import (check_frames_dir, check_memory, check_metrics_path, check_output_file, claimed,
                      default_output, finish_frames_dir, log, note_dropped_streams, note_tiled_iterations)
 from .flags import from_flags
+from .image import BUILT_IN_INITS
 
 def check_video_style_audio(args, content_path: Path, output: Path, options: VideoOptions) -> None:
     """Fail early: --style-audio on a video needs a sound track long enough in the segment, and a
@@ -41,9 +43,9 @@ def check_video_style_audio(args, content_path: Path, output: Path, options: Vid
     style_path = Path(args.style_audio)
     if os.path.realpath(style_path) == os.path.realpath(output):
         raise UserError(f"output {output} is the same file as the input {style_path}; choose another output path")
-    style, sr = read_audio(style_path, channels=1, what="Style audio")
+    style, sr = read_audio(style_path, channels=1, what="style audio")
     check_signal(style, sr, f"style audio {style_path}")
-    sound, sr = read_audio(content_path, start=options.start, duration=options.duration, what="Video")
+    sound, sr = read_audio(content_path, start=options.start, duration=options.duration, what="video")
     check_signal(sound, sr, f"the audio of {content_path} in the selected segment")
 
 
@@ -69,7 +71,7 @@ def with_stylized_sound(args, content: Path, output: Path, options: VideoOptions
         if not first_process:
             return metrics
         t0 = time.perf_counter()
-        sound, sr = read_audio(content, start=options.start, duration=options.duration, what="Video")
+        sound, sr = read_audio(content, start=options.start, duration=options.duration, what="video")
         style, out, info = stylize_sound(sound, sr, args.style_audio, config, f"the audio of {content}", args.quiet)
         write_audio(sound_tmp, out, sr)
         mux_audio(frames_tmp, sound_tmp, output, languages=[audio_streams(content)[0].language])
@@ -125,16 +127,17 @@ def video_main(args, config: StyleConfig, warm_start: Callable[[np.ndarray], np.
     style_paths = [Path(s) for s in args.style]
     output = Path(args.output) if args.output else default_output(content_path, style_paths[0], ".mp4")
     masks = [Path(config.content_mask), *map(Path, config.style_mask)] if config.content_mask else []
+    masks += [] if config.init in BUILT_IN_INITS else [Path(config.init)]  # (an --init image: an input too)
     check_output_path(output, [content_path, *style_paths, *masks], VIDEO_OUTPUT_EXTENSIONS, temp_depth=2)
     check_output_file(output, "output")
     if not content_path.is_file():
         raise UserError(f"{content_path} does not exist" if not content_path.exists() else f"{content_path} is not a file")
     info = probe(content_path)
-    for style in style_paths:
-        if is_video(style):
-            probe(style)
-        else:
-            read_image(style)
+    style_images = [probe(style) if is_video(style) else read_image(style) for style in style_paths]
+    if config.content_mask is not None:  # (its size and colours, before any work)
+        if any(is_video(style) for style in style_paths):
+            raise UserError("semantic masks cannot be combined with a style video")
+        load_content_mask(config, info, style_images, options.start, options.duration)
     if options.frames_dir:
         check_frames_dir(options.frames_dir, [content_path, *style_paths, *masks])
     check_metrics_path(args.metrics_json, [content_path, *style_paths, output])

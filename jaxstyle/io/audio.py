@@ -63,14 +63,14 @@ class AudioInfo:
     duration: float | None
 
 
-def audio_info(path: PathLike, stream: int = 0, what: str = "Audio file") -> AudioInfo:
+def audio_info(path: PathLike, stream: int = 0, what: str = "audio file") -> AudioInfo:
     """Sample rate and channel count of audio stream ``stream`` of any media file."""
     p = os.fspath(path)
     try:
         info = dump(p, what)
     except UserError as exc:
         text = str(exc)
-        if text.startswith("Cannot read"):
+        if text.lower().startswith("cannot read"):
             raise UserError(f"cannot read {p}: not a readable audio or video file") from None
         raise
     if len(info.audio) <= stream:
@@ -83,7 +83,7 @@ def audio_info(path: PathLike, stream: int = 0, what: str = "Audio file") -> Aud
 
 def read_audio(path: PathLike, *, sample_rate: int | None = None, channels: int | None = None,
                start: float = 0.0, duration: float | None = None, stream: int = 0,
-               what: str = "Audio file") -> tuple[np.ndarray, int]:
+               what: str = "audio file") -> tuple[np.ndarray, int]:
     """Decode to float32 ``[samples, channels]`` and return it with its sample rate.
 
     By default the stream's own rate and channel count are kept; ``sample_rate``/``channels``

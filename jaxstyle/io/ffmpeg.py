@@ -171,7 +171,7 @@ def last_error_line(stderr: str, fallback: str = "ffmpeg failed") -> str:
     return lines[-1] if lines else fallback
 
 
-def check_readable(path: PathLike, what: str = "Video file") -> str:
+def check_readable(path: PathLike, what: str = "video file") -> str:
     p = os.fspath(path)
     if not os.path.exists(p):
         raise UserError(f"{what} not found: {p}")
@@ -184,7 +184,7 @@ def check_readable(path: PathLike, what: str = "Video file") -> str:
     return p
 
 
-def dump(path: PathLike, what: str = "Video file") -> MediaDump:
+def dump(path: PathLike, what: str = "video file") -> MediaDump:
     """Run ``ffmpeg -i path`` and parse the stream dump it prints."""
     p = check_readable(path, what)
     try:

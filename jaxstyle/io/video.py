@@ -342,7 +342,11 @@ def is_video_content(path: PathLike) -> bool:
         try:
             with Image.open(path) as image:
                 return getattr(image, "n_frames", 1) > 1
-        except (OSError, ValueError) as exc:  # (ffprobe would take it for a still image)
+        except Exception as exc:  # (Pillow raises more than OSError: DecompressionBombError, say)
+            with open(path, "rb") as f:
+                if f.read(4) != b"GIF8":
+                    return True  # another format under a .gif name: ffmpeg reads it as before
+            # a broken GIF: ffprobe would take it for a still image
             raise UserError(f"cannot read {path}: not a readable GIF ({first_line(exc)})") from None
     return True
 
@@ -367,7 +371,7 @@ def _segment(info: VideoInfo, start: float, duration: float | None) -> tuple[int
         if start < info.duration:  # (a start goes to the nearest frame of the constant-rate grid)
             last = float(Fraction(total - 1) / rate)
             raise UserError(f"--start {start:g}s is nearer the end of {info.path} ({info.duration:.3f}s) than its "
-                            f"last frame (at {last:.3f}s); use --start {math.floor(last * 1000) / 1000:g} or less")
+                            f"last frame (at {last:.3f}s); use --start {math.floor(last * 1000) / 1000:.3f} or less")
         raise UserError(f"--start {start:g}s is at or past the end of {info.path} ({info.duration:.3f}s)")
     if duration is None:
         return k0, None

@@ -224,7 +224,8 @@ def run_lanes(source: VideoSource, work: WorkDir, flows: FlowCache, config, netw
             stats["compile_seconds"] += result.metrics["compile_seconds"]
             stats["iterations_later"] = result.metrics["iterations"]
             final = result.metrics["final"]["total"]
-            stats["later_frame_losses"] += [[int(frames_t[i]), float(final[pos])] for pos, i in enumerate(rest)]
+            stats["later_frame_losses"] += [[int(frames_t[i]), float(final[pos])] for pos, i in enumerate(rest)
+                                            if k < my_lanes[i].length]  # (a finished lane idles on its last frame)
             if k == 1:
                 stats["second_frame_trace"] = _trace(result.metrics)
         for i, lane in enumerate(my_lanes):

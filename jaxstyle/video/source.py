@@ -18,6 +18,35 @@ from ..io.labels import content_labels, read_style_masks
 from ..objective import Regions, build_regions
 
 
+def load_content_mask(config, info, style_images: Sequence[np.ndarray], start: float = 0.0,
+                      duration: float | None = None):
+    """The style masks' labels, the content mask image (None for a mask video) and the mask video's
+    probe (None for an image), checked as an image's masks are: the content mask at the video's size,
+    and its colours meeting the style masks' (a mask video's first frame of the segment). The CLI
+    calls it before the work starts; :class:`VideoSource` again when it loads."""
+    labels = read_style_masks(config.style_mask, style_images)
+    mask = Path(config.content_mask)
+    mask_image, mask_info = None, (video_io.probe(mask) if video_io.is_video(mask) else None)
+    if mask_info is None:
+        mask_image = first = read_image(mask)
+        size = first.shape[1], first.shape[0]
+    else:
+        size = mask_info.width, mask_info.height
+        if start and round(Fraction(start) * mask_info.fps) >= video_io.expected_frame_count(mask_info):
+            raise UserError(f"--content-mask {mask} ({mask_info.duration:.3f}s) has no frame at --start {start:g}s")
+        frames = video_io.iter_frames(mask, mask_info, start=start, duration=duration)
+        first = next(iter(frames), None)
+        frames.close()
+        if first is None:
+            raise UserError(f"--content-mask {mask} has no frames")
+    if size != (info.width, info.height):
+        raise UserError(f"--content-mask {mask} is {size[0]}x{size[1]} px but the video is {info.width}x{info.height}")
+    height, width = target_size(info.height, info.display_width, config.size)
+    build_regions(content_labels(first, labels, height, width), labels, (height, width),
+                  [s.shape[:2] for s in style_images])
+    return labels, mask_image, mask_info
+
+
 class VideoSource:
     """The content video of a job at its working size, with its styles and masks. (The lanes,
     refinement and assembly read only :meth:`reader`, ``n_frames``, ``fps``, the working size, the
@@ -92,27 +121,8 @@ class VideoSource:
             return None
         if self.style_video is not None:
             raise UserError("semantic masks cannot be combined with a style video")
-        labels = read_style_masks(self.config.style_mask, self.style_images)
-        mask = Path(self.config.content_mask)
-        self.mask_image = None
-        self.mask_info = video_io.probe(mask) if video_io.is_video(mask) else None
-        if self.mask_info is None:
-            self.mask_image = first = read_image(mask)
-            size = first.shape[1], first.shape[0]
-        else:
-            size = self.mask_info.width, self.mask_info.height
-            frames = video_io.iter_frames(mask, self.mask_info, start=self.start, duration=self.duration)
-            first = next(iter(frames), None)
-            frames.close()
-            if first is None:
-                raise UserError(f"--content-mask {mask} has no frames")
-        # checked now, before any work: the mask's size (as for an image) and that its colours
-        # meet the style masks' (the mask video's first frame)
-        if size != (self.info.width, self.info.height):
-            raise UserError(f"--content-mask {mask} is {size[0]}x{size[1]} px but the video is "
-                            f"{self.info.width}x{self.info.height}")
-        build_regions(content_labels(first, labels, self.height, self.width), labels, (self.height, self.width),
-                      [s.shape[:2] for s in self.style_images])
+        labels, self.mask_image, self.mask_info = load_content_mask(self.config, self.info, self.style_images,
+                                                                    self.start, self.duration)
         return labels
 
     def prepare_masks(self, folder: Path) -> None:

@@ -171,9 +171,9 @@ def test_bad_inputs_one_line(capsys, wavs, tmp_path, media):
     junk = tmp_path / "junk.wav"
     junk.write_bytes(b"RIFF" + bytes(range(256)) * 4)
     code, err = run_main([junk, "--style-audio", wavs["style"], "-o", out], capsys)
-    assert_one_line_error(code, err, "junk.wav")
+    assert_one_line_error(code, err, "junk.wav", "not a readable audio or video file")
     code, err = run_main([wavs["content"], "--style-audio", junk, "-o", out], capsys)
-    assert_one_line_error(code, err, "junk.wav")
+    assert_one_line_error(code, err, "junk.wav", "not a readable audio or video file")
     # an .m4a cut short (its index first, half its data): refused, not stylized in part
     m4a, cut = tmp_path / "whole.m4a", tmp_path / "cut.m4a"
     audio_io.write_audio(m4a, tone_mix(2.0, 8000), 8000)

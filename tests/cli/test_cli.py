@@ -44,10 +44,14 @@ def test_unreadable_and_unsupported_inputs(capsys, images, tmp_path):
         assert_one_line_error(*run_main([no_extension, "--style", images["style"], *extra], capsys),
                               "is not an image", "rename it")
     cut_gif = tmp_path / "cut.gif"  # (ffprobe takes a broken GIF for a still image)
-    cut_gif.write_bytes(b"GIF89a" + os.urandom(40))
+    cut_gif.write_bytes(b"GIF89a\x10\x00\x10\x00" + bytes(range(32)))  # (fixed bytes: random ones can claim a huge size)
     for out in ("o.gif", "o.png"):
         assert_one_line_error(*run_main([cut_gif, "--style", images["style"], "-o", tmp_path / out], capsys),
                               "cannot read", "not a readable GIF")
+    from jaxstyle.io.video import is_video_content
+    mp4_as_gif = tmp_path / "clip.gif"  # another format under a .gif name goes to ffmpeg, as it did
+    shutil.copy(MEDIA / "video" / "realshort.mp4", mp4_as_gif)
+    assert is_video_content(mp4_as_gif)
 
 
 def test_unsupported_output_format(capsys, images, tmp_path):

@@ -146,6 +146,11 @@ def test_an_input_named_as_a_frame_in_the_frames_dir_is_refused(capsys, images, 
     argv = [MEDIA / "video" / "realshort.mp4", "--style", style, "-o", tmp_path / "v.mp4", "--frames-dir", frames, *VFAST]
     assert_one_line_error(*run_main(argv, capsys), "frame_000050.png", "--frames-dir")
     assert style.read_bytes() == Path(images["style"]).read_bytes() and not (tmp_path / "v.mp4").exists()
+    link = tmp_path / "style.png"  # a link elsewhere to such a file: the same file
+    link.symlink_to(style)
+    argv[argv.index(style)] = link
+    assert_one_line_error(*run_main(argv, capsys), "style.png", "--frames-dir")
+    assert style.read_bytes() == Path(images["style"]).read_bytes()
 
 
 def test_gif_output_says_the_sound_is_dropped(capsys, images, tmp_path):

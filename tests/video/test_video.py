@@ -367,6 +367,9 @@ def test_lanes_are_anchored_on_the_first_frame(capsys, style, tmp_path, vgg16):
         m = runs[name]
         assert m["iterations_per_frame"] == pytest.approx(
             (firsts * m["iterations_first"] + (11 - firsts) * m["iterations_later"]) / 8), name
+    # every later frame's loss once per lane that computed it (the shorter lane idles at its end)
+    lanes, later = runs["fresh"]["lanes"], runs["fresh"]["later_frame_losses"]
+    assert sorted(t for t, _ in later) == sorted(t for lane in lanes for t in range(lane["start"] + 1, lane["stop"]))
     a, f = runs["anchored"]["stability_error"], runs["fresh"]["stability_error"]
     print(f"still shot, 2 lanes: e_stab anchored {a:.4f}, fresh {f:.4f}")
     assert a < 0.7 * f
@@ -591,10 +594,11 @@ def test_mask_size_and_colours_are_checked_before_any_work(capsys, clip8, style,
     iio.imwrite(green, np.full((24, 32, 3), (0, 255, 0), np.uint8))
     out = tmp_path / "v.mp4"
     for mask, needle in [(wrong_size, "is 64x48 px but the video is 32x24"), (green, "no colour of the content mask")]:
-        code, err = run_main([clip8, "--style", style, "-o", out, *FAST, "--content-mask", mask, "--style-mask", style_mask],
-                             capsys)
+        code, err = run_main([clip8, "--style", style, "-o", out, *FAST, "--content-mask", mask, "--style-mask", style_mask,
+                              "--frames-dir", tmp_path / "frames"], capsys)
         assert_one_line_error(code, err, needle)
-        assert not out.exists() and not (tmp_path / ".v.mp4.jaxstyle-work").exists()
+        assert "network:" not in err  # (checked before the network loads)
+        assert not out.exists() and not (tmp_path / ".v.mp4.jaxstyle-work").exists() and not (tmp_path / "frames").exists()
 
 
 def test_mask_video(capsys, clip8, style, tmp_path, vgg16):
