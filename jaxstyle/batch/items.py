@@ -106,10 +106,13 @@ def _map_input_paths(options: Sequence[str], change) -> tuple[str, ...]:
     out = list(options)
     for i, token in enumerate(out):
         flag, equals, value = token.partition("=")
-        if flag not in INPUT_PATH_FLAGS:
+        # (the command takes a flag abbreviated to a unique prefix, as argparse does)
+        whole = [name for name in INPUT_PATH_FLAGS if flag.startswith("--") and len(flag) > 3 and name.startswith(flag)]
+        if len(whole) != 1:
             continue
+        flag = whole[0]
         if equals:
-            out[i] = f"{flag}={moved(flag, value)}"
+            out[i] = f"{token.partition('=')[0]}={moved(flag, value)}"
         elif i + 1 < len(out) and not out[i + 1].startswith("--"):
             out[i + 1] = moved(flag, out[i + 1])
     return tuple(out)

@@ -62,12 +62,12 @@ def test_jobs_file_lines_become_items_and_bad_lines_failed_items(tmp_path):
     (sub / "jobs.jsonl").write_text("\ufeff" + json.dumps({"content": "a.png", "style": "s.png", "options": [
         "--content-mask", "m.png", "--style-mask=x.png,/abs/y.png", "--init", "noise", "--network", "vgg16",
         "--style-audio", "t.wav", "--size", "64"]}) + "\n" + json.dumps({"content": "b.png", "style": "s.png",
-        "output": str(sub / "m.png"), "options": "--network ~/w.pth"}) + "\n")  # (a byte-order mark first, as some editors write)
+        "output": str(sub / "m.png"), "options": "--network ~/w.pth --content-m=c.png"}) + "\n")  # (a byte-order mark first, as some editors write)
     moved, masked = read_jobs(sub / "jobs.jsonl")
     assert moved.problem is None and moved.options == (
         "--content-mask", str(sub / "m.png"), f"--style-mask={sub / 'x.png'},/abs/y.png", "--init", "noise",
         "--network", "vgg16", "--style-audio", str(sub / "t.wav"), "--size", "64")
-    assert masked.options == ("--network", "~/w.pth")  # (expanded where the weights load)
+    assert masked.options == ("--network", "~/w.pth", f"--content-m={sub / 'c.png'}")  # (~: expanded where it loads)
     # an output that is a file another item's options read (its content mask) is refused too
     assert "is an input of jobs.jsonl:1" in output_names([moved, masked], sub / "out")[1].problem
     named = output_names(items, tmp_path / "out")
