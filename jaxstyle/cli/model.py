@@ -115,7 +115,7 @@ def _video(args, config: StyleConfig, model: Model, cond: np.ndarray, content_pa
                                         duration=options.duration, audio=audio, quality=options.quality,
                                         frames_dir=options.frames_dir, progress=not args.quiet)
 
-    with claimed(output):
+    with claimed(output, *([options.frames_dir] if options.frames_dir else [])):
         if options.frames_dir:
             Path(options.frames_dir).mkdir(parents=True, exist_ok=True)
         metrics = with_stylized_sound(args, content_path, output, options, config, frames) if args.style_audio \

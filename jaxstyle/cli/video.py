@@ -144,6 +144,11 @@ def video_main(args, config: StyleConfig, warm_start: Callable[[np.ndarray], np.
     job = VideoJob(content_path, style_paths, output, config, options, processes, progress=not args.quiet,
                    warm_start=warm_start)
     check_output_dir(job.work_path, "--work-dir")
+    if options.frames_dir:
+        frames, work = os.path.realpath(options.frames_dir), os.path.realpath(job.work_path)
+        if frames == work or frames.startswith(work + os.sep):
+            raise UserError(f"--frames-dir {options.frames_dir} is inside the work directory {job.work_path}, which is "
+                            "removed when the video is done; choose a --frames-dir outside it")
     if args.style_audio:
         check_video_style_audio(args, content_path, output, options)
     note_dropped_streams(content_path, output, options.audio and not args.style_audio,
@@ -157,7 +162,9 @@ def video_main(args, config: StyleConfig, warm_start: Callable[[np.ndarray], np.
     n_frames = max(1, expected_frame_count(info, options.start, options.duration))
     check_memory(config, h, w, frames=frames_at_once(n_frames, config, len(jax.local_devices()), processes.num_processes))
     # process 0 writes the output; every process shares the work directory
-    with claimed(*((output, job.work_path) if processes.process_id == 0 else ())):
+    # (--frames-dir too: a second job writing into it would overwrite and remove this one's frames)
+    held = (output, job.work_path, *([options.frames_dir] if options.frames_dir else []))
+    with claimed(*(held if processes.process_id == 0 else ())):
         if options.frames_dir:
             Path(options.frames_dir).mkdir(parents=True, exist_ok=True)
         network = network_for(config)

@@ -186,6 +186,8 @@ def stylize_video(job: VideoJob, network: Network, log=print) -> dict:
         # the flows it cached are reused (scene-cut detection computes them all before the first step)
         cached = len(list(work.flows.glob("*.npz"))) if work.flows.is_dir() else 0
         log(f"resuming the work directory {work.path} ({cached} cached flow file(s))")
+    elif job.options.resume:
+        log(f"note: --resume: no earlier run of this video in {work.path}; starting from the beginning")
     if procs.process_id == 0:
         source.prepare_masks(work.masks)
     work.barrier("masks")

@@ -192,7 +192,7 @@ def run_lanes(source: VideoSource, work: WorkDir, flows: FlowCache, config, netw
             stats["compile_seconds"] += result.metrics["compile_seconds"]
             stats["iterations_first"] = result.metrics["iterations"]
             if k == 0:
-                stats["first_frame_losses"] = result.metrics["final"]["total"]
+                stats["first_frame_losses"] = list(result.metrics["final"]["total"])[:len(first)]  # (not the padding)
                 stats["first_frame_trace"] = _trace(result.metrics)
             else:
                 stats["restarts"] += len(first)

@@ -44,6 +44,22 @@ def test_a_second_job_to_the_same_output_refuses(capsys, images, tmp_path):
     leftover.unlink()
 
 
+def test_a_frames_dir_is_held_by_one_job_and_kept_out_of_the_work_directory(capsys, images, tmp_path):
+    """Two jobs writing one --frames-dir would overwrite and remove each other's frames; a --frames-dir
+    in the work directory would go with it at the end."""
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    (frames / "frame_000000.png").write_bytes(b"the first job's")
+    video = [MEDIA / "video" / "realshort.mp4", "--style", images["style"], "-o", tmp_path / "v.mp4", *VFAST]
+    with OutputLock(frames):  # a job that is writing into it
+        assert_one_line_error(*run_main([*video, "--frames-dir", frames], capsys), "another jaxstyle job", "frames")
+    assert (frames / "frame_000000.png").read_bytes() == b"the first job's" and not (tmp_path / "v.mp4").exists()
+    for work, inside in [(tmp_path / "w", tmp_path / "w"), (tmp_path / "w2", tmp_path / "w2" / "frames")]:
+        assert_one_line_error(*run_main([*video, "--work-dir", work, "--frames-dir", inside], capsys),
+                              "inside the work directory")
+        assert not work.exists() and not inside.exists()
+
+
 def test_a_killed_jobs_lock_and_temporary_files_are_taken_over(capsys, images, tmp_path):
     out = tmp_path / "o.png"
     (tmp_path / ".o.png.jaxstyle-lock").write_text("999999999\n")  # no such process

@@ -367,6 +367,8 @@ def test_lanes_are_anchored_on_the_first_frame(capsys, style, tmp_path, vgg16):
         m = runs[name]
         assert m["iterations_per_frame"] == pytest.approx(
             (firsts * m["iterations_first"] + (11 - firsts) * m["iterations_later"]) / 8), name
+    # the first frames' losses: the lanes that started afresh only (not the batch's padding rows)
+    assert len(runs["fresh"]["first_frame_losses"]) == 2 and len(runs["anchored"]["first_frame_losses"]) == 1
     # every later frame's loss once per lane that computed it (the shorter lane idles at its end)
     lanes, later = runs["fresh"]["lanes"], runs["fresh"]["later_frame_losses"]
     assert sorted(t for t, _ in later) == sorted(t for lane in lanes for t in range(lane["start"] + 1, lane["stop"]))
