@@ -147,8 +147,9 @@ def video_main(args, config: StyleConfig, warm_start: Callable[[np.ndarray], np.
     if options.frames_dir:
         frames, work = os.path.realpath(options.frames_dir), os.path.realpath(job.work_path)
         if frames == work or frames.startswith(work + os.sep):
-            raise UserError(f"--frames-dir {options.frames_dir} is inside the work directory {job.work_path}, which is "
-                            "removed when the video is done; choose a --frames-dir outside it")
+            raise UserError(f"--frames-dir {options.frames_dir} is inside the work directory {job.work_path}, which "
+                            "jaxstyle clears on a fresh run and removes when the video is done; choose a --frames-dir "
+                            "outside it")
     if args.style_audio:
         check_video_style_audio(args, content_path, output, options)
     note_dropped_streams(content_path, output, options.audio and not args.style_audio,
