@@ -117,6 +117,9 @@ class WorkDir:
         except OSError as exc:
             tmp.unlink(missing_ok=True)
             raise write_failure(path, exc) from None
+        except BaseException:  # an interrupt: no temporary file is left beside the frames
+            tmp.unlink(missing_ok=True)
+            raise
 
     @staticmethod
     def load_png(path: Path) -> np.ndarray:

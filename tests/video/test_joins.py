@@ -117,3 +117,26 @@ def test_carried_difference_follows_the_motion(tmp_path):
             difference = lane[0][min(t, 11)] - lane[1][min(t, 11)]
             held.append(np.clip(lane[1][t] + (1 - r) * difference, 0, 1))
     assert carried < 0.9 * e_stab(held), (carried, e_stab(held))
+
+
+def test_an_interrupted_frame_write_leaves_no_temporary_file(tmp_path, monkeypatch):
+    """Ctrl-C while a frame PNG is written (into the work directory or --frames-dir): the frame there
+    before is kept and no temporary file is left beside it."""
+    import imageio.v3 as iio
+
+    from jaxstyle.video import workdir
+
+    target = tmp_path / "frame_000003.png"
+    WorkDir.save_png(target, np.zeros((4, 4, 3), np.uint8))
+    before = target.read_bytes()
+
+    write = iio.imwrite
+
+    def interrupted(path, image, **kw):
+        write(path, image, **kw)  # the temporary file is written, then the interrupt comes
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(workdir.iio, "imwrite", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        WorkDir.save_png(target, np.full((4, 4, 3), 255, np.uint8))
+    assert target.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == [target.name]
