@@ -25,6 +25,7 @@ from .optim.optimizers import OPTIMIZERS
 PRESERVE_COLORS = ("none", "luminance", "histogram")
 MAX_STYLE_SCALE = 8.0  # the style image at 8x the frame's size already holds more than any stroke needs
 TILE_MODES = ("coupled", "independent")
+INIT_WORDS = ("content", "noise", "style", "network")  # --init's choices that are not an image's path
 AUDIO_VARIANTS = ("ulyanov", "mel-multi", "mel-stats", "mel-gain")
 AUDIO_STEREO = ("per-channel", "mid-side")
 

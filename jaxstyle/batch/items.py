@@ -25,10 +25,12 @@ import shlex
 from pathlib import Path
 from typing import Sequence
 
+from ..config import INIT_WORDS
 from ..errors import UserError
 from ..io.audio import AUDIO_EXTENSIONS, is_audio
 from ..io.images import IMAGE_EXTENSIONS
 from ..io.video import INPUT_VIDEO_EXTENSIONS, is_video
+from ..nets.weights import NETWORK_NAMES
 
 CONTENT_EXTENSIONS = tuple(IMAGE_EXTENSIONS) + tuple(INPUT_VIDEO_EXTENSIONS) + tuple(AUDIO_EXTENSIONS)
 
@@ -93,8 +95,7 @@ def _options(value, where: str) -> tuple[str, ...]:
 # the flags of an item's "options" that name input files, with the words they take that are not
 # paths (--style-mask takes a comma-separated list)
 INPUT_PATH_FLAGS = {"--content-mask": (), "--style-mask": (), "--style-audio": (),
-                    "--init": ("content", "noise", "style", "network"),
-                    "--network": ("auto", "vgg16", "vgg19", "random", "random-vgg19", "random-vgg16")}
+                    "--init": INIT_WORDS, "--network": NETWORK_NAMES}
 
 
 def _map_input_paths(options: Sequence[str], change) -> tuple[str, ...]:

@@ -9,7 +9,7 @@ import jax
 import numpy as np
 
 from .. import imaging, schedules
-from ..config import StyleConfig
+from ..config import INIT_WORDS, StyleConfig
 from ..errors import NonFiniteLoss, UserError
 from ..imaging import target_size
 from ..io.images import check_output_path, read_image, write_image
@@ -39,16 +39,13 @@ def last_finite_path(output: Path) -> Path:
     raise UserError(f"too many {output.stem}.last-finite-N files beside {output}")
 
 
-BUILT_IN_INITS = ("content", "noise", "style", "network")
-
-
 def image_main(args, config: StyleConfig, warm_start: Callable[[np.ndarray], np.ndarray] | None = None) -> int:
     """``warm_start`` (--init network): frames -> the trained network's output, the initial image."""
     content_path = Path(args.content)
     style_paths = [Path(s) for s in args.style]
     output = Path(args.output) if args.output else default_output(content_path, style_paths[0], ".png")
     inputs = [content_path, *style_paths]
-    if config.init not in BUILT_IN_INITS:
+    if config.init not in INIT_WORDS:
         inputs.append(Path(config.init))
     if config.content_mask is not None:
         inputs += [Path(config.content_mask), *map(Path, config.style_mask)]
@@ -59,7 +56,7 @@ def image_main(args, config: StyleConfig, warm_start: Callable[[np.ndarray], np.
         raise UserError(f"{len(config.style_weights)} style weights given for {len(style_paths)} style images")
     content = read_image(content_path)
     styles = [read_image(p) for p in style_paths]
-    if config.init not in BUILT_IN_INITS:
+    if config.init not in INIT_WORDS:
         read_image(config.init)  # fail early on a bad init image
     if config.init == "network" and warm_start is None:
         raise UserError("--init network starts from a trained network's output: give its --model MODEL_DIR")

