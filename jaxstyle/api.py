@@ -16,6 +16,7 @@ from . import imaging, schedules
 from .config import StyleConfig
 from .errors import UserError
 from .feedforward import Model, load_model
+from .feedforward.carry import FlowCarry
 from .feedforward.loss import style_statistics
 from .imaging import target_size
 from .io.images import read_image, to_rgb_float
@@ -146,9 +147,11 @@ def model_conditioning(model: Model, style_mix: Sequence[float] | None = None, s
 
 def stylize_with_model(content: ImageLike, model: Model | str, *, size: int | None = None,
                        style_mix: Sequence[float] | None = None, style: ImageLike | None = None,
-                       frames_per_device: int = 1) -> np.ndarray:
+                       frames_per_device: int = 1, carry: float = 0.0) -> np.ndarray:
     """One image (or frames [N, H, W, 3]) through a trained network; ``model`` may be its directory.
-    Returns float32 at the content's size (or ``size`` on the long side)."""
+    Returns float32 at the content's size (or ``size`` on the long side). ``carry`` (frames in order
+    only): the share of each frame taken from the previous output carried along the optical flow
+    (``--carry``)."""
     model = load_model(model) if isinstance(model, (str, bytes)) or hasattr(model, "__fspath__") else model
     frames = _as_image(content, "content") if not (isinstance(content, np.ndarray) and content.ndim == 4) \
         else np.asarray(content, np.float32)
@@ -156,6 +159,13 @@ def stylize_with_model(content: ImageLike, model: Model | str, *, size: int | No
     frames = frames[None] if single else frames
     h, w = target_size(frames.shape[1], frames.shape[2], size)
     frames = imaging.resize(frames, h, w) if (h, w) != frames.shape[1:3] else frames
+    if carry and single:
+        raise UserError("carry blends each frame with the one before: give frames [N, H, W, 3], not one image")
+    if not 0.0 <= carry < 1.0:
+        raise UserError(f"carry must be a share from 0 (off) up to, not including, 1; not {carry}")
     cond = model_conditioning(model, style_mix, None if style is None else _as_image(style, "style"))
     out = model.stylize(frames, cond, frames_per_device=frames_per_device)
+    if carry:
+        flow_carry = FlowCarry(carry)
+        out = np.stack([flow_carry(c, o) for c, o in zip(frames, out)])
     return out[0] if single else out

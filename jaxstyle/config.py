@@ -121,6 +121,7 @@ class VideoConfig:
     style_window: int = setting(5, "with a style video, Gram targets are averaged over this many style frames", metavar="N")
     anchor: bool = setting(True, "start every lane afresh (default: a lane whose first frame the clip's first frame reaches by a reliable direct flow starts from that frame's output warped, so that lanes agree where they meet)", flag="--no-anchor")
     scene_cuts: bool = setting(True, "do not detect scene cuts (at a detected cut a lane restarts as a first frame: no warp, no temporal term, no cross-fade across it)", flag="--no-scene-cuts")
+    carry: float = setting(0.0, "a --model's video: share of each frame taken from the previous output carried along the content's optical flow (reliable pixels only; a scene cut starts afresh), which damps the network's flicker; 0: the network's frames alone (the optimizer's frames start from the warped previous output already)", metavar="SHARE")
 
     def check(self) -> None:
         _at_least(self.passes, 1, "--passes")
@@ -132,6 +133,8 @@ class VideoConfig:
             raise UserError(f"--temporal-weight must be >= 0, not {self.temporal_weight}")
         _at_least(self.style_window, 1, "--style-window")
         _at_least(self.iterations, 0, "--video-iterations")
+        if not 0.0 <= self.carry < 1.0:
+            raise UserError(f"--carry must be a share from 0 (off) up to, not including, 1; not {self.carry}")
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,8 @@ batch job check the same way).
   and the tiles are for images and video frames.
 - ``--model`` without ``--init network`` runs the trained network, not the optimizer: of the
   stylization flags it reads the size and the frames per device (and a video's segment, frames
-  folder, quality and sound).
+  folder, quality and sound, and ``--carry`` with its ``--flow``); ``--carry`` is the network's
+  only (the optimizer's frames start from the warped previous output already).
 """
 
 from __future__ import annotations
@@ -94,9 +95,9 @@ def picture_flags_error(unused: list[str], why_not: str) -> UserError:
 
 
 # What a trained network's pass (--model without --init network) reads: the working size and the
-# frames per device; a video's segment, frames folder, quality and audio.
+# frames per device; a video's segment, frames folder, quality, audio and carry along the flow.
 _NETWORK_READS = ("--size", "--frames-per-device", "--start", "--duration", "--frames-dir", "--quality",
-                  "--no-audio")
+                  "--no-audio", "--carry", "--flow")
 
 
 def check_flags_apply_to_network(args: argparse.Namespace) -> None:
@@ -116,3 +117,11 @@ def check_flags_apply_to_network(args: argparse.Namespace) -> None:
 
 def verb(flags: list[str]) -> str:
     return "applies" if len(flags) == 1 else "apply"
+
+
+def check_carry_is_for_a_network(args: argparse.Namespace) -> None:
+    """``--carry`` blends a trained network's frames along the flow; the optimizer would ignore it."""
+    runs_network = bool(getattr(args, "model", None)) and getattr(args, "init", None) != "network"
+    if "--carry" in given_section_flags(StyleConfig, args, "video") and not runs_network:
+        raise UserError("--carry carries a trained network's frames (--model) along the optical flow; the optimizer's "
+                        "frames start from the warped previous output already (--temporal-weight keeps them to it)")

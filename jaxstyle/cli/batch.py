@@ -46,12 +46,13 @@ from ..io.video import VIDEO_OUTPUT_EXTENSIONS, probe
 from ..optim import compile_count
 from .audio import audio_main
 from .common import Parser, check_memory, claimed, crash_log, log, one_line
-from .flags import from_flags, given_flags
+from .flags import from_flags, given_flags, given_section_flags
 from .image import image_main
 from .model import check_model_use, model_main
 from .parser import build_parser
-from .applies import (check_flags_apply, check_flags_apply_to_network, picture_flags_error, sound_flags_error,
-                      unused_picture_flags, unused_sound_flags, unused_video_options, verb, video_options_error)
+from .applies import (check_carry_is_for_a_network, check_flags_apply, check_flags_apply_to_network,
+                      picture_flags_error, sound_flags_error, unused_picture_flags, unused_sound_flags,
+                      unused_video_options, verb, video_options_error)
 from .video import init_distributed, video_main
 
 # images of a bucket optimized at once per device unless --frames-per-device says otherwise (videos keep
@@ -233,6 +234,11 @@ def _check_job_flags_apply(job_flags: list[str], items: list[BatchItem]) -> None
     readable = [item for item in items if item.problem is None]
     if args.model and not any(_optimizes_from_network(item) for item in readable):
         check_flags_apply_to_network(args)
+    if "--carry" in given_section_flags(StyleConfig, args, "video") and not any(
+            (args.model or item.model) and getattr(args, "init", None) != "network" and not _optimizes_from_network(item)
+            for item in readable):
+        raise UserError("--carry carries a trained network's frames along the optical flow, and no item of the job runs "
+                        "a network (a \"model\" without --init network)")
     kinds = {item.kind for item in readable}
     if not kinds:
         return
@@ -267,6 +273,8 @@ def _plan(item: BatchItem, job_flags: list[str], models: Models) -> Planned:
         raise UserError(f"{', '.join(misplaced)} in \"options\": an item's files are its \"style\", \"model\" and "
                         "\"output\" (its metrics go to index.jsonl), and the processes are the job's")
     check_flags_apply(own, item.kind, item.content.name)  # (the job's flags are for the items that take them)
+    if "--carry" in given_section_flags(StyleConfig, own, "video"):
+        check_carry_is_for_a_network(args)
     if args.model and config.init != "network":
         check_flags_apply_to_network(own)
     planned = Planned(item, item.key(job_flags), args, config)

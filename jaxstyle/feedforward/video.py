@@ -1,6 +1,7 @@
 """A video through a trained network: frames streamed from ffmpeg at the working size in batches of
-``frames_per_device`` per device, stylized, put back at the input's exact size and written at its
-frame rate with its audio (the same I/O as the optimizer's video jobs)."""
+``frames_per_device`` per device, stylized, optionally carried along the optical flow
+(:mod:`.carry`), put back at the input's exact size and written at its frame rate with its audio
+(the same I/O as the optimizer's video jobs)."""
 
 from __future__ import annotations
 
@@ -17,14 +18,18 @@ from .. import imaging
 from ..imaging import target_size
 from ..io.images import frame_png, write_image
 from ..io.video import VideoWriter, expected_frame_count, iter_frames, probe
+from .carry import FlowCarry
 from .model import Model
 
 
 def stylize_video_with_model(model: Model, cond: np.ndarray, source: Path, output: Path, *, size: int | None,
                              frames_per_device: int = 1, start: float = 0.0, duration: float | None = None,
                              audio: bool = True, quality: int = 18, frames_dir: str | None = None,
-                             devices: Sequence[jax.Device] | None = None, progress: bool = False) -> dict:
-    """Write ``output`` (atomically) and return frames, sizes and timings."""
+                             devices: Sequence[jax.Device] | None = None, progress: bool = False,
+                             carry: float = 0.0, measure: bool = False, flow: str = "dis") -> dict:
+    """Write ``output`` (atomically) and return frames, sizes and timings. ``carry`` > 0 blends each
+    frame with the previous output warped by the content's flow; with it or with ``measure`` the
+    flows also give e_stab (``stability_error``)."""
     info = probe(source)
     h, w = target_size(info.height, info.display_width, size)  # square pixels, as the optimizer's
     n_frames = expected_frame_count(info, start, duration)
@@ -32,7 +37,8 @@ def stylize_video_with_model(model: Model, cond: np.ndarray, source: Path, outpu
     devices = devices[:max(1, min(len(devices), -(-n_frames // frames_per_device)))]  # as many as the clip can use
     per_batch = frames_per_device * len(devices)
     audio_duration = float(Fraction(n_frames) / info.fps) if (start or duration) else None
-    written, network_seconds = 0, 0.0
+    flow_carry = FlowCarry(carry, flow) if carry or measure else None
+    written, network_seconds, carry_seconds = 0, 0.0, 0.0
     t0 = time.perf_counter()
     bar = tqdm(total=n_frames, unit="frame", desc="network", dynamic_ncols=True) if progress else None
     with VideoWriter(output, info.width, info.height, info.fps, quality=quality,
@@ -43,6 +49,10 @@ def stylize_video_with_model(model: Model, cond: np.ndarray, source: Path, outpu
             t1 = time.perf_counter()
             out = model.stylize(batch, cond, frames_per_device=frames_per_device, devices=devices)
             network_seconds += time.perf_counter() - t1
+            if flow_carry is not None:  # (in order: each frame carries the one before)
+                t1 = time.perf_counter()
+                out = np.stack([flow_carry(content, frame) for content, frame in zip(batch, out)])
+                carry_seconds += time.perf_counter() - t1
             full = imaging.resize(out, info.height, info.width) if (h, w) != (info.height, info.width) else out
             writer.write(full)
             if frames_dir is not None:
@@ -56,5 +66,6 @@ def stylize_video_with_model(model: Model, cond: np.ndarray, source: Path, outpu
     wall = time.perf_counter() - t0
     return {"frames": written, "working_size": [h, w], "output_size": [info.height, info.width],
             "wall_seconds": wall, "network_seconds": network_seconds, "frames_per_second": written / max(wall, 1e-9),
-            "network_frames_per_second": written / max(network_seconds, 1e-9), "devices": len(devices)}
+            "network_frames_per_second": written / max(network_seconds, 1e-9), "devices": len(devices),
+            **({} if flow_carry is None else {**flow_carry.metrics(), "carry_seconds": carry_seconds})}
 

@@ -109,3 +109,20 @@ def test_a_folder_with_the_jobs_model_needs_no_styles(capsys, tmp_path, inputs, 
     code, err = run_main(["batch", "--contents", inputs, "--model", tmp_path / "none", "--out-dir", tmp_path / "o2"],
                          capsys)
     assert code == 2 and "does not exist" in err and not (tmp_path / "o2").exists()
+
+
+def test_carry_is_for_the_items_a_network_stylizes(capsys, tmp_path, inputs, model_dir):
+    out = tmp_path / "out"
+    jobs = tmp_path / "jobs.jsonl"
+    jobs.write_text(json.dumps({"content": "in/c.mp4", "style": str(MEDIA / "styles" / "starry_night.jpg")}))
+    code, err = run_main(["batch", jobs, "--out-dir", out, "--carry", "0.5", "--quiet"], capsys)
+    assert code == 2 and "no item of the job runs a network" in err and not out.exists(), err
+    jobs.write_text("\n".join(json.dumps(line) for line in [
+        {"content": "in/c.mp4", "model": str(model_dir), "options": "--carry 0.5 --frames-per-device 2"},
+        {"content": "in/c.mp4", "style": str(MEDIA / "styles" / "starry_night.jpg"), "options": "--carry 0.5"}]))
+    code, err = run_main(["batch", jobs, "--out-dir", out, "--size", "40", "--quiet"], capsys)
+    assert code == 2 and "1 of 2 item(s) failed" in err, err
+    records = [json.loads(r) for r in (out / "index.jsonl").read_text().splitlines()]
+    assert [r["status"] for r in records] == ["ok", "failed"]
+    assert records[0]["metrics"]["carry"] == 0.5 and records[0]["metrics"]["stability_error"] > 0
+    assert "the optimizer's frames start from the warped previous output" in records[1]["error"]

@@ -363,6 +363,27 @@ def test_the_model_stylizes_images_and_videos_at_their_size_with_audio(capsys, t
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
 
 
+def test_carry_steadies_a_networks_video_and_reports_its_e_stab(capsys, tiny_model, tmp_path):
+    clip = make_clip(tmp_path / "c.mp4", "48x36", frames=6)
+    measured = {}
+    for carry in ("0", "0.6"):
+        code, err = run_main([clip, "--model", tiny_model, "--frames-per-device", "4", "-q", "--carry", carry,
+                              "--metrics-json", tmp_path / f"m{carry}.json", "-o", tmp_path / f"o{carry}.mp4"], capsys)
+        assert code == 0, err
+        measured[carry] = json.loads((tmp_path / f"m{carry}.json").read_text())
+        assert f"e_stab {measured[carry]['stability_error']:.4f}" in err
+        assert measured[carry]["carry"] == float(carry) and len(measured[carry]["pair_temporal_errors"]) == 5
+    assert measured["0.6"]["stability_error"] < 0.8 * measured["0"]["stability_error"]
+    # the Python API: frames in order, carried the same way; one image has nothing to carry
+    frames = np.stack(list(iter_frames(clip)))
+    alone = stylize_with_model(frames, tiny_model)
+    carried = stylize_with_model(frames, tiny_model, carry=0.6)
+    np.testing.assert_array_equal(carried[0], alone[0])
+    assert float(np.abs(carried[1:] - alone[1:]).max()) > 1e-3
+    with pytest.raises(UserError, match="not one image"):
+        stylize_with_model(frames[0], tiny_model, carry=0.6)
+
+
 def test_init_network_warm_starts_the_optimizer_for_images_and_lanes(capsys, tiny_model, tmp_path):
     fast = ["--iterations", "2", "--start-size", "0", "--network", "vgg16", "-q"]
     code, err = run_main([MEDIA / "content" / "tubingen.jpg", "--model", tiny_model, "--init", "network", "--style",
@@ -437,6 +458,12 @@ def test_a_style_prediction_network_trains_from_a_folder_and_takes_any_style(cap
     (["{clip}", "--model", "{model}", "--keep-work", "--temporal-weight", "3", "-o", "{tmp}/o.mp4"],
      "--keep-work, --temporal-weight apply to the optimizer"),
     (["{clip}", "--model", "{model}", "--style-audio", "{audio}", "--no-audio", "-o", "{tmp}/o.mp4"], "contradict"),
+    # --carry: a share, for a network's video only
+    (["{clip}", "--model", "{model}", "--carry", "1", "-o", "{tmp}/o.mp4"], "--carry must be a share from 0"),
+    (["{content}", "--model", "{model}", "--carry", "0.5", "-o", "{tmp}/o.png"], "--carry applies to a video CONTENT"),
+    (["{clip}", "--style", STYLE, "--carry", "0.5", "-o", "{tmp}/o.mp4"], "the optimizer's frames start from the warped"),
+    (["{clip}", "--model", "{model}", "--init", "network", "--style", STYLE, "--carry", "0.5", "-o", "{tmp}/o.mp4"],
+     "the optimizer's frames start from the warped"),
     (["{content}", "--model", "{model}", "--style-audio", "{audio}", "-o", "{tmp}/o.png"], "a video with sound"),
 ])
 def test_bad_input_is_one_line_and_exit_2(capsys, tmp_path, data_folder, tiny_model, argv, needle):
