@@ -129,7 +129,8 @@ def _video(args, config: StyleConfig, model: Model, cond: np.ndarray, content_pa
                                                   "output": str(output)})
     steadiness = "" if metrics.get("stability_error") is None else \
         f"; e_stab {metrics['stability_error']:.4f}{' carried' if config.video.carry else ''}"
-    log(f"wrote {output}: {metrics['frames']} frames in {metrics['wall_seconds']:.1f} s "
+    count = f"{metrics['frames']} frame{'' if metrics['frames'] == 1 else 's'}"
+    log(f"wrote {output}: {count} in {metrics['wall_seconds']:.1f} s "
         f"({metrics['frames_per_second']:.2f} frames/s; the network alone {metrics['network_frames_per_second']:.1f}"
         f" frames/s on {metrics['devices']} device(s){steadiness})")
     return 0

@@ -180,6 +180,9 @@ def video_main(args, config: StyleConfig, warm_start: Callable[[np.ndarray], np.
             write_json_atomic(args.metrics_json, {**metrics, "content": str(content_path),
                                                   "styles": [str(p) for p in style_paths], "output": str(output)})
     if processes.process_id == 0:
-        log(f"wrote {output}: {metrics['frames']} frames in {metrics['wall_seconds']:.1f} s "
-            f"({metrics['frames_per_second']:.2f} frames/s), stability error {metrics['stability_error']:.4f}")
+        steadiness = "no frame pair to measure stability on" if metrics["stability_error"] is None else \
+            f"stability error {metrics['stability_error']:.4f}"
+        count = f"{metrics['frames']} frame{'' if metrics['frames'] == 1 else 's'}"
+        log(f"wrote {output}: {count} in {metrics['wall_seconds']:.1f} s "
+            f"({metrics['frames_per_second']:.2f} frames/s), {steadiness}")
     return 0

@@ -40,8 +40,9 @@ class StabilityMeter:
     def metrics(self) -> dict:
         errs = np.asarray(self.errors)
         return {"pair_temporal_errors": errs.tolist(),
-                "stability_error": float(np.sqrt(errs.mean())) if len(errs) else 0.0,
-                "max_pair_over_median": float(errs.max() / max(np.median(errs), 1e-12)) if len(errs) else 0.0}
+                # (None: no pair to measure, a single frame or every pair across a cut; not "perfectly steady")
+                "stability_error": float(np.sqrt(errs.mean())) if len(errs) else None,
+                "max_pair_over_median": float(errs.max() / max(np.median(errs), 1e-12)) if len(errs) else None}
 
 
 def measure_stability(source: VideoSource, work: WorkDir, flows: FlowCache, config, lanes: list[Lane],

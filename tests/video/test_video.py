@@ -238,6 +238,17 @@ def test_odd_size_ntsc_clip_without_audio(capsys, style, tmp_path, vgg16):
     assert not info.variable_frame_rate
 
 
+def test_a_one_frame_clip_has_no_stability_to_report(capsys, style, tmp_path, vgg16):
+    clip = make_clip(tmp_path / "one.mp4", frames=1)
+    code, err = run_main([clip, "--style", style, "-o", tmp_path / "one_out.mp4", "--metrics-json",
+                          tmp_path / "m.json", *FAST], capsys)
+    assert code == 0, err
+    assert "1 frame in" in err and "no frame pair to measure stability on" in err and "stability error" not in err
+    data = json.loads((tmp_path / "m.json").read_text())
+    assert data["stability_error"] is None and data["pair_temporal_errors"] == []
+    assert vio.probe(tmp_path / "one_out.mp4").frame_count == 1
+
+
 def test_anamorphic_clip_is_stylized_in_square_pixels(capsys, style, tmp_path, vgg16):
     """Pixels 4:3 wide (as in DV or the 'carphone' clip): the frames are stylized at the display
     aspect, so strokes are not stretched on screen, and written back at the stored size with the
