@@ -10,8 +10,9 @@ with the previous (already carried) output warped onto it,
 
 where N_t is the network's output and M_t Ruder et al.'s reliability mask of the content's flow
 (occluded, disoccluded and out-of-frame pixels take the network's output alone). A scene cut
-(:mod:`jaxstyle.video.cuts`' test on the same flows) starts afresh. The flows are DIS's, computed
-between consecutive content frames at the working size, one pair at a time (a stream, not cached).
+(:mod:`jaxstyle.video.cuts`' test on the same flows) starts afresh. The flows are the engine's
+(OpenCV's DIS unless ``--flow`` says otherwise), computed on the CPU between consecutive content
+frames at the working size, one pair at a time (a stream: nothing cached).
 
 The same warped previous output and mask give each pair's temporal error, so the carried video's
 e_stab (:func:`jaxstyle.video.flow.stability_error`) costs nothing more.
