@@ -183,6 +183,7 @@ def video_main(args, config: StyleConfig, warm_start: Callable[[np.ndarray], np.
         steadiness = "no frame pair to measure stability on" if metrics["stability_error"] is None else \
             f"stability error {metrics['stability_error']:.4f}"
         count = f"{metrics['frames']} frame{'' if metrics['frames'] == 1 else 's'}"
-        log(f"wrote {output}: {count} in {metrics['wall_seconds']:.1f} s "
-            f"({metrics['frames_per_second']:.2f} frames/s), {steadiness}")
+        rate = f"resumed at step {metrics['resumed_at_step']}" if metrics.get("frames_per_second") is None \
+            else f"{metrics['frames_per_second']:.2f} frames/s"
+        log(f"wrote {output}: {count} in {metrics['wall_seconds']:.1f} s ({rate}), {steadiness}")
     return 0

@@ -156,10 +156,15 @@ def run_passes(source: VideoSource, work: WorkDir, flows: FlowCache, cfg, networ
     return stats
 
 
-def iterations_per_frame(stats: dict, lanes: list[Lane], cuts: Cuts, n_frames: int, cfg) -> float:
-    """The optimizer iterations actually spent, overlap frames included, per output frame."""
+def iterations_per_frame(stats: dict, lanes: list[Lane], cuts: Cuts, n_frames: int, cfg) -> float | None:
+    """The optimizer iterations actually spent, overlap frames included, per output frame (None after
+    a --resume that ran no first frame or no later frame of its own: their iterations are unknown)."""
     restarts = sum(1 for lane in lanes for c in cuts.frames if lane.start < c < lane.stop)  # lanes restarted at a cut
     firsts = len(lanes) - stats.get("anchored_lanes", 0) + restarts  # (an anchored start costs a later frame's)
+    later = sum(lane.length for lane in lanes) - firsts
+    if stats.get("resumed_at_step") and ((firsts and not stats["iterations_first"])
+                                         or (later and not stats["iterations_later"])):
+        return None
     return (stats["iterations_first"] * firsts + stats["iterations_later"]
             * (sum(lane.length for lane in lanes) - firsts)) / n_frames + (cfg.video.passes - 1) * cfg.video.iterations
 
@@ -213,7 +218,9 @@ def stylize_video(job: VideoJob, network: Network, log=print) -> dict:
         "frames": source.n_frames, "fps": str(source.fps), "start": job.options.start, "duration": job.options.duration,
         "work_size": [source.height, source.width],
         "output_size": [source.info.height, source.info.width], "wall_seconds": wall,
-        "frames_per_second": source.n_frames / wall, "network": network.describe(),
+        # (a resumed run's time covers only its own steps: no rate for the whole clip)
+        "frames_per_second": None if stats.get("resumed_at_step") else source.n_frames / wall,
+        "network": network.describe(),
         "devices": len(devices), "processes": procs.num_processes,
         "iterations_per_frame": iterations_per_frame(stats, lanes, cuts, source.n_frames, cfg),
         "lane_frames_computed": sum(lane.length for lane in lanes),

@@ -145,8 +145,10 @@ def run_lanes(source: VideoSource, work: WorkDir, flows: FlowCache, config, netw
     readers = [source.reader(lane.start + start_step, lane.length - start_step)
                if start_step < lane.length else iter(()) for lane in my_lanes]
     later = dataclasses.replace(config, start_size=0, iterations=video.iterations)
+    # (after --resume the statistics cover the steps from ``resumed_at_step`` on: the losses and
+    # iterations of the earlier run's steps are not known here)
     stats = {"iterations_first": 0, "iterations_later": 0, "steps": steps, "first_frame_losses": [],
-             "later_frame_losses": [], "compile_seconds": 0.0, "restarts": 0}
+             "later_frame_losses": [], "compile_seconds": 0.0, "restarts": 0, "resumed_at_step": start_step}
     bar = tqdm(total=steps, initial=start_step, unit="step", desc=f"lanes x{len(lanes)}", dynamic_ncols=True) \
         if progress else None
     t0 = time.perf_counter()

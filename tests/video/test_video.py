@@ -491,9 +491,15 @@ def test_kill_and_resume_matches_uninterrupted_run(capsys, style, tmp_path, vgg1
     assert checkpoints, "no finished checkpoint"
     last_step = max(checkpoints)
 
-    code, err = run_main([*args, "--resume", "--frames-dir", tmp_path / "frames_resumed"], capsys)
+    code, err = run_main([*args, "--resume", "--frames-dir", tmp_path / "frames_resumed", "--metrics-json",
+                          tmp_path / "resumed.json"], capsys)
     assert code == 0, err
     assert f"resuming at step {last_step + 1} of {steps}" in err and "took over the lock" in err
+    # the metrics say what they cover: no rate or first-frame figures for steps this run did not do
+    metrics = json.loads((tmp_path / "resumed.json").read_text())
+    assert metrics["resumed_at_step"] == last_step + 1 and metrics["frames_per_second"] is None
+    assert metrics["first_frame_losses"] == [] and metrics["iterations_per_frame"] is None
+    assert f"resumed at step {last_step + 1}), stability error" in err
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".resumed")]
     assert vio.probe(out).frame_count == 12
     after = {p.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in (work / "frames").glob("*.png")
@@ -511,7 +517,7 @@ def test_kill_and_resume_matches_uninterrupted_run(capsys, style, tmp_path, vgg1
                           "--work-dir", tmp_path / "work_straight", "--keep-work",
                           "--frames-dir", tmp_path / "frames_straight", *FAST], capsys)
     assert code == 0, err
-    assert "resuming" not in err
+    assert "resuming" not in err and " frames/s), stability error" in err
     resumed, straight = pngs(tmp_path / "frames_resumed"), pngs(tmp_path / "frames_straight")
     assert len(resumed) == 12
     diff = max_level_diff(resumed, straight)
