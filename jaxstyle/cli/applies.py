@@ -125,3 +125,17 @@ def check_carry_is_for_a_network(args: argparse.Namespace) -> None:
     if "--carry" in given_section_flags(StyleConfig, args, "video") and not runs_network:
         raise UserError("--carry carries a trained network's frames (--model) along the optical flow; the optimizer's "
                         "frames start from the warped previous output already (--temporal-weight keeps them to it)")
+
+
+# The lanes schedule's own flags: --sequential walks one lane, so they would change nothing.
+_LANE_FLAGS = ("--overlap", "--fade", "--no-anchor")
+
+
+def check_lane_flags_apply(args: argparse.Namespace) -> None:
+    """``--sequential`` is one lane: the lanes' overlap, fade and anchoring would be ignored."""
+    given = given_section_flags(StyleConfig, args, "video")
+    if "--sequential" in given and getattr(args, "video.sequential", False):
+        unused = [f for f in given if f in _LANE_FLAGS]
+        if unused:
+            raise UserError(f"{', '.join(unused)} {verb(unused)} to the lanes schedule, and --sequential stylizes the "
+                            "frames in one lane")

@@ -51,7 +51,7 @@ from .image import image_main
 from .model import check_model_use, model_main
 from .parser import build_parser
 from .applies import (check_carry_is_for_a_network, check_flags_apply, check_flags_apply_to_network,
-                      picture_flags_error, sound_flags_error, unused_picture_flags, unused_sound_flags,
+                      check_lane_flags_apply, picture_flags_error, sound_flags_error, unused_picture_flags, unused_sound_flags,
                       unused_video_options, verb, video_options_error)
 from .video import init_distributed, video_main
 
@@ -275,6 +275,7 @@ def _plan(item: BatchItem, job_flags: list[str], models: Models) -> Planned:
     check_flags_apply(own, item.kind, item.content.name)  # (the job's flags are for the items that take them)
     if "--carry" in given_section_flags(StyleConfig, own, "video"):
         check_carry_is_for_a_network(args)
+    check_lane_flags_apply(args)
     if args.model and config.init != "network":
         check_flags_apply_to_network(own)
     planned = Planned(item, item.key(job_flags), args, config)

@@ -25,7 +25,8 @@ from ..io.compile_cache import enable_compile_cache
 from ..io.files import os_error_line
 from ..io.images import IMAGE_EXTENSIONS
 from ..io.video import INPUT_VIDEO_EXTENSIONS, is_video_content
-from .applies import check_carry_is_for_a_network, check_flags_apply, check_flags_apply_to_network
+from .applies import (check_carry_is_for_a_network, check_flags_apply, check_flags_apply_to_network,
+                      check_lane_flags_apply)
 from .audio import audio_main
 from .batch import batch_main
 from .common import PROG, crash_log, one_line
@@ -73,6 +74,7 @@ def stylize_main(argv: Sequence[str]) -> int:
         check_model_content(args.content)
     check_flags_apply_to_content(args)
     check_carry_is_for_a_network(args)
+    check_lane_flags_apply(args)
     if args.model:
         check_flags_apply_to_network(args)
         return model_main(args, config)

@@ -572,6 +572,10 @@ def test_bad_video_inputs_are_one_line_errors(capsys, style, clip8, tmp_path, vg
     assert clip8.read_bytes() == data
     code, err = run_main([clip8, "--style", style, "-o", tmp_path / "out.txt", *FAST], capsys)
     assert_one_line_error(code, err, "unsupported output format")
+    # --sequential is one lane: the lanes' own flags would change nothing
+    code, err = run_main([clip8, "--style", style, "-o", out, "--sequential", "--overlap", "4", "--no-anchor", *FAST],
+                         capsys)
+    assert_one_line_error(code, err, "--overlap, --no-anchor apply to the lanes schedule, and --sequential")
 
     assert not out.exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")], list(tmp_path.iterdir())
