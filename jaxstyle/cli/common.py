@@ -20,7 +20,9 @@ from ..io.files import OutputLock, check_output_dir, check_output_file, remove_s
 from ..io.images import FRAME_PNG, remove_frames_from
 from ..io.video import audio_streams, dropped_subtitles_note
 from .. import schedules
+from ..config import StyleConfig
 from ..schedules.memory import check_memory
+from .flags import given_section_flags
 
 __all__ = ["PROG", "Parser", "log", "default_output", "check_metrics_path", "check_output_file", "check_memory",
            "claimed", "one_line", "crash_log"]
@@ -80,10 +82,17 @@ def check_metrics_path(metrics_json: str | None, paths) -> None:
 
 def note_tiled_iterations(args, config, h: int, w: int) -> None:
     """A frame above --tile-size takes --tile-iterations / --tile-coarse-iterations at its tiled
-    scales and --coarse-iterations below them: a --iterations the user gave goes unused, said once."""
-    if getattr(args, "iterations", None) is not None and schedules.is_tiled(config, h, w):
+    scales and --coarse-iterations below them: a --iterations the user gave goes unused, said once.
+    A frame at or below it is never tiled: the --tile-* flags the user gave go unused, said once."""
+    tiled = schedules.is_tiled(config, h, w)
+    if getattr(args, "iterations", None) is not None and tiled:
         log(f"note: {w}x{h} frames are above --tile-size {config.tiles.size}: their last scales take "
             f"--tile-iterations ({config.tiles.iterations}), not --iterations")
+    unused = [f for f in given_section_flags(StyleConfig, args, "tiles") if f != "--tile-size"]
+    if unused and not tiled:
+        limit = "tiling is off (--tile-size 0)" if not config.tiles.size else \
+            f"{w}x{h} frames are not above --tile-size {config.tiles.size}, so they are not tiled"
+        log(f"note: {limit}: {', '.join(unused)} change{'s' if len(unused) == 1 else ''} nothing")
 
 
 def check_frames_dir(frames_dir: str, inputs) -> None:

@@ -226,3 +226,16 @@ def test_a_given_iterations_on_tiled_frames_is_noted(capsys):
     for iterations, h in [(None, 80), (5, 60)]:  # not given, or a frame under the tile size
         note_tiled_iterations(argparse.Namespace(iterations=iterations), config, h, h)
         assert capsys.readouterr().err == ""
+
+    # the --tile-* flags given for frames that are never tiled go unused: said once (--tile-size is
+    # what decides, so it is not among them)
+    given = argparse.Namespace(**{"tiles.mode": "independent", "tiles.iterations": 3, "tiles.size": 64})
+    note_tiled_iterations(given, config, 60, 60)
+    assert capsys.readouterr().err.strip() == (
+        "note: 60x60 frames are not above --tile-size 64, so they are not tiled: --tile-mode, --tile-iterations "
+        "change nothing")
+    note_tiled_iterations(given, config, 80, 100)
+    assert capsys.readouterr().err == ""
+    off = StyleConfig(tiles=TileConfig(size=0)).resolved()
+    note_tiled_iterations(argparse.Namespace(**{"tiles.rounds": 3}), off, 60, 60)
+    assert capsys.readouterr().err.strip() == "note: tiling is off (--tile-size 0): --tile-rounds changes nothing"
