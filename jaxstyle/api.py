@@ -161,11 +161,9 @@ def stylize_with_model(content: ImageLike, model: Model | str, *, size: int | No
     frames = imaging.resize(frames, h, w) if (h, w) != frames.shape[1:3] else frames
     if carry and single:
         raise UserError("carry blends each frame with the one before: give frames [N, H, W, 3], not one image")
-    if not 0.0 <= carry < 1.0:
-        raise UserError(f"carry must be a share from 0 (off) up to, not including, 1; not {carry}")
+    flow_carry = FlowCarry(carry) if carry else None  # (checks the share before the network runs)
     cond = model_conditioning(model, style_mix, None if style is None else _as_image(style, "style"))
     out = model.stylize(frames, cond, frames_per_device=frames_per_device)
-    if carry:
-        flow_carry = FlowCarry(carry)
+    if flow_carry is not None:
         out = np.stack([flow_carry(c, o) for c, o in zip(frames, out)])
     return out[0] if single else out

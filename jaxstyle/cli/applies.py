@@ -113,6 +113,9 @@ def check_flags_apply_to_network(args: argparse.Namespace) -> None:
     if unused:
         raise UserError(f"{', '.join(unused)} {verb(unused)} to the optimizer, and --model alone runs the trained "
                         "network (add --init network to optimize from its output)")
+    if "--flow" in given and not getattr(args, "video.carry", 0.0):
+        raise UserError("--flow with --model is the optical flow of --carry: give --carry SHARE (above 0), or leave "
+                        "--flow out (the network's pass alone computes no flow)")
 
 
 def verb(flags: list[str]) -> str:

@@ -235,10 +235,10 @@ def _check_job_flags_apply(job_flags: list[str], items: list[BatchItem]) -> None
     if args.model and not any(_optimizes_from_network(item) for item in readable):
         check_flags_apply_to_network(args)
     if "--carry" in given_section_flags(StyleConfig, args, "video") and not any(
-            (args.model or item.model) and getattr(args, "init", None) != "network" and not _optimizes_from_network(item)
-            for item in readable):
-        raise UserError("--carry carries a trained network's frames along the optical flow, and no item of the job runs "
-                        "a network (a \"model\" without --init network)")
+            item.kind == "video" and (args.model or item.model) and getattr(args, "init", None) != "network"
+            and not _optimizes_from_network(item) for item in readable):
+        raise UserError("--carry carries a trained network's video frames along the optical flow, and no video of the "
+                        "job is stylized by a network (a \"model\" without --init network)")
     kinds = {item.kind for item in readable}
     if not kinds:
         return

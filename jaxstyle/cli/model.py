@@ -114,8 +114,7 @@ def _video(args, config: StyleConfig, model: Model, cond: np.ndarray, content_pa
                                         frames_per_device=config.frames_per_device, start=options.start,
                                         duration=options.duration, audio=audio, quality=options.quality,
                                         frames_dir=options.frames_dir, progress=not args.quiet,
-                                        carry=config.video.carry, measure=bool(args.metrics_json),
-                                        flow=config.video.flow)
+                                        carry=config.video.carry, flow=config.video.flow)
 
     with claimed(output, *([options.frames_dir] if options.frames_dir else [])):
         if options.frames_dir:
@@ -127,8 +126,8 @@ def _video(args, config: StyleConfig, model: Model, cond: np.ndarray, content_pa
         if args.metrics_json:
             write_json_atomic(args.metrics_json, {**metrics, "content": str(content_path), "model": str(args.model),
                                                   "output": str(output)})
-    steadiness = "" if metrics.get("stability_error") is None else \
-        f"; e_stab {metrics['stability_error']:.4f}{' carried' if config.video.carry else ''}"
+    steadiness = "" if not config.video.carry else "; no frame pair to measure e_stab on" \
+        if metrics["stability_error"] is None else f"; e_stab {metrics['stability_error']:.4f} carried"
     count = f"{metrics['frames']} frame{'' if metrics['frames'] == 1 else 's'}"
     log(f"wrote {output}: {count} in {metrics['wall_seconds']:.1f} s "
         f"({metrics['frames_per_second']:.2f} frames/s; the network alone {metrics['network_frames_per_second']:.1f}"

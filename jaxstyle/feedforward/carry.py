@@ -24,6 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ..errors import UserError
 from ..video import flow as flowlib
 from ..video.cuts import colour_histogram, is_cut
 from ..video.temporal import pair_terms
@@ -42,7 +43,7 @@ class FlowCarry:
 
     def __init__(self, carry: float, method: str = "dis"):
         if not 0.0 <= carry < 1.0:
-            raise ValueError(f"carry must be in [0, 1), not {carry}")
+            raise UserError(f"carry must be a share from 0 (off) up to, not including, 1; not {carry}")
         flowlib.check_flow_method(method)
         self.carry, self.method = carry, method
         self.pair_errors: list[float] = []

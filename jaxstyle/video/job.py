@@ -165,13 +165,16 @@ def iterations_per_frame(stats: dict, lanes: list[Lane], cuts: Cuts, n_frames: i
     if stats.get("resumed_at_step") and ((firsts and not stats["iterations_first"])
                                          or (later and not stats["iterations_later"])):
         return None
-    return (stats["iterations_first"] * firsts + stats["iterations_later"]
-            * (sum(lane.length for lane in lanes) - firsts)) / n_frames + (cfg.video.passes - 1) * cfg.video.iterations
+    return (stats["iterations_first"] * firsts + stats["iterations_later"] * later) / n_frames \
+        + (cfg.video.passes - 1) * cfg.video.iterations
 
 
 def stylize_video(job: VideoJob, network: Network, log=print) -> dict:
     """Run ``job`` (a resolved config) and return its metrics; process 0 writes the output."""
     cfg = job.config
+    if cfg.video.carry:  # (the CLI refuses --carry here before; the Python API comes this way)
+        raise UserError("carry is for a trained network's video frames (--model); the optimizer's frames start from "
+                        "the warped previous output already (the temporal weight keeps them to it)")
     network = network.configured(cfg.pooling, cfg.precision)
     source = VideoSource(job.input, job.styles, cfg, job.options.start, job.options.duration)
     source.warm_start = job.warm_start
@@ -201,9 +204,10 @@ def stylize_video(job: VideoJob, network: Network, log=print) -> dict:
     # joins move onto nearby cuts (the plan in the fingerprint is the one before: cuts follow from the inputs)
     lanes = snap_to_cuts(lanes, cuts)
     my_lanes = [lanes[lane.index] for lane in my_lanes]
-    log(f"video {source.info.width}x{source.info.height} @ {float(source.fps):.3f} fps, {source.n_frames} frames "
-        f"-> working size {source.width}x{source.height}; {len(lanes)} lane(s) "
-        f"({len(my_lanes)} here), {max(lane.length for lane in lanes)} steps"
+    steps = max(lane.length for lane in lanes)
+    log(f"video {source.info.width}x{source.info.height} @ {float(source.fps):.3f} fps, {source.n_frames} "
+        f"frame{'' if source.n_frames == 1 else 's'} -> working size {source.width}x{source.height}; {len(lanes)} "
+        f"lane(s) ({len(my_lanes)} here), {steps} step{'' if steps == 1 else 's'}"
         + (f"; scene cuts before frames {', '.join(map(str, cuts.frames))}" if cuts.frames else ""))
     stats = run_passes(source, work, flows, cfg, network, devices, lanes, my_lanes, cuts,
                        resume=job.options.resume, progress=job.progress, log=log)

@@ -116,7 +116,12 @@ def test_carry_is_for_the_items_a_network_stylizes(capsys, tmp_path, inputs, mod
     jobs = tmp_path / "jobs.jsonl"
     jobs.write_text(json.dumps({"content": "in/c.mp4", "style": str(MEDIA / "styles" / "starry_night.jpg")}))
     code, err = run_main(["batch", jobs, "--out-dir", out, "--carry", "0.5", "--quiet"], capsys)
-    assert code == 2 and "no item of the job runs a network" in err and not out.exists(), err
+    assert code == 2 and "no video of the job is stylized by a network" in err and not out.exists(), err
+    jobs.write_text("\n".join(json.dumps(line) for line in [  # a network's image and an optimizer's video: none
+        {"content": "in/a.png", "model": str(model_dir)},
+        {"content": "in/c.mp4", "style": str(MEDIA / "styles" / "starry_night.jpg")}]))
+    code, err = run_main(["batch", jobs, "--out-dir", out, "--carry", "0.5", "--quiet"], capsys)
+    assert code == 2 and "no video of the job is stylized by a network" in err and not out.exists(), err
     jobs.write_text("\n".join(json.dumps(line) for line in [
         {"content": "in/c.mp4", "model": str(model_dir), "options": "--carry 0.5 --frames-per-device 2"},
         {"content": "in/c.mp4", "style": str(MEDIA / "styles" / "starry_night.jpg"), "options": "--carry 0.5"}]))

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from jaxstyle import imaging
+from jaxstyle.errors import UserError
 from jaxstyle.feedforward.carry import FlowCarry
 from jaxstyle.io.images import read_image
 from jaxstyle.video import flow as flowlib
@@ -85,5 +86,5 @@ def test_a_scene_cut_starts_afresh():
 
 @pytest.mark.parametrize("carry", [-0.1, 1.0, 2.0])
 def test_a_share_outside_zero_to_one_is_refused(carry):
-    with pytest.raises(ValueError):
+    with pytest.raises(UserError, match="carry must be a share from 0"):
         FlowCarry(carry)

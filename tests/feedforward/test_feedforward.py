@@ -24,6 +24,7 @@ from jaxstyle.api import stylize_with_model
 from jaxstyle.config import StyleConfig, TrainConfig
 from jaxstyle.errors import UserError
 from jaxstyle.feedforward import Model, TrainingData, TrainJob, load_model, save_model, store_input, train_network
+from jaxstyle.feedforward.carry import FlowCarry
 from jaxstyle.feedforward.loss import StyleBank, loss_parts, training_objective
 from jaxstyle.io.audio import read_audio
 from jaxstyle.io.images import read_image, write_image
@@ -365,23 +366,31 @@ def test_the_model_stylizes_images_and_videos_at_their_size_with_audio(capsys, t
 
 def test_carry_steadies_a_networks_video_and_reports_its_e_stab(capsys, tiny_model, tmp_path):
     clip = make_clip(tmp_path / "c.mp4", "48x36", frames=6)
-    measured = {}
-    for carry in ("0", "0.6"):
-        code, err = run_main([clip, "--model", tiny_model, "--frames-per-device", "4", "-q", "--carry", carry,
-                              "--metrics-json", tmp_path / f"m{carry}.json", "-o", tmp_path / f"o{carry}.mp4"], capsys)
-        assert code == 0, err
-        measured[carry] = json.loads((tmp_path / f"m{carry}.json").read_text())
-        assert f"e_stab {measured[carry]['stability_error']:.4f}" in err
-        assert measured[carry]["carry"] == float(carry) and len(measured[carry]["pair_temporal_errors"]) == 5
-    assert measured["0.6"]["stability_error"] < 0.8 * measured["0"]["stability_error"]
+    code, err = run_main([clip, "--model", tiny_model, "--frames-per-device", "4", "-q", "--carry", "0.6",
+                          "--metrics-json", tmp_path / "m.json", "-o", tmp_path / "o.mp4"], capsys)
+    assert code == 0, err
+    measured = json.loads((tmp_path / "m.json").read_text())
+    assert f"e_stab {measured['stability_error']:.4f} carried" in err
+    assert measured["carry"] == 0.6 and len(measured["pair_temporal_errors"]) == 5
+    # the network's pass alone computes no flow (and so reports no e_stab)
+    code, err = run_main([clip, "--model", tiny_model, "--frames-per-device", "4", "-q", "--metrics-json",
+                          tmp_path / "alone.json", "-o", tmp_path / "alone.mp4"], capsys)
+    assert code == 0, err
+    assert "e_stab" not in err and "stability_error" not in json.loads((tmp_path / "alone.json").read_text())
     # the Python API: frames in order, carried the same way; one image has nothing to carry
     frames = np.stack(list(iter_frames(clip)))
     alone = stylize_with_model(frames, tiny_model)
     carried = stylize_with_model(frames, tiny_model, carry=0.6)
     np.testing.assert_array_equal(carried[0], alone[0])
     assert float(np.abs(carried[1:] - alone[1:]).max()) > 1e-3
+    unsteady = FlowCarry(0.0)
+    for content, frame in zip(frames, alone):
+        unsteady(content, frame)
+    assert measured["stability_error"] < 0.8 * unsteady.metrics()["stability_error"]
     with pytest.raises(UserError, match="not one image"):
         stylize_with_model(frames[0], tiny_model, carry=0.6)
+    with pytest.raises(UserError, match="carry must be a share"):
+        stylize_with_model(frames, tiny_model, carry=1.5)
 
 
 def test_init_network_warm_starts_the_optimizer_for_images_and_lanes(capsys, tiny_model, tmp_path):
@@ -460,6 +469,7 @@ def test_a_style_prediction_network_trains_from_a_folder_and_takes_any_style(cap
     (["{clip}", "--model", "{model}", "--style-audio", "{audio}", "--no-audio", "-o", "{tmp}/o.mp4"], "contradict"),
     # --carry: a share, for a network's video only
     (["{clip}", "--model", "{model}", "--carry", "1", "-o", "{tmp}/o.mp4"], "--carry must be a share from 0"),
+    (["{clip}", "--model", "{model}", "--flow", "farneback", "-o", "{tmp}/o.mp4"], "--flow with --model is the optical"),
     (["{content}", "--model", "{model}", "--carry", "0.5", "-o", "{tmp}/o.png"], "--carry applies to a video CONTENT"),
     (["{clip}", "--style", STYLE, "--carry", "0.5", "-o", "{tmp}/o.mp4"], "the optimizer's frames start from the warped"),
     (["{clip}", "--model", "{model}", "--init", "network", "--style", STYLE, "--carry", "0.5", "-o", "{tmp}/o.mp4"],
