@@ -4,7 +4,9 @@
 2. Speed: the network's frames/s against the lanes optimizer's on the same clip and size.
 3. Quality: the engine's total loss of the network's frames over the optimizer's frames, and both
    clips' e_stab (the network sees no flow at inference).
-4. Generalization: the same model on clips it was not trained on (loss and e_stab).
+   With ``--carries``: the same with the network's frames carried along the optical flow
+   (``--carry``: flow at inference, as the optimizer has), per share.
+4. Generalization: the same model on clips it was not trained on (loss and e_stab, carried too).
 5. Warm start: iterations for the network-initialized optimizer to reach the loss that the content
    initialization reaches with the preset.
 
@@ -31,6 +33,7 @@ from jaxstyle import imaging
 from jaxstyle.api import image_losses, network_for, stylize_frames
 from jaxstyle.config import StyleConfig, TrainConfig
 from jaxstyle.feedforward import TrainJob, load_model, train_network
+from jaxstyle.feedforward.carry import FlowCarry
 from jaxstyle.io.images import read_image, write_image
 from jaxstyle.io.video import iter_frames, probe
 from jaxstyle.video import VideoJob, VideoOptions, stylize_video
@@ -56,6 +59,34 @@ def stability(frames: np.ndarray, contents: np.ndarray, flows: FlowCache) -> flo
     for t, (f, c) in enumerate(zip(frames, contents)):
         meter.add(t, f, c)
     return meter.metrics()["stability_error"]
+
+
+def carried(frames: np.ndarray, contents: np.ndarray, carry: float) -> tuple[np.ndarray, float]:
+    """The network's frames carried along the content's flow (``--carry``), and seconds per frame
+    (the blend's compile for this size done first, untimed)."""
+    warm_up = FlowCarry(carry)
+    for c, f in zip(contents[:2], frames[:2]):
+        warm_up(c, f)
+    flow_carry = FlowCarry(carry)
+    t0 = time.perf_counter()
+    out = np.stack([flow_carry(c, f) for c, f in zip(contents, frames)])
+    return out, (time.perf_counter() - t0) / len(frames)
+
+
+def carry_report(frames: np.ndarray, contents: np.ndarray, style: np.ndarray, cfg: StyleConfig, network,
+                 flows: FlowCache, carries: list[float], sheet: Path | None = None,
+                 beside: np.ndarray | None = None) -> dict:
+    """Loss, e_stab and cost per carried share; ``sheet``: also a contact sheet per share (content |
+    network | carried | ``beside``, the first 4 frames), named ``<sheet stem>_carry<share>.png``."""
+    report = {}
+    for carry in carries:
+        out, seconds = carried(frames, contents, carry)
+        report[f"{carry:g}"] = {"loss_median": median(losses(out, contents, style, cfg, network)),
+                                "e_stab": stability(out, contents, flows), "carry_seconds_per_frame": seconds}
+        if sheet is not None:
+            rows = [contents[:4], frames[:4], out[:4]] + ([] if beside is None else [beside[:4]])
+            write_image(sheet.with_name(f"{sheet.stem}_carry{carry:g}.png"), imaging.contact_sheet(rows))
+    return report
 
 
 def optimizer_clip(path: Path, out: Path, cfg: StyleConfig, network, frames: int) -> tuple[np.ndarray, float]:
@@ -100,6 +131,7 @@ def main() -> None:
     ap.add_argument("--learning-rate", type=float, default=2e-3)
     ap.add_argument("--temporal-weight", type=float, default=TrainConfig.temporal_weight)
     ap.add_argument("--synthetic-motion", type=float, default=TrainConfig.synthetic_motion)
+    ap.add_argument("--carries", default="0.5,0.7", help="comma-separated --carry shares measured (empty: none)")
     ap.add_argument("--no-warm-start", action="store_true", help="skip part 5 (the warm start)")
     ap.add_argument("--model-dir", default=None, help="where the model goes (default: outputs/bench/feedforward/"
                     "model_realshort_tw<temporal weight>[_m<synthetic motion>]); an existing one is resumed")
@@ -171,8 +203,12 @@ def main() -> None:
         "network_loss_median": median(net_loss), "optimizer_loss_median": median(opt_loss),
         "content_image_loss_median": median(content_loss),
         "loss_ratio_network_over_optimizer": median(net_loss) / median(opt_loss),
-        "e_stab_network": stability(net_frames, contents, flows), "e_stab_optimizer": stability(opt_frames, contents, flows)}
+        "e_stab_network": stability(net_frames, contents, flows), "e_stab_optimizer": stability(opt_frames, contents, flows),
+        "e_stab_content": stability(contents, contents, flows)}  # (the unstyled clip's own: no memory, no style)
+    carries = [float(c) for c in args.carries.split(",") if c]
     tag = model_dir.name
+    report["realshort"]["carried"] = carry_report(net_frames, contents, style, cfg, network, flows, carries,
+                                                  out / f"sheet_realshort_{tag}.png", opt_frames)
     write_image(out / f"sheet_realshort_{tag}.png", imaging.contact_sheet([contents[:4], net_frames[:4], opt_frames[:4]]))
 
     # 4. generalization: the realshort model on clips it never saw
@@ -182,7 +218,9 @@ def main() -> None:
         styled = model.stylize(frames, cond, frames_per_device=args.frames)
         report["generalization"][name] = {"network_loss_median": median(losses(styled, frames, style, cfg, network)),
                                           "content_image_loss_median": median(losses(frames, frames, style, cfg, network)),
-                                          "e_stab_network": stability(styled, frames, flows)}
+                                          "e_stab_network": stability(styled, frames, flows),
+                                          "e_stab_content": stability(frames, frames, flows),
+                                          "carried": carry_report(styled, frames, style, cfg, network, flows, carries)}
         write_image(out / f"sheet_{name}_{tag}.png", imaging.contact_sheet([frames[:4], styled[:4]]))
 
     # 5. warm start on a held-out-like frame (the last of the compared frames)
@@ -197,10 +235,15 @@ def main() -> None:
           f"{r['optimizer_seconds_per_frame']:.1f} s/frame = {r['speedup']:.0f}x")
     print(f"quality: loss network/optimizer {r['loss_ratio_network_over_optimizer']:.2f} "
           f"(content image {r['content_image_loss_median'] / r['optimizer_loss_median']:.2f}); "
-          f"e_stab network {r['e_stab_network']:.4f} vs optimizer {r['e_stab_optimizer']:.4f}")
+          f"e_stab network {r['e_stab_network']:.4f} vs optimizer {r['e_stab_optimizer']:.4f} "
+          f"(the unstyled frames' {r['e_stab_content']:.4f})")
+    for carry, c in r["carried"].items():
+        print(f"carried {carry}: loss network/optimizer {c['loss_median'] / r['optimizer_loss_median']:.2f}, "
+              f"e_stab {c['e_stab']:.4f} ({c['carry_seconds_per_frame'] * 1e3:.1f} ms/frame for the flow and blend)")
     for name, g in report["generalization"].items():
         print(f"unseen {name}: loss {g['network_loss_median']:.3g} (content image {g['content_image_loss_median']:.3g}), "
-              f"e_stab {g['e_stab_network']:.4f}")
+              f"e_stab {g['e_stab_network']:.4f} (unstyled {g['e_stab_content']:.4f}); carried " + ", ".join(
+                  f"{carry}: loss {c['loss_median']:.3g}, e_stab {c['e_stab']:.4f}" for carry, c in g["carried"].items()))
     if "warm_start" in report:
         w = report["warm_start"]
         print(f"warm start: reached the content init's loss {w['content_init_final_loss']:.4g} after "
