@@ -93,12 +93,20 @@ class VideoJob:
             self.output.with_name(f".{self.output.name}.jaxstyle-work")
 
 
+def _config_record(config) -> dict:
+    """The settings that decide the optimizer's frames: ``video.carry`` is the trained network's
+    (always 0 here), left out so that work directories from before it existed still resume."""
+    record = dataclasses.asdict(config)
+    record["video"].pop("carry", None)
+    return record
+
+
 def _fingerprint(job: VideoJob, source: VideoSource, network: Network, lanes) -> dict:
     """What a work directory belongs to: ``--resume`` needs the same (the same command, and inputs
     of the same content: the digests, not the times, so that every host's own copy agrees)."""
     return {"input": str(job.input.resolve()), "input_digest": file_digest(job.input),
             "styles": [str(p.resolve()) for p in job.styles], "style_digests": [file_digest(p) for p in job.styles],
-            "config": dataclasses.asdict(job.config),
+            "config": _config_record(job.config),
             "start": job.options.start, "duration": job.options.duration, "network": network.sha256,
             "lanes": [dataclasses.astuple(lane) for lane in lanes], "frames": source.n_frames,
             "work_size": [source.height, source.width], "processes": job.processes.num_processes}

@@ -650,3 +650,17 @@ def test_mask_video(capsys, clip8, style, tmp_path, vgg16):
     change = lambda x, cols: float(np.abs(x[:, :, cols] - contents[:, :, cols]).mean())  # noqa: E731
     assert change(masked, right) < 0.6 * change(masked, left), (change(masked, right), change(masked, left))
     assert change(masked, right) < 0.6 * change(plain, right), (change(masked, right), change(plain, right))
+
+
+def test_a_work_directory_from_before_carry_existed_still_resumes():
+    """--carry is the trained network's: the optimizer's fingerprint leaves it out, so a manifest
+    written before the setting existed still matches."""
+    import dataclasses as dc
+
+    from jaxstyle.config import StyleConfig
+    from jaxstyle.video.job import _config_record
+
+    config = StyleConfig().resolved()
+    before = dc.asdict(config)
+    del before["video"]["carry"]
+    assert _config_record(config) == before
