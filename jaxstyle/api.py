@@ -153,8 +153,16 @@ def stylize_with_model(content: ImageLike, model: Model | str, *, size: int | No
     only): the share of each frame taken from the previous output carried along the optical flow
     (``--carry``)."""
     model = load_model(model) if isinstance(model, (str, bytes)) or hasattr(model, "__fspath__") else model
-    frames = _as_image(content, "content") if not (isinstance(content, np.ndarray) and content.ndim == 4) \
-        else np.asarray(content, np.float32)
+    if isinstance(content, np.ndarray) and content.ndim == 4:  # frames: each checked and scaled as an image is
+        if not len(content):
+            raise UserError("content has no frames (an array [0, H, W, C])")
+        frames = np.stack([to_rgb_float(frame, f"content frame {t}") for t, frame in enumerate(content)])
+    else:
+        frames = _as_image(content, "content")
+    try:
+        carry = float(carry)
+    except (TypeError, ValueError):
+        raise UserError(f"carry must be a number (a share from 0 up to 1), not {carry!r}") from None
     single = frames.ndim == 3
     frames = frames[None] if single else frames
     h, w = target_size(frames.shape[1], frames.shape[2], size)

@@ -114,14 +114,14 @@ class VideoConfig:
     iterations: int | None = setting(None, "iterations for each frame after the first of a lane, which starts from the warped previous output (default: half of --iterations)", metavar="N", flag="--video-iterations")
     long_term: tuple[int, ...] = setting((1, 2, 4), "earlier frames (offsets) that the temporal loss looks at, closest first", metavar="J")
     passes: int = setting(1, "2 or more adds parallel refinement passes that pull each frame toward both warped neighbours", metavar="N")
-    flow: str = setting("dis", "optical flow method (OpenCV DIS 'medium' preset, or DeepFlow with opencv-contrib)", choices=("dis", "deepflow", "farneback"))
+    flow: str = setting("dis", "optical flow method: OpenCV's DIS ('medium' preset), DeepFlow (with opencv-contrib) or Farneback; with --model, the flow of --carry", choices=("dis", "deepflow", "farneback"))
     sequential: bool = setting(False, "one frame at a time in order (Ruder et al.), for comparison")
     overlap: int = setting(16, "frames by which neighbouring lanes overlap, both computing them (at most a lane's own frames; fewer: less work, rougher joins)", metavar="N")
     fade: int = setting(64, "frames over which a lane join fades from the earlier lane's stylization to the later's: the overlap, then their difference carried along the optical flow (no more frames computed; at least the overlap)", metavar="N")
     style_window: int = setting(5, "with a style video, Gram targets are averaged over this many style frames", metavar="N")
     anchor: bool = setting(True, "start every lane afresh (default: a lane whose first frame the clip's first frame reaches by a reliable direct flow starts from that frame's output warped, so that lanes agree where they meet)", flag="--no-anchor")
     scene_cuts: bool = setting(True, "do not detect scene cuts (at a detected cut a lane restarts as a first frame: no warp, no temporal term, no cross-fade across it)", flag="--no-scene-cuts")
-    carry: float = setting(0.0, "a --model's video: share of each frame taken from the previous output carried along the content's optical flow (reliable pixels only; a scene cut starts afresh), which damps the network's flicker; 0: the network's frames alone (the optimizer's frames start from the warped previous output already)", metavar="SHARE")
+    carry: float = setting(0.0, "a --model's video: share of each frame taken from the previous output carried along the content's optical flow (--flow; reliable pixels only; a scene cut starts afresh unless --no-scene-cuts), which damps the network's flicker; 0: the network's frames alone (the optimizer's frames start from the warped previous output already)", metavar="SHARE")
 
     def check(self) -> None:
         _at_least(self.passes, 1, "--passes")

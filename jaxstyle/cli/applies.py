@@ -10,7 +10,7 @@ batch job check the same way).
   and the tiles are for images and video frames.
 - ``--model`` without ``--init network`` runs the trained network, not the optimizer: of the
   stylization flags it reads the size and the frames per device (and a video's segment, frames
-  folder, quality and sound, and ``--carry`` with its ``--flow``); ``--carry`` is the network's
+  folder, quality and sound, and ``--carry`` with its ``--flow`` and ``--no-scene-cuts``); ``--carry`` is the network's
   only (the optimizer's frames start from the warped previous output already).
 """
 
@@ -97,7 +97,7 @@ def picture_flags_error(unused: list[str], why_not: str) -> UserError:
 # What a trained network's pass (--model without --init network) reads: the working size and the
 # frames per device; a video's segment, frames folder, quality, audio and carry along the flow.
 _NETWORK_READS = ("--size", "--frames-per-device", "--start", "--duration", "--frames-dir", "--quality",
-                  "--no-audio", "--carry", "--flow")
+                  "--no-audio", "--carry", "--flow", "--no-scene-cuts")
 
 
 def check_flags_apply_to_network(args: argparse.Namespace) -> None:
@@ -113,9 +113,11 @@ def check_flags_apply_to_network(args: argparse.Namespace) -> None:
     if unused:
         raise UserError(f"{', '.join(unused)} {verb(unused)} to the optimizer, and --model alone runs the trained "
                         "network (add --init network to optimize from its output)")
-    if "--flow" in given and not getattr(args, "video.carry", 0.0):
-        raise UserError("--flow with --model is the optical flow of --carry: give --carry SHARE (above 0), or leave "
-                        "--flow out (the network's pass alone computes no flow)")
+    of_carry = [f for f in given if f in ("--flow", "--no-scene-cuts")]
+    if of_carry and not getattr(args, "video.carry", 0.0):
+        raise UserError(f"{', '.join(of_carry)} with --model {verb(of_carry)} to --carry's optical flow: give --carry "
+                        f"SHARE (above 0), or leave {'it' if len(of_carry) == 1 else 'them'} out (the network's pass "
+                        "alone computes no flow)")
 
 
 def verb(flags: list[str]) -> str:

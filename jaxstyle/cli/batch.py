@@ -278,6 +278,9 @@ def _plan(item: BatchItem, job_flags: list[str], models: Models) -> Planned:
     check_lane_flags_apply(args)
     if args.model and config.init != "network":
         check_flags_apply_to_network(own)
+    if config.video.carry and not (args.model and config.init != "network" and item.kind == "video"):
+        # the job's --carry is for the videos a network stylizes (an item's own was refused above)
+        config = dataclasses.replace(config, video=dataclasses.replace(config.video, carry=0.0))
     planned = Planned(item, item.key(job_flags), args, config)
     if item.kind == "image":
         inputs = [item.content, *item.styles]

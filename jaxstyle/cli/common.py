@@ -7,7 +7,9 @@ import argparse
 import contextlib
 import os
 import re
+import shutil
 import sys
+import tempfile
 import threading
 import time
 import traceback
@@ -117,6 +119,32 @@ def finish_frames_dir(frames_dir: str, frames: int) -> None:
         return
     if removed:
         log(f"--frames-dir: removed {removed} frame PNG(s) numbered {frames} and up, left by an earlier run")
+
+
+STAGED_FRAMES_PREFIX = ".jaxstyle-frames-"
+
+
+@contextlib.contextmanager
+def staged_frames(frames_dir: str | None):
+    """Where a run writes its --frames-dir PNGs: a hidden folder inside it, whose frames replace the
+    folder's own only once the run has succeeded, so an interrupted or failed run leaves the folder
+    as it was (call it holding the folder's lock; :func:`finish_frames_dir` follows). Yields None
+    for no --frames-dir."""
+    if frames_dir is None:
+        yield None
+        return
+    folder = Path(frames_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    for stale in folder.glob(STAGED_FRAMES_PREFIX + "*"):  # a killed run's (the lock is held: no live run's)
+        shutil.rmtree(stale, ignore_errors=True)
+    staging = Path(tempfile.mkdtemp(prefix=STAGED_FRAMES_PREFIX, dir=folder))
+    try:
+        yield str(staging)
+        for png in sorted(staging.iterdir()):
+            if FRAME_PNG.match(png.name):
+                os.replace(png, folder / png.name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 @contextlib.contextmanager

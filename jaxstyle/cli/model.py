@@ -19,7 +19,8 @@ from ..io.files import write_json_atomic
 from ..io.images import check_output_path, read_image, write_image
 from ..io.video import VIDEO_OUTPUT_EXTENSIONS, is_video_content, probe
 from ..video import VideoOptions
-from .common import check_frames_dir, check_metrics_path, check_output_file, claimed, finish_frames_dir, log, note_dropped_streams
+from .common import (check_frames_dir, check_metrics_path, check_output_file, claimed, finish_frames_dir, log,
+                     note_dropped_streams, staged_frames)
 from .flags import from_flags
 from .image import image_main
 from .video import check_video_style_audio, video_main, with_stylized_sound
@@ -109,18 +110,20 @@ def _video(args, config: StyleConfig, model: Model, cond: np.ndarray, content_pa
     note_dropped_streams(content_path, output, options.audio and not args.style_audio,
                          bool(options.start or options.duration))
 
+    frames_to = None  # (the staging folder of --frames-dir, once claimed)
+
     def frames(path: Path, audio: bool = False) -> dict:
         return stylize_video_with_model(model, cond, content_path, path, size=config.size,
                                         frames_per_device=config.frames_per_device, start=options.start,
                                         duration=options.duration, audio=audio, quality=options.quality,
-                                        frames_dir=options.frames_dir, progress=not args.quiet,
-                                        carry=config.video.carry, flow=config.video.flow)
+                                        frames_dir=frames_to, progress=not args.quiet,
+                                        carry=config.video.carry, flow=config.video.flow,
+                                        scene_cuts=config.video.scene_cuts)
 
     with claimed(output, *([options.frames_dir] if options.frames_dir else [])):
-        if options.frames_dir:
-            Path(options.frames_dir).mkdir(parents=True, exist_ok=True)
-        metrics = with_stylized_sound(args, content_path, output, options, config, frames) if args.style_audio \
-            else frames(output, audio=options.audio)
+        with staged_frames(options.frames_dir) as frames_to:
+            metrics = with_stylized_sound(args, content_path, output, options, config, frames) if args.style_audio \
+                else frames(output, audio=options.audio)
         if options.frames_dir:
             finish_frames_dir(options.frames_dir, metrics["frames"])
         if args.metrics_json:

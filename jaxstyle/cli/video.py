@@ -27,7 +27,8 @@ from ..video import Processes, VideoJob, VideoOptions, frames_at_once, stylize_v
 from ..video.source import load_content_mask
 from .audio import sound_metrics, stylize_sound
 from .common import (check_frames_dir, check_memory, check_metrics_path, check_output_file, claimed,
-                     default_output, finish_frames_dir, log, note_dropped_streams, note_tiled_iterations)
+                     default_output, finish_frames_dir, log, note_dropped_streams, note_tiled_iterations,
+                     staged_frames)
 from .flags import from_flags
 
 
@@ -166,14 +167,15 @@ def video_main(args, config: StyleConfig, warm_start: Callable[[np.ndarray], np.
     # (--frames-dir too: a second job writing into it would overwrite and remove this one's frames)
     held = (output, job.work_path, *([options.frames_dir] if options.frames_dir else []))
     with claimed(*(held if processes.process_id == 0 else ())):
-        if options.frames_dir:
-            Path(options.frames_dir).mkdir(parents=True, exist_ok=True)
         network = network_for(config)
         schedules.check_network(config, network)
         log(f"network: {network.describe()}; devices: {len(jax.local_devices())} x {jax.devices()[0].platform}"
             f" (process {processes.process_id + 1} of {processes.num_processes})")
-        metrics = stylize_video_and_audio(job, network, args) if args.style_audio else \
-            stylize_video(job, network, log=log)
+        # (process 0 writes the frames: into a staging folder that replaces --frames-dir's on success)
+        with staged_frames(options.frames_dir if processes.process_id == 0 else None) as frames_to:
+            staged = dataclasses.replace(job, options=dataclasses.replace(options, frames_dir=frames_to))
+            metrics = stylize_video_and_audio(staged, network, args) if args.style_audio else \
+                stylize_video(staged, network, log=log)
         if options.frames_dir and processes.process_id == 0:
             finish_frames_dir(options.frames_dir, metrics["frames"])
         if args.metrics_json and processes.process_id == 0:

@@ -39,13 +39,14 @@ def _carried(network_out: jax.Array, warped: jax.Array, mask: jax.Array, carry: 
 
 class FlowCarry:
     """Feed frames in order; ``carry`` in [0, 1) is the share of the warped previous output (0: the
-    network's output unchanged, but the flows still measure e_stab)."""
+    network's output unchanged, but the flows still measure e_stab); ``scene_cuts`` False carries
+    across what looks like a cut too (``--no-scene-cuts``, for a false one)."""
 
-    def __init__(self, carry: float, method: str = "dis"):
+    def __init__(self, carry: float, method: str = "dis", scene_cuts: bool = True):
         if not 0.0 <= carry < 1.0:
             raise UserError(f"carry must be a share from 0 (off) up to, not including, 1; not {carry}")
         flowlib.check_flow_method(method)
-        self.carry, self.method = carry, method
+        self.carry, self.method, self.scene_cuts = carry, method, scene_cuts
         self.pair_errors: list[float] = []
         self.cuts: list[int] = []
         self._t = 0
@@ -60,7 +61,7 @@ class FlowCarry:
             forward, backward = flowlib.compute_flows(np.stack([self._content, content]), self.method)
             warped, mask = pair_terms(jnp.asarray(self._output), jnp.asarray(forward[0]), jnp.asarray(backward[0]))
             overlap = float(np.minimum(self._histogram, histogram).sum())
-            if is_cut(float(jnp.mean(mask)), overlap):
+            if self.scene_cuts and is_cut(float(jnp.mean(mask)), overlap):
                 self.cuts.append(t)
             else:
                 blended, error = _carried(jnp.asarray(out), warped, mask, jnp.float32(self.carry))

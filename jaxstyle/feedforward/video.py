@@ -26,7 +26,7 @@ def stylize_video_with_model(model: Model, cond: np.ndarray, source: Path, outpu
                              frames_per_device: int = 1, start: float = 0.0, duration: float | None = None,
                              audio: bool = True, quality: int = 18, frames_dir: str | None = None,
                              devices: Sequence[jax.Device] | None = None, progress: bool = False,
-                             carry: float = 0.0, flow: str = "dis") -> dict:
+                             carry: float = 0.0, flow: str = "dis", scene_cuts: bool = True) -> dict:
     """Write ``output`` (atomically) and return frames, sizes and timings. ``carry`` > 0 blends each
     frame with the previous output warped by the content's flow, whose flows also give e_stab
     (``stability_error``; without a carry no flow is computed: the network's pass alone)."""
@@ -37,7 +37,7 @@ def stylize_video_with_model(model: Model, cond: np.ndarray, source: Path, outpu
     devices = devices[:max(1, min(len(devices), -(-n_frames // frames_per_device)))]  # as many as the clip can use
     per_batch = frames_per_device * len(devices)
     audio_duration = float(Fraction(n_frames) / info.fps) if (start or duration) else None
-    flow_carry = FlowCarry(carry, flow) if carry else None
+    flow_carry = FlowCarry(carry, flow, scene_cuts) if carry else None
     written, network_seconds, carry_seconds = 0, 0.0, 0.0
     t0 = time.perf_counter()
     bar = tqdm(total=n_frames, unit="frame", desc="network", dynamic_ncols=True) if progress else None

@@ -122,6 +122,18 @@ def test_carry_is_for_the_items_a_network_stylizes(capsys, tmp_path, inputs, mod
         {"content": "in/c.mp4", "style": str(MEDIA / "styles" / "starry_night.jpg")}]))
     code, err = run_main(["batch", jobs, "--out-dir", out, "--carry", "0.5", "--quiet"], capsys)
     assert code == 2 and "no video of the job is stylized by a network" in err and not out.exists(), err
+    # the job's --carry is for the items that take it: the network's video; the others run without it
+    jobs.write_text("\n".join(json.dumps(line) for line in [
+        {"content": "in/c.mp4", "model": str(model_dir), "options": "--frames-per-device 2"},
+        {"content": "in/a.png", "model": str(model_dir)},
+        {"content": "in/c.mp4", "style": str(MEDIA / "styles" / "starry_night.jpg"),
+         "options": "--iterations 1 --coarse-iterations 1 --video-iterations 1 --start-size 0 --network vgg16"}]))
+    code, err = run_main(["batch", jobs, "--out-dir", tmp_path / "mixed", "--carry", "0.5", "--size", "32",
+                          "--quiet"], capsys)
+    assert code == 0, err
+    records = [json.loads(r) for r in (tmp_path / "mixed" / "index.jsonl").read_text().splitlines()]
+    assert [r["status"] for r in records] == ["ok", "ok", "ok"] and records[0]["metrics"]["carry"] == 0.5
+    assert "carry" not in records[2]["metrics"]
     jobs.write_text("\n".join(json.dumps(line) for line in [
         {"content": "in/c.mp4", "model": str(model_dir), "options": "--carry 0.5 --frames-per-device 2"},
         {"content": "in/c.mp4", "style": str(MEDIA / "styles" / "starry_night.jpg"), "options": "--carry 0.5"}]))

@@ -3,6 +3,7 @@ odd inputs (grayscale, RGBA, 16-bit, odd sizes) work; the output keeps the conte
 
 import json
 import os
+from pathlib import Path
 import shutil
 import subprocess
 import sys
@@ -239,3 +240,29 @@ def test_a_given_iterations_on_tiled_frames_is_noted(capsys):
     off = StyleConfig(tiles=TileConfig(size=0)).resolved()
     note_tiled_iterations(argparse.Namespace(**{"tiles.rounds": 3}), off, 60, 60)
     assert capsys.readouterr().err.strip() == "note: tiling is off (--tile-size 0): --tile-rounds changes nothing"
+
+
+def test_frames_dir_frames_replace_the_folders_only_when_the_run_succeeds(tmp_path):
+    """--frames-dir's frames go to a hidden staging folder: published on success, dropped on any
+    failure or interrupt (the folder's earlier frames untouched), a killed run's staging removed."""
+    from jaxstyle.cli.common import STAGED_FRAMES_PREFIX, staged_frames
+
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    (folder / "frame_000000.png").write_bytes(b"earlier run")
+    (folder / "notes.txt").write_text("mine")
+    (folder / (STAGED_FRAMES_PREFIX + "killed")).mkdir()  # a killed run's
+    with pytest.raises(KeyboardInterrupt):
+        with staged_frames(str(folder)) as staging:
+            assert staging.startswith(str(folder / STAGED_FRAMES_PREFIX))
+            (Path(staging) / "frame_000000.png").write_bytes(b"this run")
+            raise KeyboardInterrupt
+    assert sorted(p.name for p in folder.iterdir()) == ["frame_000000.png", "notes.txt"]
+    assert (folder / "frame_000000.png").read_bytes() == b"earlier run"
+    with staged_frames(str(folder)) as staging:
+        for t in range(2):
+            (Path(staging) / f"frame_{t:06d}.png").write_bytes(b"this run")
+    assert sorted(p.name for p in folder.iterdir()) == ["frame_000000.png", "frame_000001.png", "notes.txt"]
+    assert (folder / "frame_000000.png").read_bytes() == b"this run"
+    with staged_frames(None) as staging:
+        assert staging is None

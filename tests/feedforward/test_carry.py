@@ -84,6 +84,16 @@ def test_a_scene_cut_starts_afresh():
     assert len(metrics["pair_temporal_errors"]) == 1
 
 
+def test_without_scene_cuts_it_carries_across_one():
+    first, second = _photo()[:H, :W], imaging.resize(read_image(MEDIA / "styles" / "the_scream.jpg"), H, W)
+    contents = np.stack([first, first, second])
+    network_out = _flickering(contents)
+    flow_carry = FlowCarry(0.5, scene_cuts=False)
+    out = np.stack([flow_carry(c, n) for c, n in zip(contents, network_out)])
+    assert flow_carry.metrics()["scene_cuts"] == [] and len(flow_carry.metrics()["pair_temporal_errors"]) == 2
+    assert not np.array_equal(out[2], network_out[2])
+
+
 @pytest.mark.parametrize("carry", [-0.1, 1.0, 2.0])
 def test_a_share_outside_zero_to_one_is_refused(carry):
     with pytest.raises(UserError, match="carry must be a share from 0"):

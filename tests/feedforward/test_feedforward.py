@@ -391,6 +391,38 @@ def test_carry_steadies_a_networks_video_and_reports_its_e_stab(capsys, tiny_mod
         stylize_with_model(frames[0], tiny_model, carry=0.6)
     with pytest.raises(UserError, match="carry must be a share"):
         stylize_with_model(frames, tiny_model, carry=1.5)
+    # frames are checked and scaled as an image is: 8-bit frames, NaN, none at all
+    eight_bit = np.round(frames * 255).astype(np.uint8)
+    np.testing.assert_allclose(stylize_with_model(eight_bit, tiny_model)[2], stylize_with_model(eight_bit[2], tiny_model))
+    with pytest.raises(UserError, match="frame 1 contains NaN"):
+        stylize_with_model(np.stack([frames[0], np.full_like(frames[0], np.nan)]), tiny_model)
+    with pytest.raises(UserError, match="no frames"):
+        stylize_with_model(frames[:0], tiny_model, carry=0.5)
+
+
+def test_an_interrupted_network_video_leaves_frames_dir_as_it_was(capsys, tiny_model, tmp_path, monkeypatch):
+    from jaxstyle.io import video as video_io
+
+    clip = make_clip(tmp_path / "c.mp4", "32x24", frames=20)  # batches of 8 on the 8 fake devices
+    frames_dir = tmp_path / "frames"
+    code, err = run_main([clip, "--model", tiny_model, "-q", "-o", tmp_path / "o.mp4", "--frames-dir", frames_dir],
+                         capsys)
+    assert code == 0, err
+    before = {p.name: p.read_bytes() for p in frames_dir.iterdir()}
+    assert len(before) == 20
+    written = []
+
+    def interrupted(self, frames):  # Ctrl-C as the second batch is written (the first batch's PNGs are out)
+        written.append(len(frames))
+        if len(written) == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(video_io.VideoWriter, "write", interrupted)
+    code, err = run_main([clip, "--model", tiny_model, "-q", "--carry", "0.5", "-o", tmp_path / "o2.mp4",
+                          "--frames-dir", frames_dir], capsys)
+    assert code == 130, err
+    assert {p.name: p.read_bytes() for p in frames_dir.iterdir()} == before
+    assert not (tmp_path / "o2.mp4").exists()
 
 
 def test_init_network_warm_starts_the_optimizer_for_images_and_lanes(capsys, tiny_model, tmp_path):
@@ -469,7 +501,8 @@ def test_a_style_prediction_network_trains_from_a_folder_and_takes_any_style(cap
     (["{clip}", "--model", "{model}", "--style-audio", "{audio}", "--no-audio", "-o", "{tmp}/o.mp4"], "contradict"),
     # --carry: a share, for a network's video only
     (["{clip}", "--model", "{model}", "--carry", "1", "-o", "{tmp}/o.mp4"], "--carry must be a share from 0"),
-    (["{clip}", "--model", "{model}", "--flow", "farneback", "-o", "{tmp}/o.mp4"], "--flow with --model is the optical"),
+    (["{clip}", "--model", "{model}", "--flow", "farneback", "-o", "{tmp}/o.mp4"], "--flow with --model applies to --carry"),
+    (["{clip}", "--model", "{model}", "--no-scene-cuts", "-o", "{tmp}/o.mp4"], "--no-scene-cuts with --model applies"),
     (["{content}", "--model", "{model}", "--carry", "0.5", "-o", "{tmp}/o.png"], "--carry applies to a video CONTENT"),
     (["{clip}", "--style", STYLE, "--carry", "0.5", "-o", "{tmp}/o.mp4"], "the optimizer's frames start from the warped"),
     (["{clip}", "--model", "{model}", "--init", "network", "--style", STYLE, "--carry", "0.5", "-o", "{tmp}/o.mp4"],
