@@ -206,6 +206,7 @@ def _split_job_flags(job_flags: list[str]) -> tuple[list[str], Processes, str | 
         raise UserError(f"{', '.join(misplaced)} {verb(misplaced)} to one item's files: give "
                         f"{'it' if len(misplaced) == 1 else 'them'} per item (a jobs file's keys and options)")
     from_flags(StyleConfig, args).resolved()  # a bad value ends the job before any item runs
+    check_lane_flags_apply(args)  # (as would a contradiction every item would fail on)
     item_flags, skip = [], False
     for flag in job_flags:
         if skip:

@@ -88,5 +88,5 @@ def image_main(args, config: StyleConfig, warm_start: Callable[[np.ndarray], np.
             write_json_atomic(args.metrics_json, metrics)
     total = metrics.get("final", {}).get("total", [float("nan")])[0]
     log(f"wrote {output} ({w}x{h}) in {metrics['wall_seconds']:.1f} s "
-        f"(compile {metrics['compile_seconds']:.1f} s, {metrics['iterations']} iterations, final loss {total:.4g})")
+        f"(compile {metrics['compile_seconds']:.1f} s, {metrics['iterations']} iteration{'' if metrics['iterations'] == 1 else 's'}, final loss {total:.4g})")
     return 0

@@ -128,7 +128,8 @@ def _video(args, config: StyleConfig, model: Model, cond: np.ndarray, content_pa
             finish_frames_dir(options.frames_dir, metrics["frames"])
         if args.metrics_json:
             write_json_atomic(args.metrics_json, {**metrics, "content": str(content_path), "model": str(args.model),
-                                                  "output": str(output)})
+                                                  "output": str(output), "start": options.start,
+                                                  "duration": options.duration, "style_mix": args.style_mix})
     steadiness = "" if not config.video.carry else "; no frame pair to measure e_stab on" \
         if metrics["stability_error"] is None else f"; e_stab {metrics['stability_error']:.4f} carried"
     count = f"{metrics['frames']} frame{'' if metrics['frames'] == 1 else 's'}"

@@ -372,6 +372,7 @@ def test_carry_steadies_a_networks_video_and_reports_its_e_stab(capsys, tiny_mod
     measured = json.loads((tmp_path / "m.json").read_text())
     assert f"e_stab {measured['stability_error']:.4f} carried" in err
     assert measured["carry"] == 0.6 and len(measured["pair_temporal_errors"]) == 5
+    assert (measured["start"], measured["duration"], measured["style_mix"]) == (0.0, None, None)
     # the network's pass alone computes no flow (and so reports no e_stab)
     code, err = run_main([clip, "--model", tiny_model, "--frames-per-device", "4", "-q", "--metrics-json",
                           tmp_path / "alone.json", "-o", tmp_path / "alone.mp4"], capsys)

@@ -576,6 +576,10 @@ def test_bad_video_inputs_are_one_line_errors(capsys, style, clip8, tmp_path, vg
     code, err = run_main([clip8, "--style", style, "-o", out, "--sequential", "--overlap", "4", "--no-anchor", *FAST],
                          capsys)
     assert_one_line_error(code, err, "--overlap, --no-anchor apply to the lanes schedule, and --sequential")
+    code, err = run_main(["batch", "--contents", clip8.parent, "--styles", style, "--out-dir", tmp_path / "job",
+                          "--sequential", "--fade", "4"], capsys)  # a job's flags: said before any item runs
+    assert_one_line_error(code, err, "--fade applies to the lanes schedule")
+    assert not (tmp_path / "job").exists()
 
     assert not out.exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")], list(tmp_path.iterdir())
