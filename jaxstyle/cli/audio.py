@@ -55,9 +55,11 @@ def audio_main(args, config: StyleConfig) -> int:
     check_audio_output(output, sr, content.shape[1])
     with claimed(output):
         style, out, info = stylize_sound(content, sr, style_path, config, what, args.quiet)
+        # (the metrics take seconds: computed before the output appears, so that an interrupt while
+        # they run leaves no output behind an exit 130)
+        metrics = sound_metrics(content, style, out, sr, config, info, t0) if args.metrics_json else None
         write_audio(output, out, sr)
-        if args.metrics_json:
-            metrics = sound_metrics(content, style, out, sr, config, info, t0)
+        if metrics is not None:
             metrics.update(start=segment.start, duration=segment.duration)
             write_json_atomic(args.metrics_json, {**metrics, "content": str(content_path),
                                                   "style_audio": str(style_path), "output": str(output)})

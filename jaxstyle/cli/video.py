@@ -74,11 +74,11 @@ def with_stylized_sound(args, content: Path, output: Path, options: VideoOptions
         t0 = time.perf_counter()
         sound, sr = read_audio(content, start=options.start, duration=options.duration, what="video")
         style, out, info = stylize_sound(sound, sr, args.style_audio, config, f"the audio of {content}", args.quiet)
-        write_audio(sound_tmp, out, sr)
-        mux_audio(frames_tmp, sound_tmp, output, languages=[audio_streams(content)[0].language])
-        if args.metrics_json:
+        if args.metrics_json:  # (before the output appears: they take seconds, see audio_main)
             metrics = {**metrics, "audio": sound_metrics(sound, style, out, sr, config, info, t0)}
             metrics["audio"]["style_audio"] = str(args.style_audio)
+        write_audio(sound_tmp, out, sr)
+        mux_audio(frames_tmp, sound_tmp, output, languages=[audio_streams(content)[0].language])
         return metrics
     finally:
         for tmp in (frames_tmp, sound_tmp):
