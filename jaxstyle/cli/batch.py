@@ -132,8 +132,8 @@ class Hosts:
 class BatchRun:
     """The state of one job: its index, counts and progress bar."""
 
-    def __init__(self, index: ResultsIndex, total: int, quiet: bool):
-        self.index, self.ok, self.failed = index, 0, 0
+    def __init__(self, index: ResultsIndex, total: int, quiet: bool, job_model: str | None = None):
+        self.index, self.ok, self.failed, self.job_model = index, 0, 0, job_model
         self.bar = None if quiet else tqdm(total=total, unit="item", desc="batch", dynamic_ncols=True)
 
     def say(self, line: str) -> None:
@@ -141,7 +141,10 @@ class BatchRun:
 
     def record(self, item: BatchItem, key: str | None, status: str, *, error: str | None = None, metrics=None,
                bucket: str | None = None, seconds: float | None = None) -> None:
-        self.index.append({**item.record(), "key": key, "status": status, "error": error, "bucket": bucket,
+        record = item.record()
+        if record["model"] is None and self.job_model and item.kind != "audio":  # (the job's --model ran it)
+            record["model"] = str(self.job_model)
+        self.index.append({**record, "key": key, "status": status, "error": error, "bucket": bucket,
                            "seconds": seconds, "metrics": metrics})
         if status == "ok":
             self.ok += 1
@@ -437,13 +440,13 @@ def batch_main(argv: Sequence[str]) -> int:
             ResultsIndex(out_dir).compact()  # parts a killed job left are merged before anyone reads
         hosts.barrier("batch:index")
         index = ResultsIndex(out_dir, hosts.id, hosts.count)
-        return _run_job(items, job_flags, index, out_dir, args, hosts)
+        return _run_job(items, job_flags, index, out_dir, args, hosts, job_model)
 
 
 def _run_job(items: list[BatchItem], job_flags: list[str], index: ResultsIndex, out_dir: Path, args,
-             hosts: Hosts) -> int:
+             hosts: Hosts, job_model: str | None = None) -> int:
     t0, compiles_before = time.perf_counter(), compile_count()
-    run = BatchRun(index, len(items), args.quiet or not hosts.first)
+    run = BatchRun(index, len(items), args.quiet or not hosts.first, job_model)
     skipped, images, singles = 0, [], []
     models = Models()
     for item in items:  # every check first (every process plans alike; process 0 records)

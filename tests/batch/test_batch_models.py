@@ -106,6 +106,8 @@ def test_a_folder_with_the_jobs_model_needs_no_styles(capsys, tmp_path, inputs, 
     assert sorted(p.name for p in out.iterdir() if p.suffix in (".png", ".mp4")) == \
         ["a_wave.png", "b_wave.png", "c_wave.mp4"]
     assert read_image(out / "b_wave.png").shape == (32, 24, 3)
+    records = [json.loads(r) for r in (out / "index.jsonl").read_text().splitlines()]
+    assert [r["model"] for r in records] == [str(model_dir)] * 3  # the job's --model ran them
     code, err = run_main(["batch", "--contents", inputs, "--model", tmp_path / "none", "--out-dir", tmp_path / "o2"],
                          capsys)
     assert code == 2 and "does not exist" in err and not (tmp_path / "o2").exists()
