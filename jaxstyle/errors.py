@@ -1,4 +1,4 @@
-"""User-facing errors.
+"""User-facing errors, and how messages and log lines name things (the command, a count).
 
 Anything that is the user's fault (a missing file, a bad format, a checksum that does not match)
 raises :class:`UserError`. The CLI prints its message as one line and exits with code 2; the Python
@@ -45,3 +45,8 @@ def program() -> str:
     if started.endswith(".py") or started in ("-c", "-m", "pytest", "python", "python3", "ipykernel_launcher.py"):
         return "python cli.py"  # (the Python API, a notebook or a test: the repository's command)
     return started
+
+
+def counted(n: int, noun: str) -> str:
+    """``1 frame``, ``2 frames``: a count with its noun (a regular plural)."""
+    return f"{n} {noun}" + ("" if n == 1 else "s")

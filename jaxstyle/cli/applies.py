@@ -124,10 +124,14 @@ def verb(flags: list[str]) -> str:
     return "applies" if len(flags) == 1 else "apply"
 
 
+def runs_network(args: argparse.Namespace) -> bool:
+    """Whether the command runs a trained network's pass: ``--model`` without ``--init network``."""
+    return bool(getattr(args, "model", None)) and getattr(args, "init", None) != "network"
+
+
 def check_carry_is_for_a_network(args: argparse.Namespace) -> None:
     """``--carry`` blends a trained network's frames along the flow; the optimizer would ignore it."""
-    runs_network = bool(getattr(args, "model", None)) and getattr(args, "init", None) != "network"
-    if "--carry" in given_section_flags(StyleConfig, args, "video") and not runs_network:
+    if "--carry" in given_section_flags(StyleConfig, args, "video") and not runs_network(args):
         raise UserError("--carry carries a trained network's frames (--model) along the optical flow; the optimizer's "
                         "frames start from the warped previous output already (--temporal-weight keeps them to it)")
 

@@ -51,8 +51,8 @@ from .image import image_main
 from .model import check_model_use, model_main
 from .parser import build_parser
 from .applies import (check_carry_is_for_a_network, check_flags_apply, check_flags_apply_to_network,
-                      check_lane_flags_apply, picture_flags_error, sound_flags_error, unused_picture_flags, unused_sound_flags,
-                      unused_video_options, verb, video_options_error)
+                      check_lane_flags_apply, picture_flags_error, runs_network, sound_flags_error,
+                      unused_picture_flags, unused_sound_flags, unused_video_options, verb, video_options_error)
 from .video import init_distributed, video_main
 
 # images of a bucket optimized at once per device unless --frames-per-device says otherwise (videos keep
@@ -282,7 +282,7 @@ def _plan(item: BatchItem, job_flags: list[str], models: Models) -> Planned:
     check_lane_flags_apply(args)
     if args.model and config.init != "network":
         check_flags_apply_to_network(own)
-    if config.video.carry and not (args.model and config.init != "network" and item.kind == "video"):
+    if config.video.carry and not (runs_network(args) and item.kind == "video"):
         # the job's --carry is for the videos a network stylizes (an item's own was refused above)
         config = dataclasses.replace(config, video=dataclasses.replace(config.video, carry=0.0))
     planned = Planned(item, item.key(job_flags), args, config)

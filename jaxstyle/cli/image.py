@@ -10,7 +10,7 @@ import numpy as np
 
 from .. import imaging, schedules
 from ..config import INIT_WORDS, StyleConfig
-from ..errors import NonFiniteLoss, UserError
+from ..errors import NonFiniteLoss, UserError, counted
 from ..imaging import target_size
 from ..io.images import check_output_path, read_image, write_image
 from ..io.files import write_json_atomic
@@ -88,5 +88,5 @@ def image_main(args, config: StyleConfig, warm_start: Callable[[np.ndarray], np.
             write_json_atomic(args.metrics_json, metrics)
     total = metrics.get("final", {}).get("total", [float("nan")])[0]
     log(f"wrote {output} ({w}x{h}) in {metrics['wall_seconds']:.1f} s "
-        f"(compile {metrics['compile_seconds']:.1f} s, {metrics['iterations']} iteration{'' if metrics['iterations'] == 1 else 's'}, final loss {total:.4g})")
+        f"(compile {metrics['compile_seconds']:.1f} s, {counted(metrics['iterations'], 'iteration')}, final loss {total:.4g})")
     return 0

@@ -10,7 +10,7 @@ import numpy as np
 from .. import imaging
 from ..api import model_conditioning
 from ..config import StyleConfig
-from ..errors import UserError
+from ..errors import UserError, counted
 from ..feedforward import Model, load_model
 from ..feedforward.video import stylize_video_with_model
 from ..imaging import target_size
@@ -132,8 +132,7 @@ def _video(args, config: StyleConfig, model: Model, cond: np.ndarray, content_pa
                                                   "duration": options.duration, "style_mix": args.style_mix})
     steadiness = "" if not config.video.carry else "; no frame pair to measure e_stab on" \
         if metrics["stability_error"] is None else f"; e_stab {metrics['stability_error']:.4f} carried"
-    count = f"{metrics['frames']} frame{'' if metrics['frames'] == 1 else 's'}"
-    log(f"wrote {output}: {count} in {metrics['wall_seconds']:.1f} s "
+    log(f"wrote {output}: {counted(metrics['frames'], 'frame')} in {metrics['wall_seconds']:.1f} s "
         f"({metrics['frames_per_second']:.2f} frames/s; the network alone {metrics['network_frames_per_second']:.1f}"
         f" frames/s on {metrics['devices']} device(s){steadiness})")
     return 0

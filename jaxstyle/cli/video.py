@@ -15,7 +15,7 @@ import numpy as np
 from .. import schedules
 from ..audio import check_signal
 from ..config import INIT_WORDS, StyleConfig
-from ..errors import UserError
+from ..errors import UserError, counted
 from ..imaging import target_size
 from ..io.audio import read_audio, write_audio
 from ..io.ffmpeg import audio_streams
@@ -184,8 +184,8 @@ def video_main(args, config: StyleConfig, warm_start: Callable[[np.ndarray], np.
     if processes.process_id == 0:
         steadiness = "no frame pair to measure stability on" if metrics["stability_error"] is None else \
             f"stability error {metrics['stability_error']:.4f}"
-        count = f"{metrics['frames']} frame{'' if metrics['frames'] == 1 else 's'}"
         rate = f"resumed at step {metrics['resumed_at_step']}" if metrics.get("frames_per_second") is None \
             else f"{metrics['frames_per_second']:.2f} frames/s"
-        log(f"wrote {output}: {count} in {metrics['wall_seconds']:.1f} s ({rate}), {steadiness}")
+        log(f"wrote {output}: {counted(metrics['frames'], 'frame')} in {metrics['wall_seconds']:.1f} s ({rate}), "
+            f"{steadiness}")
     return 0

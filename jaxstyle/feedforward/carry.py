@@ -26,7 +26,7 @@ import numpy as np
 
 from ..errors import UserError
 from ..video import flow as flowlib
-from ..video.cuts import colour_histogram, is_cut
+from ..video.cuts import colour_histogram, is_cut, pair_measures
 from ..video.temporal import pair_terms
 
 
@@ -60,8 +60,7 @@ class FlowCarry:
         if self._content is not None:
             forward, backward = flowlib.compute_flows(np.stack([self._content, content]), self.method)
             warped, mask = pair_terms(jnp.asarray(self._output), jnp.asarray(forward[0]), jnp.asarray(backward[0]))
-            overlap = float(np.minimum(self._histogram, histogram).sum())
-            if self.scene_cuts and is_cut(float(jnp.mean(mask)), overlap):
+            if self.scene_cuts and is_cut(*pair_measures(mask, self._histogram, histogram)):
                 self.cuts.append(t)
             else:
                 blended, error = _carried(jnp.asarray(out), warped, mask, jnp.float32(self.carry))

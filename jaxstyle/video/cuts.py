@@ -59,6 +59,12 @@ def colour_histogram(frame: np.ndarray) -> np.ndarray:
     return counts / counts.sum()
 
 
+def pair_measures(mask, histogram_before: np.ndarray, histogram: np.ndarray) -> tuple[float, float]:
+    """(the share of reliable pixels in the pair's consistency mask, the intersection of the two
+    frames' colour histograms): what :func:`is_cut` judges."""
+    return float(jnp.mean(jnp.asarray(mask))), float(np.minimum(histogram_before, histogram).sum())
+
+
 def is_cut(reliable: float, histogram: float) -> bool:
     return reliable < RELIABLE_CUT or (reliable < RELIABLE_CUT_WITH_COLOURS and histogram < HISTOGRAM_CUT)
 
@@ -66,15 +72,16 @@ def is_cut(reliable: float, histogram: float) -> bool:
 def detect_cuts(source: VideoSource, flows: FlowCache, method: str) -> Cuts:
     """One pass over the content frames at the working size."""
     cuts = Cuts()
-    previous = None
+    previous = previous_histogram = None
     for t, frame in enumerate(source.reader(0, source.n_frames)):
+        histogram = colour_histogram(frame)
         if previous is not None:
             forward, backward = flows.get(np.stack([previous, frame]), method)
-            reliable = float(jnp.mean(flowlib.consistency_mask(jnp.asarray(forward[0]), jnp.asarray(backward[0]))))
-            overlap = float(np.minimum(colour_histogram(previous), colour_histogram(frame)).sum())
+            mask = flowlib.consistency_mask(jnp.asarray(forward[0]), jnp.asarray(backward[0]))
+            reliable, overlap = pair_measures(mask, previous_histogram, histogram)
             cuts.reliable.append(round(reliable, 4))
             cuts.histogram.append(round(overlap, 4))
             if is_cut(reliable, overlap):
                 cuts.frames.append(t)
-        previous = frame
+        previous, previous_histogram = frame, histogram
     return cuts

@@ -28,7 +28,7 @@ import jax
 import numpy as np
 
 from ..config import StyleConfig, setting
-from ..errors import UserError
+from ..errors import UserError, counted
 from ..hosts import broadcast_from_first, check_same_inputs, file_digest
 from ..nets.vgg import Network
 from .assemble import assemble
@@ -213,9 +213,9 @@ def stylize_video(job: VideoJob, network: Network, log=print) -> dict:
     lanes = snap_to_cuts(lanes, cuts)
     my_lanes = [lanes[lane.index] for lane in my_lanes]
     steps = max(lane.length for lane in lanes)
-    log(f"video {source.info.width}x{source.info.height} @ {float(source.fps):.3f} fps, {source.n_frames} "
-        f"frame{'' if source.n_frames == 1 else 's'} -> working size {source.width}x{source.height}; {len(lanes)} "
-        f"lane(s) ({len(my_lanes)} here), {steps} step{'' if steps == 1 else 's'}"
+    log(f"video {source.info.width}x{source.info.height} @ {float(source.fps):.3f} fps, "
+        f"{counted(source.n_frames, 'frame')} -> working size {source.width}x{source.height}; {len(lanes)} "
+        f"lane(s) ({len(my_lanes)} here), {counted(steps, 'step')}"
         + (f"; scene cuts before frames {', '.join(map(str, cuts.frames))}" if cuts.frames else ""))
     stats = run_passes(source, work, flows, cfg, network, devices, lanes, my_lanes, cuts,
                        resume=job.options.resume, progress=job.progress, log=log)
